@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what ferrogem needs on a fresh Debian 12 machine, and nothing when it is already there:
+# a Vulkan loader and Mesa's lavapipe (a software Vulkan adapter, for machines without a GPU), and the
+# wasm32 target the engine's browser build is checked against. Safe to run repeatedly.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+have_vulkan_driver() {
+    ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' &&
+        ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/nvidia/share/vulkan/icd.d/*.json 2>/dev/null | grep -q .
+}
+
+if ! have_vulkan_driver; then
+    echo "ci/setup.sh: installing the Vulkan loader and lavapipe (mesa-vulkan-drivers libvulkan1)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    echo "ci/setup.sh: adding the wasm32-unknown-unknown target" >&2
+    rustup target add wasm32-unknown-unknown >&2
+fi

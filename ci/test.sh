@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install, unit and GPU tests (lavapipe on a CPU-only machine), the
+# wasm32 build of the engine, and `ferrogem check` in full and downlevel modes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash ci/setup.sh
+. ci/env.sh
+
+log=$(mktemp)
+cargo test --workspace --locked 2>&1 | tee "$log"
+
+# A GPU test binary that ran nothing is a failure, not a pass.
+for binary in gpu_runtime; do
+    ran=$(awk -v b="tests/$binary.rs" '$1=="Running" && $2==b {f=1; next} f && /^test result:/ {print $4; exit}' "$log")
+    if [ -z "$ran" ] || [ "$ran" -eq 0 ]; then
+        echo "ci/test.sh: the GPU test binary $binary executed no test" >&2
+        exit 1
+    fi
+    echo "ci/test.sh: $binary executed $ran GPU tests"
+done
+
+echo "ci/test.sh: checking the engine builds for the browser (wasm32-unknown-unknown)"
+cargo check --locked --target wasm32-unknown-unknown -p ferrogem
+
+cargo run --locked --quiet -p ferrogem-harness -- check --downlevel
+cargo run --locked --quiet -p ferrogem-harness -- check

@@ -1,0 +1,357 @@
+//! The one GPU context: adapter selection, device request, the allocator every buffer goes through, and the
+//! state shared by buffers, the bind-group cache and the pipeline cache.
+
+use super::bind_cache::{BindCacheStats, BindEntry, BindGroupCache, DEFAULT_BIND_CACHE_CAPACITY};
+use super::buffer::{BufferId, GpuBuffer};
+use super::caps::{wanted_features, Capabilities, ContextOptions};
+use super::clock::Clock;
+use super::kernels::Pipeline;
+use super::memory::{Accountant, Category, MemEvent, MemEventKind, MemorySnapshot};
+use super::Phase;
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub(crate) struct State {
+    pub phase: Phase,
+    pub accountant: Accountant,
+    pub bind_cache: BindGroupCache,
+    pub pipelines: HashMap<String, Arc<Pipeline>>,
+    next_id: u64,
+}
+
+impl State {
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub(crate) fn evict_bind_groups_of(&mut self, buffer: BufferId) -> Vec<BindEntry> {
+        // Time is not needed precisely for uniform frees; the caller records its own event right after.
+        let phase = self.phase;
+        let last_time = self.accountant.events().last().map_or(0.0, |e| e.time_s);
+        self.bind_cache.evict_buffer(buffer, phase, &mut self.accountant, last_time)
+    }
+}
+
+/// Errors the device reported outside any call that could return them (uncaptured errors, device loss).
+#[derive(Default)]
+struct DeviceHealth {
+    lost: Option<String>,
+    errors: Vec<DeviceError>,
+}
+
+/// A `wgpu::Error` reduced to what we report: its source is not `Send` on wasm32.
+enum DeviceError {
+    OutOfMemory,
+    Validation(String),
+    Internal(String),
+}
+
+impl From<wgpu::Error> for DeviceError {
+    fn from(e: wgpu::Error) -> Self {
+        match e {
+            wgpu::Error::OutOfMemory { .. } => DeviceError::OutOfMemory,
+            wgpu::Error::Validation { description, .. } => DeviceError::Validation(description),
+            wgpu::Error::Internal { description, .. } => DeviceError::Internal(description),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub caps: Capabilities,
+    pub clock: Clock,
+    state: Mutex<State>,
+    health: Arc<Mutex<DeviceHealth>>,
+}
+
+impl Shared {
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves counters that are still consistent enough to report.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A cheap handle (an `Arc`) to the device and everything attached to it.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Context {
+    /// Picks an adapter and opens a device with the adapter's own limits and the optional features ferrogem uses
+    /// (or, in downlevel mode, the WebGPU defaults and no f16/subgroups).
+    pub async fn new(options: ContextOptions) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = select_adapter(&instance, options.adapter_filter.as_deref()).await?;
+        let info = adapter.get_info();
+        let features = adapter.features() & wanted_features(options.downlevel);
+        let limits = if options.downlevel { wgpu::Limits::defaults() } else { adapter.limits() };
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("ferrogem"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = adapter
+            .request_device(&descriptor)
+            .await
+            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+
+        let health = Arc::new(Mutex::new(DeviceHealth::default()));
+        let on_lost = Arc::clone(&health);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut h) = on_lost.lock() {
+                h.lost = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let on_error = Arc::clone(&health);
+        device.on_uncaptured_error(Arc::new(move |error| {
+            if let Ok(mut h) = on_error.lock() {
+                h.errors.push(error.into());
+            }
+        }));
+
+        let caps = Capabilities::new(&info, device.features(), &device.limits(), options.downlevel);
+        let state = State {
+            phase: Phase::Idle,
+            accountant: Accountant::default(),
+            bind_cache: BindGroupCache::new(DEFAULT_BIND_CACHE_CAPACITY),
+            pipelines: HashMap::new(),
+            next_id: 0,
+        };
+        let shared = Shared { device, queue, caps, clock: Clock::start(), state: Mutex::new(state), health };
+        Ok(Context { shared: Arc::new(shared) })
+    }
+
+    /// `Context::new` for native callers that can block.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(options: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::new(options))
+    }
+
+    pub fn caps(&self) -> &Capabilities {
+        &self.shared.caps
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.shared.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.shared.queue
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.shared.lock_state().phase
+    }
+
+    /// Marks the phase that later allocations and bind-group lookups are attributed to.
+    pub fn set_phase(&self, phase: Phase) {
+        let mut state = self.shared.lock_state();
+        state.phase = phase;
+        state.accountant.note_phase_peak(phase);
+    }
+
+    /// Creates a zeroed buffer. `STORAGE | COPY_SRC | COPY_DST` unless `usage` says otherwise.
+    pub fn alloc(&self, label: &str, category: Category, size_bytes: u64, usage: Option<wgpu::BufferUsages>) -> Result<GpuBuffer> {
+        self.create(label, category, size_bytes, usage, false)
+    }
+
+    /// Creates a buffer holding `data` (padded with zeros to a multiple of 4 bytes, as copies require).
+    pub fn upload(&self, label: &str, category: Category, data: &[u8]) -> Result<GpuBuffer> {
+        let size_bytes = (data.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(wgpu::COPY_BUFFER_ALIGNMENT);
+        let buffer = self.create(label, category, size_bytes, None, true)?;
+        {
+            let mut view = buffer.raw().get_mapped_range_mut(..).map_err(|e| Error::BufferMap {
+                label: label.to_owned(),
+                message: e.to_string(),
+            })?;
+            view.slice(..data.len()).copy_from_slice(data);
+        }
+        buffer.raw().unmap();
+        Ok(buffer)
+    }
+
+    fn create(
+        &self,
+        label: &str,
+        category: Category,
+        size_bytes: u64,
+        usage: Option<wgpu::BufferUsages>,
+        mapped_at_creation: bool,
+    ) -> Result<GpuBuffer> {
+        self.check_lost()?;
+        let caps = &self.shared.caps;
+        if size_bytes > caps.max_buffer_bytes {
+            return Err(Error::LimitExceeded {
+                what: format!("buffer `{label}`"),
+                requested: size_bytes,
+                limit: caps.max_buffer_bytes,
+                hint: "split the tensor across buffers (SplitTensor) or use a device with a larger max_buffer_size",
+            });
+        }
+        let usage = usage.unwrap_or(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
+        let raw = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size_bytes,
+            usage,
+            mapped_at_creation,
+        });
+        let mut state = self.shared.lock_state();
+        let id = BufferId(state.next_id());
+        let (phase, time_s) = (state.phase, self.shared.clock.elapsed_s());
+        state.accountant.record(MemEventKind::Alloc, label, category, size_bytes, phase, time_s);
+        drop(state);
+        Ok(GpuBuffer::new(id, raw, size_bytes, label.to_owned(), category, Arc::clone(&self.shared)))
+    }
+
+    /// Copies a buffer back to the host. Native callers may `pollster::block_on` this; the browser awaits it.
+    pub async fn read_bytes(&self, buffer: &GpuBuffer) -> Result<Vec<u8>> {
+        let staging = self.alloc(
+            &format!("readback of {}", buffer.label()),
+            Category::Staging,
+            buffer.size_bytes(),
+            Some(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+        )?;
+        let mut encoder = self.shared.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        encoder.copy_buffer_to_buffer(buffer.raw(), 0, staging.raw(), 0, buffer.size_bytes());
+        self.shared.queue.submit([encoder.finish()]);
+
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        staging.raw().slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.wait_idle()?;
+        let map_error = |message: String| Error::BufferMap { label: buffer.label().to_owned(), message };
+        receiver.await.map_err(|_| map_error("the map callback was dropped (device lost?)".into()))?.map_err(|e| map_error(e.to_string()))?;
+        let bytes = staging.raw().slice(..).get_mapped_range().map_err(|e| map_error(e.to_string()))?.to_vec();
+        staging.raw().unmap();
+        self.check_errors()?;
+        Ok(bytes)
+    }
+
+    /// Blocks until the queue is empty (native only: the browser has no blocking wait). The empty submission
+    /// flushes uploads still pending in the queue, so their staging buffers are released too.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait_idle(&self) -> Result<()> {
+        self.shared.queue.submit([]);
+        self.shared
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::DeviceLost { reason: e.to_string(), phase: self.phase() })
+    }
+
+    fn check_lost(&self) -> Result<()> {
+        let health = self.shared.health.lock().unwrap_or_else(|p| p.into_inner());
+        match &health.lost {
+            Some(reason) => Err(Error::DeviceLost { reason: reason.clone(), phase: self.phase() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Turns the first error the device reported since the last call into a typed error.
+    pub fn check_errors(&self) -> Result<()> {
+        self.check_lost()?;
+        let mut health = self.shared.health.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(first) = health.errors.drain(..).next() else { return Ok(()) };
+        drop(health);
+        Err(match first {
+            DeviceError::OutOfMemory => {
+                let live_bytes = self.memory().live_bytes;
+                Error::OutOfMemory { label: "(reported asynchronously by the device)".into(), bytes: 0, live_bytes }
+            }
+            DeviceError::Validation(message) => Error::Validation { context: "device".into(), message },
+            DeviceError::Internal(message) => Error::Validation { context: "device (internal)".into(), message },
+        })
+    }
+
+    pub fn memory(&self) -> MemorySnapshot {
+        self.shared.lock_state().accountant.snapshot()
+    }
+
+    pub fn memory_events(&self) -> Vec<MemEvent> {
+        self.shared.lock_state().accountant.events().to_vec()
+    }
+
+    /// Writes the alloc/free trajectory as CSV.
+    pub fn write_trajectory_csv<W: std::io::Write>(&self, out: W) -> Result<()> {
+        self.shared.lock_state().accountant.write_csv(out).map_err(|e| Error::Unsupported {
+            op: "trajectory export".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn bind_cache_stats(&self) -> BindCacheStats {
+        self.shared.lock_state().bind_cache.stats()
+    }
+
+    pub fn reset_bind_cache_counters(&self) {
+        self.shared.lock_state().bind_cache.reset_counters();
+    }
+
+    /// Drops every cached bind group (and its uniform buffer).
+    pub fn clear_bind_cache(&self) {
+        let evicted = {
+            let mut state = self.shared.lock_state();
+            let (phase, time_s) = (state.phase, self.shared.clock.elapsed_s());
+            let State { bind_cache, accountant, .. } = &mut *state;
+            bind_cache.clear(phase, accountant, time_s)
+        };
+        drop(evicted);
+    }
+
+    /// wgpu's own count of live buffers and their bytes (feature `counters`), to check the accountant against.
+    pub fn wgpu_buffer_counters(&self) -> (i64, i64) {
+        let counters = self.shared.device.get_internal_counters();
+        (counters.hal.buffers.read() as i64, counters.hal.buffer_memory.read() as i64)
+    }
+}
+
+/// The adapter named by `filter` (case-insensitive substring), or else the most capable one present.
+async fn select_adapter(instance: &wgpu::Instance, filter: Option<&str>) -> Result<wgpu::Adapter> {
+    let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    let names: Vec<String> = adapters.iter().map(|a| {
+        let i = a.get_info();
+        format!("{} ({:?})", i.name, i.backend)
+    }).collect();
+    let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let mut candidates: Vec<wgpu::Adapter> = match filter {
+        Some(f) => {
+            let f = f.to_lowercase();
+            adapters.into_iter().filter(|a| a.get_info().name.to_lowercase().contains(&f)).collect()
+        }
+        None => adapters,
+    };
+    candidates.sort_by_key(rank);
+    match candidates.into_iter().next() {
+        Some(adapter) => Ok(adapter),
+        None if !names.is_empty() => Err(Error::NoAdapter {
+            detail: format!(" matching FERROGEM_ADAPTER={:?}; present: {}", filter.unwrap_or(""), names.join(", ")),
+        }),
+        None => {
+            // enumerate_adapters is empty on some backends (the browser); ask the instance directly.
+            instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    force_fallback_adapter: false,
+                    compatible_surface: None,
+                    apply_limit_buckets: false,
+                })
+                .await
+                .map_err(|e| Error::NoAdapter { detail: format!(" ({e})") })
+        }
+    }
+}

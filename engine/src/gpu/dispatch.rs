@@ -1,0 +1,129 @@
+//! A batch records dispatches into one command encoder and one compute pass, and is submitted once. Bind groups
+//! come from the cache; parameters are written into the cached entry's uniform buffer.
+
+use super::bind_cache::{BindEntry, BindKey};
+use super::buffer::GpuBuffer;
+use super::context::{Context, State};
+use super::grid::Grid;
+use super::kernels::{Access, KernelKey, Pipeline};
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+pub struct Batch {
+    ctx: Context,
+    encoder: wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+    dispatches: u32,
+}
+
+impl Context {
+    /// Starts recording. Each batch restarts the bind-group cache's occurrence count (see `bind_cache`).
+    pub fn batch(&self, label: &str) -> Batch {
+        self.shared.lock_state().bind_cache.begin_batch();
+        let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        Batch { ctx: self.clone(), encoder, pass: None, dispatches: 0 }
+    }
+}
+
+impl Batch {
+    /// Records one dispatch of `key` over `grid`, binding `buffers` in order and `params` as the uniform.
+    pub fn dispatch<K: KernelKey, P: bytemuck::Pod>(&mut self, key: &K, buffers: &[&GpuBuffer], params: &P, grid: Grid) -> Result<()> {
+        let pipeline = self.ctx.pipeline(key)?;
+        let storage_bindings = K::BINDINGS.iter().filter(|a| **a != Access::Uniform).count();
+        if buffers.len() != storage_bindings {
+            return Err(Error::Unsupported {
+                op: pipeline.name.clone(),
+                reason: format!("takes {storage_bindings} buffers, {} were given", buffers.len()),
+            });
+        }
+        let max_binding = self.ctx.caps().max_storage_buffer_binding_bytes;
+        if let Some(big) = buffers.iter().find(|b| b.size_bytes() > max_binding) {
+            return Err(Error::LimitExceeded {
+                what: format!("binding `{}` of {}", big.label(), pipeline.name),
+                requested: big.size_bytes(),
+                limit: max_binding,
+                hint: "split the tensor across buffers (SplitTensor) and dispatch per part",
+            });
+        }
+        if grid.is_empty() {
+            return Ok(());
+        }
+        let params = bytemuck::bytes_of(params);
+        let bind_group = self.bind_group(&pipeline, buffers, params)?;
+        let pass = self.pass.get_or_insert_with(|| {
+            self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ferrogem"), timestamp_writes: None }).forget_lifetime()
+        });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(grid.x, grid.y, 1);
+        self.dispatches += 1;
+        Ok(())
+    }
+
+    fn bind_group(&self, pipeline: &Arc<Pipeline>, buffers: &[&GpuBuffer], params: &[u8]) -> Result<wgpu::BindGroup> {
+        let shared = &self.ctx.shared;
+        let mut state = shared.lock_state();
+        let phase = state.phase;
+        let key: BindKey = state.bind_cache.next_key(pipeline.id, buffers.iter().map(|b| b.id()).collect());
+        if let Some(entry) = state.bind_cache.lookup(&key, phase) {
+            entry.write_params(&shared.queue, params);
+            return Ok(entry.bind_group.clone());
+        }
+        let has_uniform = pipeline.bindings.last() == Some(&Access::Uniform);
+        let uniform_bytes = if has_uniform { (params.len() as u64).next_multiple_of(16).max(16) } else { 0 };
+        let uniform = has_uniform.then(|| {
+            shared.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&pipeline.name),
+                size: uniform_bytes,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> =
+            buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.raw().as_entire_binding() }).collect();
+        if let Some(u) = &uniform {
+            entries.push(wgpu::BindGroupEntry { binding: buffers.len() as u32, resource: u.as_entire_binding() });
+        }
+        let bind_group = shared.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&pipeline.name),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let time_s = shared.clock.elapsed_s();
+        let State { bind_cache, accountant, .. } = &mut *state;
+        let (entry, evicted) = bind_cache.insert(key, BindEntry::new(bind_group, uniform, uniform_bytes), phase, accountant, time_s);
+        entry.write_params(&shared.queue, params);
+        let bind_group = entry.bind_group.clone();
+        drop(state);
+        drop(evicted);
+        Ok(bind_group)
+    }
+
+    /// Records a buffer-to-buffer copy (ends the current compute pass).
+    pub fn copy(&mut self, src: &GpuBuffer, src_offset_bytes: u64, dst: &GpuBuffer, dst_offset_bytes: u64, size_bytes: u64) {
+        self.pass = None;
+        self.encoder.copy_buffer_to_buffer(src.raw(), src_offset_bytes, dst.raw(), dst_offset_bytes, size_bytes);
+    }
+
+    pub fn dispatches(&self) -> u32 {
+        self.dispatches
+    }
+
+    /// Submits everything recorded as one command buffer.
+    pub fn submit(mut self) -> Result<wgpu::SubmissionIndex> {
+        self.pass = None;
+        let index = self.ctx.queue().submit([self.encoder.finish()]);
+        self.ctx.check_errors()?;
+        Ok(index)
+    }
+}
+
+impl Batch {
+    pub fn caps(&self) -> &super::Capabilities {
+        self.ctx.caps()
+    }
+
+    pub fn max_workgroups_per_dimension(&self) -> u32 {
+        self.ctx.caps().max_workgroups_per_dimension
+    }
+}

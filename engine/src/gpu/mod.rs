@@ -1,0 +1,52 @@
+//! GPU runtime: one context per device, with the capabilities it was granted, a memory accountant that sees
+//! every buffer, a bind-group cache, and the kernel registry that turns WGSL files into pipelines.
+
+mod bind_cache;
+mod buffer;
+mod caps;
+mod clock;
+mod context;
+mod dispatch;
+mod grid;
+pub mod kernels;
+mod memory;
+pub mod preprocess;
+mod split;
+
+pub use bind_cache::{BindCacheStats, PhaseCounters};
+pub use buffer::{BufferId, GpuBuffer};
+pub use caps::{AdapterReport, Capabilities, ContextOptions};
+pub use context::Context;
+pub use dispatch::Batch;
+pub use grid::Grid;
+pub use memory::{Category, MemEvent, MemEventKind, MemorySnapshot};
+pub use split::{SplitPlan, SplitTensor};
+
+/// What the engine is doing; allocations and bind-group cache counters are attributed to the current phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Idle,
+    Load,
+    Prefill,
+    Decode,
+    Train,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [Phase::Idle, Phase::Load, Phase::Prefill, Phase::Decode, Phase::Train];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Load => "load",
+            Phase::Prefill => "prefill",
+            Phase::Decode => "decode",
+            Phase::Train => "train",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}

@@ -1,0 +1,17 @@
+//! ferrogem: Gemma inference and LoRA training on hand-written WGSL kernels through wgpu.
+//!
+//! The crate compiles natively and for `wasm32-unknown-unknown`. Code the browser build uses never blocks and
+//! never touches the filesystem; memory mapping and the Ollama store are native-only.
+
+pub mod error;
+pub mod gguf;
+pub mod gpu;
+pub mod models;
+pub mod ops;
+pub mod quant;
+pub mod source;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod ollama;
+
+pub use error::{Error, Result};

@@ -1,0 +1,31 @@
+//! Op dispatchers. Each validates its inputs, picks a variant key from the device's capabilities, fills its
+//! parameters and records one dispatch into a batch; none creates a device, submits or reads back.
+
+pub mod attention;
+pub mod binary;
+pub mod get_rows;
+pub mod glu;
+pub mod mul_mat;
+pub mod norm;
+pub mod rope;
+pub mod set_rows;
+pub mod soft_max;
+pub mod sum_rows;
+pub mod unary;
+
+use crate::error::Result;
+use crate::gpu::kernels::{variants_of, VariantSource};
+
+/// Every variant of every kernel the engine can produce, for validation without a GPU.
+pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
+    let mut all = variants_of::<binary::BinaryKey>()?;
+    all.extend(variants_of::<sum_rows::SumRowsKey>()?);
+    for family in [attention::variants, get_rows::variants, glu::variants, mul_mat::variants, norm::variants, rope::variants, set_rows::variants, soft_max::variants, unary::variants] {
+        all.extend(family()?);
+    }
+    Ok(all)
+}
+
+/// Workgroup size of the elementwise and row kernels: a multiple of every subgroup size we have seen (8 on
+/// lavapipe, 32 on NVIDIA, up to 64 on AMD) and within the WebGPU default of 256 invocations.
+pub const WG_SIZE: u32 = 256;

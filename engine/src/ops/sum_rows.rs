@@ -1,0 +1,59 @@
+//! ggml `sum_rows`: one f32 sum per row, reduced with subgroups where the device grants them.
+
+use super::WG_SIZE;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Access, KernelKey, Requires};
+use crate::gpu::{Batch, GpuBuffer, Grid};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SumRowsKey {
+    pub subgroups: bool,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SumRowsParams {
+    n_rows: u32,
+    n_cols: u32,
+    _pad: [u32; 2],
+}
+const _: () = assert!(size_of::<SumRowsParams>() == 16);
+
+impl KernelKey for SumRowsKey {
+    const FILE: &'static str = "sum_rows.wgsl";
+    const BINDINGS: &'static [Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+
+    fn name(&self) -> String {
+        format!("sum_rows_f32_{}_wg{WG_SIZE}", if self.subgroups { "sg" } else { "wgred" })
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
+        if self.subgroups {
+            d.push(("SUBGROUPS", String::new()));
+        }
+        d
+    }
+
+    fn requires(&self) -> Requires {
+        Requires { f16: false, subgroups: self.subgroups }
+    }
+
+    fn all_variants() -> Vec<Self> {
+        vec![SumRowsKey { subgroups: false }, SumRowsKey { subgroups: true }]
+    }
+}
+
+/// dst[r] = sum(src[r, ..]) for a row-major [n_rows, n_cols] f32 tensor.
+pub fn sum_rows(batch: &mut Batch, src: &GpuBuffer, dst: &GpuBuffer, n_rows: u32, n_cols: u32) -> Result<()> {
+    let (src_bytes, dst_bytes) = (n_rows as u64 * n_cols as u64 * 4, n_rows as u64 * 4);
+    if src.size_bytes() < src_bytes || dst.size_bytes() < dst_bytes || n_rows as u64 * n_cols as u64 > u32::MAX as u64 {
+        return Err(Error::Unsupported {
+            op: "sum_rows".into(),
+            reason: format!("[{n_rows}, {n_cols}] needs {src_bytes} source and {dst_bytes} destination bytes; got {} and {}", src.size_bytes(), dst.size_bytes()),
+        });
+    }
+    let key = SumRowsKey { subgroups: batch.caps().subgroups };
+    let grid = Grid::for_items(n_rows as u64, 1, batch.max_workgroups_per_dimension());
+    batch.dispatch(&key, &[src, dst], &SumRowsParams { n_rows, n_cols, _pad: [0; 2] }, grid)
+}

@@ -1,0 +1,114 @@
+//! The op case registry, after llama.cpp's test-backend-ops: one case declares its op, parameters, needed
+//! features, tolerance, FLOPs and bytes, and how to build its GPU inputs and its CPU reference (candle-core, never
+//! a port of our kernels). The same case runs in test mode (check against the reference) and perf mode (time it).
+//! Inputs are seeded from the case name, so the `--filter` a failure prints re-runs exactly that case.
+
+mod attention;
+mod binary;
+mod compare;
+mod dequant;
+mod get_rows;
+mod glu;
+mod mul_mat;
+mod norm;
+mod rope;
+pub mod runner;
+mod set_rows;
+mod soft_max;
+mod sum_rows;
+pub mod tolerance;
+mod unary;
+
+use ferrogem::gpu::kernels::Requires;
+use ferrogem::gpu::{Batch, Category, Context, GpuBuffer};
+use std::rc::Rc;
+
+pub type CaseResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How an output is stored on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutType {
+    F32,
+    F16,
+}
+
+/// A case with its GPU buffers uploaded and its reference computed.
+pub struct Built {
+    /// Records the op into a batch; called once in test mode, many times in perf mode.
+    pub record: Box<dyn Fn(&mut Batch) -> ferrogem::Result<()>>,
+    /// The output buffer, `output_elems` values followed by guard values that must survive.
+    pub output: Rc<GpuBuffer>,
+    pub output_type: OutType,
+    pub reference: Vec<f32>,
+}
+
+pub trait OpCase {
+    /// ggml's name for the op.
+    fn op(&self) -> &'static str;
+    /// The parameters, printed so that `op(vars)` is a filter for exactly this case.
+    fn vars(&self) -> String;
+    fn requires(&self) -> Requires {
+        Requires::default()
+    }
+    /// Largest NMSE against the reference that passes.
+    fn max_nmse(&self) -> f64;
+    fn flops(&self) -> u64;
+    /// Bytes the op must read and write at least once.
+    fn bytes(&self) -> u64;
+    /// Elements of the largest tensor, for the `--max-elements` budget on slow adapters.
+    fn elems(&self) -> u64;
+    fn build(&self, ctx: &Context) -> CaseResult<Built>;
+
+    fn name(&self) -> String {
+        format!("{}({})", self.op(), self.vars())
+    }
+}
+
+/// Every case, in a stable order.
+pub fn all_cases() -> Vec<Box<dyn OpCase>> {
+    let mut cases = Vec::new();
+    cases.extend(binary::cases());
+    cases.extend(sum_rows::cases());
+    for family in [mul_mat::cases, get_rows::cases, norm::cases, rope::cases, glu::cases, soft_max::cases, unary::cases, set_rows::cases, attention::cases, dequant::cases] {
+        cases.extend(family());
+    }
+    cases
+}
+
+/// splitmix64 over an FNV-1a hash of `name`: values uniform in [-1, 1).
+pub fn seeded(name: &str, n: usize) -> Vec<f32> {
+    let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Elements past every output that the kernel must not touch.
+pub const GUARD_ELEMS: usize = 16;
+pub const GUARD_VALUE: f32 = -7.25;
+
+/// An output buffer of `elems` values plus guards, pre-filled with the guard value.
+pub fn guarded_output(ctx: &Context, elems: usize, out_type: OutType) -> ferrogem::Result<Rc<GpuBuffer>> {
+    let n = elems + GUARD_ELEMS;
+    let bytes: Vec<u8> = match out_type {
+        OutType::F32 => bytemuck::cast_slice(&vec![GUARD_VALUE; n]).to_vec(),
+        OutType::F16 => bytemuck::cast_slice(&vec![half::f16::from_f32(GUARD_VALUE); n]).to_vec(),
+    };
+    Ok(Rc::new(ctx.upload("out", Category::Scratch, &bytes)?))
+}
+
+pub fn upload_f32(ctx: &Context, label: &str, data: &[f32]) -> ferrogem::Result<Rc<GpuBuffer>> {
+    Ok(Rc::new(ctx.upload(label, Category::Scratch, bytemuck::cast_slice(data))?))
+}
+
+/// The CPU device of the reference.
+pub fn cpu() -> candle_core::Device {
+    candle_core::Device::Cpu
+}

@@ -1,0 +1,168 @@
+//! Runs cases in test or perf mode and turns each into a report row.
+
+use super::compare::judge;
+use super::{OpCase, OutType};
+use ferrogem::gpu::{Category, Context};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Test,
+    Perf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub case: String,
+    pub op: String,
+    pub mode: Mode,
+    /// ok, fail, not_supported, over_budget
+    pub status: String,
+    pub detail: String,
+    pub nmse: Option<f64>,
+    pub max_abs: Option<f64>,
+    pub max_nmse: f64,
+    pub flops: u64,
+    pub bytes: u64,
+    pub us: Option<f64>,
+    pub gb_per_s: Option<f64>,
+    pub gflop_per_s: Option<f64>,
+    /// Achieved GB/s over the measured device copy bandwidth.
+    pub copy_bw_fraction: Option<f64>,
+}
+
+impl Row {
+    pub fn line(&self) -> String {
+        match self.status.as_str() {
+            "ok" => format!("{}: OK {}", self.case, self.detail),
+            "fail" => format!("{}: FAIL {}", self.case, self.detail),
+            _ => format!("{}: not supported ({})", self.case, self.detail),
+        }
+    }
+}
+
+fn row(case: &dyn OpCase, mode: Mode, status: &str, detail: String) -> Row {
+    Row {
+        case: case.name(),
+        op: case.op().to_owned(),
+        mode,
+        status: status.to_owned(),
+        detail,
+        nmse: None,
+        max_abs: None,
+        max_nmse: case.max_nmse(),
+        flops: case.flops(),
+        bytes: case.bytes(),
+        us: None,
+        gb_per_s: None,
+        gflop_per_s: None,
+        copy_bw_fraction: None,
+    }
+}
+
+pub struct RunOptions {
+    pub mode: Mode,
+    /// Cases whose largest tensor exceeds this are declined, with the reason, on slow adapters.
+    pub max_elements: u64,
+    /// Measured device copy bandwidth in GB/s (perf mode).
+    pub copy_gb_per_s: Option<f64>,
+}
+
+pub fn run_case(ctx: &Context, case: &dyn OpCase, options: &RunOptions) -> Row {
+    if !case.requires().met_by(ctx.caps()) {
+        let reason = format!("needs {:?}; the device granted f16={} subgroups={}", case.requires(), ctx.caps().f16, ctx.caps().subgroups);
+        return row(case, options.mode, "not_supported", reason);
+    }
+    if case.elems() > options.max_elements {
+        let reason = format!("{} elements is over --max-elements {}", case.elems(), options.max_elements);
+        return row(case, options.mode, "over_budget", reason);
+    }
+    let result = match options.mode {
+        Mode::Test => test(ctx, case),
+        Mode::Perf => perf(ctx, case, options.copy_gb_per_s),
+    };
+    result.unwrap_or_else(|e| row(case, options.mode, "fail", e.to_string()))
+}
+
+fn read_output(ctx: &Context, built: &super::Built) -> ferrogem::Result<Vec<f32>> {
+    let bytes = pollster::block_on(ctx.read_bytes(&built.output))?;
+    Ok(match built.output_type {
+        OutType::F32 => bytemuck::pod_collect_to_vec(&bytes),
+        OutType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+    })
+}
+
+fn test(ctx: &Context, case: &dyn OpCase) -> super::CaseResult<Row> {
+    let built = case.build(ctx)?;
+    let mut batch = ctx.batch(&case.name());
+    (built.record)(&mut batch)?;
+    batch.submit()?;
+    let got = read_output(ctx, &built)?;
+    let verdict = judge(&got, &built.reference, case.max_nmse());
+    let mut r = row(case, Mode::Test, if verdict.passed { "ok" } else { "fail" }, verdict.detail);
+    r.nmse = verdict.nmse;
+    r.max_abs = verdict.max_abs;
+    Ok(r)
+}
+
+/// Wall-clock time per op over batches of repeated dispatches, each batch waited for; the batch grows until one
+/// takes long enough that submission and wait overheads are small beside it.
+fn perf(ctx: &Context, case: &dyn OpCase, copy_gb_per_s: Option<f64>) -> super::CaseResult<Row> {
+    let built = case.build(ctx)?;
+    let run = |reps: u32| -> ferrogem::Result<f64> {
+        let mut batch = ctx.batch(&case.name());
+        for _ in 0..reps {
+            (built.record)(&mut batch)?;
+        }
+        let start = Instant::now();
+        batch.submit()?;
+        ctx.wait_idle()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    run(1)?;
+    let mut reps = 1u32;
+    let mut seconds = run(reps)?;
+    while seconds < 0.05 && reps < 4096 {
+        reps *= 4;
+        seconds = run(reps)?;
+    }
+    let us = seconds / reps as f64 * 1e6;
+    let gb_per_s = case.bytes() as f64 / (us * 1e3);
+    let mut r = row(case, Mode::Perf, "ok", String::new());
+    r.detail = format!("{us:.1} us, {gb_per_s:.2} GB/s, {:.2} GFLOP/s", case.flops() as f64 / (us * 1e3));
+    if let Some(copy) = copy_gb_per_s {
+        r.detail.push_str(&format!(", {:.0}% of copy bandwidth", 100.0 * gb_per_s / copy));
+        r.copy_bw_fraction = Some(gb_per_s / copy);
+    }
+    r.us = Some(us);
+    r.gb_per_s = Some(gb_per_s);
+    r.gflop_per_s = Some(case.flops() as f64 / (us * 1e3));
+    Ok(r)
+}
+
+/// Device copy bandwidth in GB/s (bytes read plus bytes written), the yardstick for bandwidth-bound kernels.
+pub fn measure_copy_bandwidth(ctx: &Context) -> ferrogem::Result<f64> {
+    let size = (256u64 << 20).min(ctx.caps().max_buffer_bytes / 2) & !255;
+    let src = ctx.alloc("copy bandwidth src", Category::Scratch, size, None)?;
+    let dst = ctx.alloc("copy bandwidth dst", Category::Scratch, size, None)?;
+    let run = |reps: u32| -> ferrogem::Result<f64> {
+        let mut batch = ctx.batch("copy bandwidth");
+        for _ in 0..reps {
+            batch.copy(&src, 0, &dst, 0, size);
+        }
+        let start = Instant::now();
+        batch.submit()?;
+        ctx.wait_idle()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    run(1)?;
+    let mut reps = 1;
+    let mut seconds = run(reps)?;
+    while seconds < 0.1 && reps < 1024 {
+        reps *= 4;
+        seconds = run(reps)?;
+    }
+    Ok(2.0 * size as f64 * reps as f64 / seconds / 1e9)
+}

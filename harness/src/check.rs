@@ -1,0 +1,169 @@
+//! `ferrogem check`: the main job. With no subcommand it runs every check on the built-in tiny Gemma 4 model:
+//! shader validation, the op registry, and the model's weights through the GPU and the memory accountant.
+//! `check ops` runs the op registry alone, with filters, perf mode and JSON/CSV output. Every line is one case;
+//! the closing line is `N passed, M failed, K not supported`; a failure, or no case run, exits non-zero.
+
+use crate::cases::runner::{measure_copy_bandwidth, run_case, Mode, Row, RunOptions};
+use crate::cases::{self};
+use crate::load_check;
+use crate::model_source;
+use crate::report::{self, Environment};
+use clap::{Args, Subcommand};
+use ferrogem::gpu::kernels::validate;
+use ferrogem::gpu::{Context, ContextOptions};
+use regex::Regex;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(subcommand)]
+    pub what: Option<CheckWhat>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// A GGUF path or Ollama model name to load; default: the built-in tiny Gemma 4.
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum CheckWhat {
+    /// The op registry: every kernel case against its candle-core reference (or timed, in perf mode).
+    Ops(OpsArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct CommonArgs {
+    /// Ask only for the WebGPU default limits and no f16/subgroups (what a browser grants).
+    #[arg(long, env = "FERROGEM_DOWNLEVEL", global = true)]
+    pub downlevel: bool,
+    /// Run only cases whose name matches this regular expression.
+    #[arg(long, global = true)]
+    pub filter: Option<String>,
+    /// Decline cases whose largest tensor has more elements than this (software adapters are slow).
+    #[arg(long, default_value_t = 1 << 24, global = true)]
+    pub max_elements: u64,
+}
+
+#[derive(Args)]
+pub struct OpsArgs {
+    #[arg(long, value_enum, default_value_t = Mode::Test)]
+    pub mode: Mode,
+    /// Write every row, with the adapter and commit, as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write every row, with the adapter and commit, as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: Vec<String>,
+    declined: usize,
+}
+
+impl Tally {
+    fn add(&mut self, name: &str, status: &str, line: &str) {
+        println!("{line}");
+        match status {
+            "ok" => self.passed += 1,
+            "fail" => self.failed.push(name.to_owned()),
+            _ => self.declined += 1,
+        }
+    }
+
+    /// Prints the closing lines and picks the exit code.
+    fn finish(self) -> ExitCode {
+        if !self.failed.is_empty() {
+            println!("re-run a failure exactly with --filter '^<name>$', e.g. --filter '^{}$'", regex::escape(&self.failed[0]));
+        }
+        println!("{} passed, {} failed, {} not supported", self.passed, self.failed.len(), self.declined);
+        if self.passed + self.failed.len() == 0 {
+            eprintln!("error: no case ran");
+            return ExitCode::FAILURE;
+        }
+        if self.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    }
+}
+
+pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
+    let filter = match &args.common.filter {
+        Some(f) => Some(Regex::new(f).map_err(|e| ferrogem::Error::Unsupported { op: "--filter".into(), reason: e.to_string() })?),
+        None => None,
+    };
+    let selected = |name: &str| filter.as_ref().is_none_or(|re| re.is_match(name));
+    let options = ContextOptions { downlevel: args.common.downlevel, ..ContextOptions::from_env() };
+    let ctx = Context::new_blocking(options)?;
+    println!("adapter: {}", ctx.caps().summary());
+    let mut tally = Tally::default();
+
+    match args.what {
+        Some(CheckWhat::Ops(ops)) => {
+            let copy_gb_per_s = match ops.mode {
+                Mode::Perf => Some(measure_copy_bandwidth(&ctx)?),
+                Mode::Test => None,
+            };
+            if let Some(bw) = copy_gb_per_s {
+                println!("device copy bandwidth: {bw:.1} GB/s");
+            }
+            let run_options = RunOptions { mode: ops.mode, max_elements: args.common.max_elements, copy_gb_per_s };
+            let rows = run_ops(&ctx, &selected, &run_options, &mut tally);
+            let env = Environment::new(ctx.caps());
+            if let Some(path) = &ops.json {
+                report::write_json(path, &env, copy_gb_per_s, &rows).map_err(|e| io_error(path, e))?;
+            }
+            if let Some(path) = &ops.csv {
+                report::write_csv(path, &env, &rows).map_err(|e| io_error(path, e))?;
+            }
+        }
+        None => {
+            for v in ferrogem::ops::all_kernel_variants()? {
+                let name = format!("shader({})", v.name);
+                if selected(&name) {
+                    match validate(&v) {
+                        Ok(_) => tally.add(&name, "ok", &format!("{name}: OK naga")),
+                        Err(e) => tally.add(&name, "fail", &format!("{name}: FAIL {e}")),
+                    }
+                }
+            }
+            let run_options = RunOptions { mode: Mode::Test, max_elements: args.common.max_elements, copy_gb_per_s: None };
+            run_ops(&ctx, &selected, &run_options, &mut tally);
+            let model = match &args.model {
+                Some(arg) => model_source::open(arg)?,
+                None => model_source::open_built_in()?,
+            };
+            let name = format!("load({})", model.display);
+            if selected(&name) {
+                match load_check::round_trip(&ctx, &model) {
+                    Ok(detail) => tally.add(&name, "ok", &format!("{name}: OK {detail}")),
+                    Err(reason) => tally.add(&name, "fail", &format!("{name}: FAIL {reason}")),
+                }
+            }
+        }
+    }
+    let mem = ctx.memory();
+    let stats = ctx.bind_cache_stats();
+    let (hits, lookups) = stats.by_phase.iter().fold((0, 0), |(h, l), (_, c)| (h + c.hits, l + c.hits + c.misses));
+    println!("memory: peak {} bytes tracked, {} live at the end; bind groups: {hits} hits in {lookups} lookups", mem.peak_bytes, mem.live_bytes);
+    Ok(tally.finish())
+}
+
+fn run_ops(ctx: &Context, selected: &dyn Fn(&str) -> bool, options: &RunOptions, tally: &mut Tally) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for case in cases::all_cases() {
+        let name = case.name();
+        if !selected(&name) {
+            continue;
+        }
+        let row = run_case(ctx, case.as_ref(), options);
+        tally.add(&name, &row.status, &row.line());
+        rows.push(row);
+    }
+    rows
+}
+
+fn io_error(path: &std::path::Path, e: impl std::fmt::Display) -> ferrogem::Error {
+    ferrogem::Error::Io { action: "write", path: path.display().to_string(), message: e.to_string() }
+}
