@@ -43,6 +43,9 @@ pub struct CommonArgs {
     /// Decline cases whose largest tensor has more elements than this (software adapters are slow).
     #[arg(long, default_value_t = 1 << 24, global = true)]
     pub max_elements: u64,
+    /// Fail unless at least this many cases ran (a gate against a registry that silently shrank).
+    #[arg(long, default_value_t = 1, global = true)]
+    pub min_cases: usize,
 }
 
 #[derive(Args)]
@@ -75,13 +78,14 @@ impl Tally {
     }
 
     /// Prints the closing lines and picks the exit code.
-    fn finish(self) -> ExitCode {
+    fn finish(self, min_cases: usize) -> ExitCode {
         if !self.failed.is_empty() {
             println!("re-run a failure exactly with --filter '^<name>$', e.g. --filter '^{}$'", regex::escape(&self.failed[0]));
         }
         println!("{} passed, {} failed, {} not supported", self.passed, self.failed.len(), self.declined);
-        if self.passed + self.failed.len() == 0 {
-            eprintln!("error: no case ran");
+        let ran = self.passed + self.failed.len();
+        if ran < min_cases.max(1) {
+            eprintln!("error: {ran} cases ran, fewer than the {} required", min_cases.max(1));
             return ExitCode::FAILURE;
         }
         if self.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
@@ -147,7 +151,7 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
     let stats = ctx.bind_cache_stats();
     let (hits, lookups) = stats.by_phase.iter().fold((0, 0), |(h, l), (_, c)| (h + c.hits, l + c.hits + c.misses));
     println!("memory: peak {} bytes tracked, {} live at the end; bind groups: {hits} hits in {lookups} lookups", mem.peak_bytes, mem.live_bytes);
-    Ok(tally.finish())
+    Ok(tally.finish(args.common.min_cases))
 }
 
 fn run_ops(ctx: &Context, selected: &dyn Fn(&str) -> bool, options: &RunOptions, tally: &mut Tally) -> Vec<Row> {

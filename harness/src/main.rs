@@ -5,6 +5,8 @@ mod check;
 mod inspect;
 mod load_check;
 mod model_source;
+mod npy;
+mod reference;
 mod report;
 
 use clap::{Parser, Subcommand};

@@ -1,5 +1,9 @@
 //! Model definitions (Gemma 4, Gemma 3) built from GGUF metadata.
 
+pub mod config;
+
+pub use config::{Arch, LayerSpec, TextConfig};
+
 /// Why a text model leaves a tensor unloaded, or `None` if it loads it. Ollama's Gemma 4 blobs carry the vision
 /// (`v.`) and audio (`a.`) towers and the multimodal projector (`mm.`) in the same file as the text weights.
 pub fn skipped_by_text_model(tensor_name: &str) -> Option<&'static str> {

@@ -1,9 +1,175 @@
-//! Placeholder until this op family lands; it must keep exporting `variants()`.
+//! ggml `rope` in NeoX mode (Gemma 3/4): rotates pairs `(i, i + n_dims/2)` of every head by
+//! `θ_i = freq_scale · pos · base^(−2i/n_dims) / ff_i`; elements past `n_dims` pass through. Optional frequency
+//! factors `ff` (`rope_freqs.weight`: Gemma 4's proportional RoPE on full layers, 1e30 = pair not rotated).
+//! `x` is `[n_tokens][n_heads][head_dim]` f32 with one absolute u32 position per token.
+//!
+//! Two forms: out of place ([`rope`], `dst` a different buffer, pass-through elements copied) and in place
+//! ([`rope_inplace`], only the rotated pairs are rewritten). They bind differently, hence `RopeKey<INPLACE>`.
 
-use crate::error::Result;
-use crate::gpu::kernels::VariantSource;
+use super::WG_SIZE;
+use super::unary::{check_buffer, check_distinct, checked_u32};
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use crate::gpu::{Batch, GpuBuffer, Grid};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RopeKey<const INPLACE: bool> {
+    /// Divide each pair's angle by `freq_factors[i]`.
+    pub freq_factors: bool,
+}
+
+impl<const INPLACE: bool> KernelKey for RopeKey<INPLACE> {
+    const FILE: &'static str = "rope.wgsl";
+    const BINDINGS: &'static [Access] = if INPLACE {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    } else {
+        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    };
+
+    fn name(&self) -> String {
+        let ff = if self.freq_factors { "_ff" } else { "" };
+        let inplace = if INPLACE { "_inplace" } else { "" };
+        format!("rope_neox{ff}_f32{inplace}_wg{WG_SIZE}")
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
+        if self.freq_factors {
+            d.push(("FREQ_FACTORS", String::new()));
+        }
+        if INPLACE {
+            d.push(("INPLACE", String::new()));
+        }
+        d
+    }
+
+    fn requires(&self) -> Requires {
+        Requires::default()
+    }
+
+    fn all_variants() -> Vec<Self> {
+        vec![RopeKey { freq_factors: false }, RopeKey { freq_factors: true }]
+    }
+}
+
+/// Matches `Params` in `rope.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RopeParams {
+    n_items: u32,
+    items_per_row: u32,
+    n_heads: u32,
+    head_dim: u32,
+    n_dims: u32,
+    inv_freq_log2_step: f32,
+    freq_scale: f32,
+    _pad: u32,
+}
+const _: () = assert!(size_of::<RopeParams>() == 32);
+
+/// The shape and frequencies of one rope call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeShape {
+    pub n_tokens: u32,
+    pub n_heads: u32,
+    pub head_dim: u32,
+    /// Rotated dimensions (ggml `n_dims`, GGUF `rope.dimension_count`): even, ≤ `head_dim`; also the
+    /// denominator of the frequency exponent.
+    pub n_dims: u32,
+    /// `rope.freq_base` (1e6 on Gemma 4 full layers) or `rope.freq_base_swa` (1e4).
+    pub freq_base: f32,
+    /// Multiplies every angle: 1, or 1/factor for linear rope scaling (Gemma 3 4B+ global layers: 1/8).
+    pub freq_scale: f32,
+}
+
+impl RopeShape {
+    pub fn elems(&self) -> u64 {
+        self.n_tokens as u64 * self.n_heads as u64 * self.head_dim as u64
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record<const INPLACE: bool>(
+    batch: &mut Batch,
+    src: Option<&GpuBuffer>,
+    dst: &GpuBuffer,
+    positions: &GpuBuffer,
+    freq_factors: Option<&GpuBuffer>,
+    s: &RopeShape,
+) -> Result<()> {
+    let op = "rope";
+    let unsupported = |reason: String| Err(Error::Unsupported { op: op.into(), reason });
+    if s.head_dim == 0 || s.n_dims < 2 || !s.n_dims.is_multiple_of(2) || s.n_dims > s.head_dim {
+        return unsupported(format!("n_dims {} must be even, ≥ 2 and ≤ head_dim {}", s.n_dims, s.head_dim));
+    }
+    if !(s.freq_base.is_finite() && s.freq_base > 0.0 && s.freq_scale.is_finite()) {
+        return unsupported(format!(
+            "freq_base {} must be finite and > 0, freq_scale {} finite",
+            s.freq_base, s.freq_scale
+        ));
+    }
+    let n_rows = s.n_tokens as u64 * s.n_heads as u64;
+    checked_u32(op, "elements", s.elems())?;
+    let items_per_row = if INPLACE { s.n_dims / 2 } else { s.head_dim - s.n_dims / 2 };
+    let n_items = checked_u32(op, "items", n_rows * items_per_row as u64)?;
+    check_buffer(op, "positions", positions, s.n_tokens as u64 * 4)?;
+    check_buffer(op, "dst", dst, s.elems() * 4)?;
+    check_distinct(op, positions, dst)?;
+    if let Some(src) = src {
+        check_buffer(op, "src", src, s.elems() * 4)?;
+        check_distinct(op, src, dst)?;
+    }
+    if let Some(ff) = freq_factors {
+        check_buffer(op, "freq_factors", ff, (s.n_dims / 2) as u64 * 4)?;
+        check_distinct(op, ff, dst)?;
+    }
+    let params = RopeParams {
+        n_items,
+        items_per_row,
+        n_heads: s.n_heads,
+        head_dim: s.head_dim,
+        n_dims: s.n_dims,
+        // In f64 so that the only f32 roundings are the kernel's, as in ggml's powf.
+        inv_freq_log2_step: (-2.0 * (s.freq_base as f64).log2() / s.n_dims as f64) as f32,
+        freq_scale: s.freq_scale,
+        _pad: 0,
+    };
+    let key = RopeKey::<INPLACE> { freq_factors: freq_factors.is_some() };
+    let grid = Grid::for_items(n_items as u64, WG_SIZE, batch.max_workgroups_per_dimension());
+    // Without frequency factors, positions stand in for the unused binding (inputs are read-only, so they may alias).
+    let ff = freq_factors.unwrap_or(positions);
+    match src {
+        Some(src) => batch.dispatch(&key, &[positions, ff, src, dst], &params, grid),
+        None => batch.dispatch(&key, &[positions, ff, dst], &params, grid),
+    }
+}
+
+/// `dst = rope(src)`; `positions` holds `n_tokens` u32 absolute positions, `freq_factors` (optional) `n_dims/2` f32.
+pub fn rope(
+    batch: &mut Batch,
+    src: &GpuBuffer,
+    dst: &GpuBuffer,
+    positions: &GpuBuffer,
+    freq_factors: Option<&GpuBuffer>,
+    shape: &RopeShape,
+) -> Result<()> {
+    record::<false>(batch, Some(src), dst, positions, freq_factors, shape)
+}
+
+/// `x = rope(x)` in place; elements past `n_dims` are left as they are.
+pub fn rope_inplace(
+    batch: &mut Batch,
+    x: &GpuBuffer,
+    positions: &GpuBuffer,
+    freq_factors: Option<&GpuBuffer>,
+    shape: &RopeShape,
+) -> Result<()> {
+    record::<true>(batch, None, x, positions, freq_factors, shape)
+}
 
 /// Every variant of this family's kernels.
 pub fn variants() -> Result<Vec<VariantSource>> {
-    Ok(Vec::new())
+    let mut v = variants_of::<RopeKey<false>>()?;
+    v.extend(variants_of::<RopeKey<true>>()?);
+    Ok(v)
 }

@@ -1,7 +1,75 @@
-//! Placeholder until this op family's cases land; it must keep exporting `cases()`.
+//! Cases for ggml `geglu` with separate gate and up tensors: `gelu(gate) ⊙ up`, gelu the tanh approximation.
+//! The reference is candle's `Tensor::gelu` (the tanh form; `gelu_erf` is the exact one) times `up`, in f32.
 
-use super::OpCase;
+use super::tolerance::max_nmse;
+use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use candle_core::Tensor;
+use ferrogem::gpu::Context;
+use ferrogem::ops::glu::geglu;
+use std::rc::Rc;
+
+pub struct GegluCase {
+    n: usize,
+    /// Inputs are uniform in [-range, range).
+    range: f32,
+}
+
+impl GegluCase {
+    pub fn new(n: usize, range: f32) -> Self {
+        GegluCase { n, range }
+    }
+}
 
 pub fn cases() -> Vec<Box<dyn OpCase>> {
-    Vec::new()
+    let mut cases: Vec<Box<dyn OpCase>> = Vec::new();
+    for n in [1, 7, 256, 1000, 6144, 16385] {
+        for range in [1.0, 10.0] {
+            cases.push(Box::new(GegluCase::new(n, range)));
+        }
+    }
+    cases
+}
+
+impl OpCase for GegluCase {
+    fn op(&self) -> &'static str {
+        "geglu"
+    }
+
+    fn vars(&self) -> String {
+        format!("type=f32,ne=[{}],range={}", self.n, self.range)
+    }
+
+    fn max_nmse(&self) -> f64 {
+        max_nmse("geglu", "f32")
+    }
+
+    fn flops(&self) -> u64 {
+        10 * self.n as u64
+    }
+
+    fn bytes(&self) -> u64 {
+        12 * self.n as u64
+    }
+
+    fn elems(&self) -> u64 {
+        self.n as u64
+    }
+
+    fn build(&self, ctx: &Context) -> CaseResult<Built> {
+        let name = self.name();
+        let gate: Vec<f32> = seeded(&format!("{name}/gate"), self.n).iter().map(|v| v * self.range).collect();
+        let up: Vec<f32> = seeded(&format!("{name}/up"), self.n).iter().map(|v| v * self.range).collect();
+        let g = Tensor::from_vec(gate.clone(), self.n, &cpu())?;
+        let u = Tensor::from_vec(up.clone(), self.n, &cpu())?;
+        let reference = (g.gelu()? * u)?.to_vec1::<f32>()?;
+        let (ggate, gup) = (upload_f32(ctx, "gate", &gate)?, upload_f32(ctx, "up", &up)?);
+        let output = guarded_output(ctx, self.n, OutType::F32)?;
+        let (out, n) = (Rc::clone(&output), self.n as u64);
+        Ok(Built {
+            record: Box::new(move |batch| geglu(batch, &ggate, &gup, &out, n)),
+            output,
+            output_type: OutType::F32,
+            reference,
+        })
+    }
 }

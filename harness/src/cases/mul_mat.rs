@@ -1,7 +1,150 @@
-//! Placeholder until this op family's cases land; it must keep exporting `cases()`.
+//! Cases for ggml `mul_mat` with block-quantized weights: y = x · Wᵀ, W [m][k] in F32/F16/BF16/Q4_0/Q4_1/Q5_0/
+//! Q5_1/Q8_0/Q4_K/Q5_K/Q6_K, x [n][k] f32. Random f32 weights are quantized by candle; the GPU gets candle's raw
+//! block bytes and the reference multiplies candle's own dequantization of them by x (in f64), so the comparison
+//! is on identical weights and only the kernels' f32 arithmetic differs.
 
-use super::OpCase;
+use super::tolerance::max_nmse;
+use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Tensor};
+use ferrogem::gpu::{Category, Context, SplitTensor};
+use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, mul_mat_with};
+use ferrogem::quant::QuantType;
+use std::rc::Rc;
+
+/// candle's name for a weight type.
+pub fn ggml_dtype(t: QuantType) -> GgmlDType {
+    use QuantType::*;
+    match t {
+        F32 => GgmlDType::F32,
+        F16 => GgmlDType::F16,
+        BF16 => GgmlDType::BF16,
+        Q4_0 => GgmlDType::Q4_0,
+        Q4_1 => GgmlDType::Q4_1,
+        Q5_0 => GgmlDType::Q5_0,
+        Q5_1 => GgmlDType::Q5_1,
+        Q8_0 => GgmlDType::Q8_0,
+        Q4K => GgmlDType::Q4K,
+        Q5K => GgmlDType::Q5K,
+        Q6K => GgmlDType::Q6K,
+        other => panic!("no weight-type case for {other}"),
+    }
+}
+
+/// `rows` random rows of `k` weights quantized to `t` by candle: (raw block bytes, candle's dequantization).
+pub fn quantized_weights(name: &str, t: QuantType, rows: usize, k: usize) -> CaseResult<(Vec<u8>, Tensor)> {
+    quantize_values(seeded(&format!("{name}/w"), rows * k), t, rows, k)
+}
+
+/// `values` as `rows` rows of `k`, quantized to `t` by candle: (raw block bytes, candle's dequantization).
+pub fn quantize_values(values: Vec<f32>, t: QuantType, rows: usize, k: usize) -> CaseResult<(Vec<u8>, Tensor)> {
+    let w = Tensor::from_vec(values, (rows, k), &cpu())?;
+    let q = QTensor::quantize(&w, ggml_dtype(t))?;
+    Ok((q.data()?.to_vec(), q.dequantize(&cpu())?))
+}
+
+pub struct MulMatCase {
+    wtype: QuantType,
+    m: u32,
+    k: u32,
+    n: u32,
+    path: MulMatPath,
+    /// Row parts the weights are split into (as SplitTensor does for tensors over the binding limit).
+    parts: u32,
+}
+
+impl MulMatCase {
+    /// A product of `n` tokens with an [m, k] weight of `wtype`; `parts` > 1 splits W on rows and dispatches per
+    /// part into the shared y.
+    pub fn new(wtype: QuantType, m: u32, k: u32, n: u32, path: MulMatPath, parts: u32) -> Self {
+        MulMatCase { wtype, m, k, n, path, parts: parts.max(1) }
+    }
+}
+
+/// Decode shapes (m, k, n): a row, odd row counts around the 4-row workgroup, long k, a few tokens.
+const VEC_SHAPES: [(u32, u32, u32); 7] =
+    [(1, 256, 1), (7, 512, 1), (13, 768, 1), (64, 1024, 1), (5, 256, 2), (3, 4096, 1), (7, 256, 5)];
+/// Prefill shapes: within one 64×64 tile, odd edges, and edges past one tile in both directions.
+const TILED_SHAPES: [(u32, u32, u32); 6] =
+    [(16, 256, 8), (33, 512, 13), (64, 768, 32), (7, 256, 5), (5, 256, 2), (70, 256, 65)];
 
 pub fn cases() -> Vec<Box<dyn OpCase>> {
-    Vec::new()
+    let mut cases: Vec<Box<dyn OpCase>> = Vec::new();
+    for wtype in WEIGHT_TYPES {
+        for (m, k, n) in VEC_SHAPES {
+            cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Vec, 1)));
+        }
+        for (m, k, n) in TILED_SHAPES {
+            cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Tiled, 1)));
+        }
+        // The dispatcher's own choice, and weights split on rows into parts of one shared y.
+        cases.push(Box::new(MulMatCase::new(wtype, 9, 512, 3, MulMatPath::Auto, 1)));
+        cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 2)));
+        cases.push(Box::new(MulMatCase::new(wtype, 33, 512, 13, MulMatPath::Tiled, 3)));
+    }
+    cases
+}
+
+impl OpCase for MulMatCase {
+    fn op(&self) -> &'static str {
+        "mul_mat"
+    }
+
+    fn vars(&self) -> String {
+        let path = match self.path {
+            MulMatPath::Auto => "auto",
+            MulMatPath::Vec => "vec",
+            MulMatPath::Tiled => "tiled",
+        };
+        let parts = if self.parts > 1 { format!(",parts={}", self.parts) } else { String::new() };
+        format!("type={},m={},k={},n={},path={path}{parts}", self.wtype.name().to_lowercase(), self.m, self.k, self.n)
+    }
+
+    fn max_nmse(&self) -> f64 {
+        max_nmse("mul_mat", &self.wtype.name().to_lowercase())
+    }
+
+    fn flops(&self) -> u64 {
+        2 * self.m as u64 * self.k as u64 * self.n as u64
+    }
+
+    fn bytes(&self) -> u64 {
+        let weight_bytes = self.wtype.bytes_for(self.m as u64 * self.k as u64).unwrap_or(0);
+        weight_bytes + 4 * self.n as u64 * (self.k as u64 + self.m as u64)
+    }
+
+    fn elems(&self) -> u64 {
+        let (m, k, n) = (self.m as u64, self.k as u64, self.n as u64);
+        (m * k).max(n * k).max(n * m)
+    }
+
+    fn build(&self, ctx: &Context) -> CaseResult<Built> {
+        let name = self.name();
+        let (m, k, n) = (self.m as usize, self.k as usize, self.n as usize);
+        let (bytes, w) = quantized_weights(&name, self.wtype, m, k)?;
+        let x = seeded(&format!("{name}/x"), n * k);
+        let xt = Tensor::from_vec(x.clone(), (n, k), &cpu())?;
+        let reference = xt.to_dtype(DType::F64)?.matmul(&w.to_dtype(DType::F64)?.t()?)?;
+        let reference = reference.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+
+        let row_bytes = bytes.len() as u64 / self.m as u64;
+        let part_limit = (self.m.div_ceil(self.parts) as u64 * row_bytes).next_multiple_of(4);
+        let weights = SplitTensor::upload_with_limit(ctx, "weights", Category::Weights, &bytes, row_bytes, part_limit)?;
+        let gx = upload_f32(ctx, "x", &x)?;
+        let output = guarded_output(ctx, n * m, OutType::F32)?;
+        let (out, wtype, path) = (Rc::clone(&output), self.wtype, self.path);
+        let (m_total, k, n) = (self.m, self.k, self.n);
+        Ok(Built {
+            record: Box::new(move |batch| {
+                for (part, &(first, rows)) in weights.parts.iter().zip(&weights.plan.parts) {
+                    let args = MulMatArgs::new(part, wtype, rows as u32, k, &gx, n, &out).part(first as u32, m_total);
+                    mul_mat_with(batch, &args, path)?;
+                }
+                Ok(())
+            }),
+            output,
+            output_type: OutType::F32,
+            reference,
+        })
+    }
 }

@@ -1,0 +1,82 @@
+// soft_max (ggml `soft_max_ext` without ALiBi): for each row r < n_rows of n_elems values,
+//   v[c] = src[r][c]·scale (+ mask[r mod n_mask_rows][c] when MASK is defined),  dst[r][c] = exp(v[c] − max v) / Σ,
+// all in f32. The mask is additive (−inf suppresses an entry). A row whose every entry is −inf gets all zeros
+// (the reference's 0/0 would be NaN). Serves sampling and logit processing; attention has its own fused softmax.
+// Bindings (group 0): 0 src: array<f32> read, 1 mask: array<f32> read (without MASK the dispatcher binds src as a
+// stand-in that is never read), 2 dst: array<f32> read_write, 3 params uniform. dst may not alias src.
+// Dispatch: one workgroup of WG_SIZE invocations per row (Grid::for_items(n_rows, 1)). Each invocation keeps a
+// running maximum and a sum rescaled to it over a strided slice (one pass), the workgroup combines them
+// (include/reduce_max.wgsl then include/reduce.wgsl, subgroups when SUBGROUPS is defined), then each invocation
+// writes its slice.
+
+#include "include/reduce.wgsl"
+#include "include/reduce_max.wgsl"
+
+struct Params {
+    n_rows: u32,
+    n_elems: u32,
+    n_mask_rows: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> mask: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+// Stands in for −inf as the starting maximum: WGSL constant expressions may not be infinite. exp(x − NO_MAX) is
+// 0 for every finite x, and a −inf entry never raises it.
+const NO_MAX: f32 = -3.0e38;
+
+fn value_at(row: u32, c: u32) -> f32 {
+    let v = src[row * params.n_elems + c] * params.scale;
+#ifdef MASK
+    return v + mask[(row % params.n_mask_rows) * params.n_elems + c];
+#else
+    return v;
+#endif
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+#endif
+) {
+    // Uniform across the workgroup, so the early exit cannot split a barrier.
+    let row = wid.x + wid.y * nwg.x;
+    if row >= params.n_rows {
+        return;
+    }
+    let n = params.n_elems;
+    var local_max = NO_MAX;
+    var local_sum = 0.0;
+    for (var c = lid; c < n; c += WG_SIZE) {
+        let v = value_at(row, c);
+        if v > local_max {
+            local_sum = local_sum * exp(local_max - v) + 1.0;
+            local_max = v;
+        } else {
+            local_sum += exp(v - local_max);
+        }
+    }
+#ifdef SUBGROUPS
+    let row_max = workgroup_max(local_max, lid, sg_lane, sg_size);
+    let row_sum = workgroup_sum(local_sum * exp(local_max - row_max), lid, sg_lane, sg_size);
+#else
+    let row_max = workgroup_max(local_max, lid);
+    let row_sum = workgroup_sum(local_sum * exp(local_max - row_max), lid);
+#endif
+    let base = row * n;
+    for (var c = lid; c < n; c += WG_SIZE) {
+        var y = 0.0;
+        if row_sum > 0.0 {
+            y = exp(value_at(row, c) - row_max) / row_sum;
+        }
+        dst[base + c] = y;
+    }
+}
