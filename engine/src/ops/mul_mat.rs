@@ -26,7 +26,6 @@ pub const VEC_MAX_TOKENS: u32 = 4;
 /// Mat-vec geometry, set in `mul_mat_vec.wgsl` through defines: invocations per output row (a power of two), and
 /// tokens per workgroup of the multi-token variant.
 const VEC_THREADS_PER_ROW: u32 = 32;
-const VEC_ROWS_PER_WG: u32 = WG_SIZE / VEC_THREADS_PER_ROW;
 const VEC_MULTI_TOKENS: u32 = 4;
 
 /// The preprocessor defines that select `t`'s block reader. Dense types are `DENSE_*` because `F16` already
@@ -113,6 +112,8 @@ pub struct MulMatVecKey {
     pub subgroups: bool,
     /// Up to 4 tokens per workgroup (each decoded weight used 4 times) instead of the single-token decode loop.
     pub multi_token: bool,
+    /// Invocations per output row: a power of two dividing `WG_SIZE`.
+    pub threads_per_row: u32,
 }
 
 impl KernelKey for MulMatVecKey {
@@ -122,13 +123,13 @@ impl KernelKey for MulMatVecKey {
     fn name(&self) -> String {
         let reduce = if self.subgroups { "sg" } else { "wgred" };
         let tokens = if self.multi_token { VEC_MULTI_TOKENS } else { 1 };
-        format!("mul_mat_vec_{}_f32_{reduce}_wg{WG_SIZE}_r{VEC_THREADS_PER_ROW}_t{tokens}", type_stem(self.wtype))
+        format!("mul_mat_vec_{}_f32_{reduce}_wg{WG_SIZE}_r{}_t{tokens}", type_stem(self.wtype), self.threads_per_row)
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
         let mut d = weight_defines(self.wtype);
         d.push(("WG_SIZE", format!("{WG_SIZE}u")));
-        d.push(("THREADS_PER_ROW", format!("{VEC_THREADS_PER_ROW}u")));
+        d.push(("THREADS_PER_ROW", format!("{}u", self.threads_per_row)));
         if self.subgroups {
             d.push(("SUBGROUPS", String::new()));
         }
@@ -146,7 +147,7 @@ impl KernelKey for MulMatVecKey {
         let mut all = Vec::new();
         for wtype in WEIGHT_TYPES {
             for (subgroups, multi_token) in [(false, false), (false, true), (true, false), (true, true)] {
-                all.push(MulMatVecKey { wtype, subgroups, multi_token });
+                all.push(MulMatVecKey { wtype, subgroups, multi_token, threads_per_row: VEC_THREADS_PER_ROW });
             }
         }
         all
@@ -193,7 +194,7 @@ struct MulMatParams {
     row_bytes: u32,
     y_first_row: u32,
     y_row_stride: u32,
-    /// Row blocks of `VEC_ROWS_PER_WG` (mat-vec) or row tiles of 64 (tiled).
+    /// Row blocks of `WG_SIZE / threads_per_row` (mat-vec) or row tiles of 64 (tiled).
     n_row_groups: u32,
     _pad: u32,
 }
@@ -333,11 +334,14 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
     };
     let buffers = [a.weights, a.x, a.y];
     if vec {
-        params.n_row_groups = a.m_rows.div_ceil(VEC_ROWS_PER_WG);
+        // TEMPORARY sweep
+        let threads_per_row =
+            std::env::var("FERROGEM_TMP_TPR").ok().and_then(|v| v.parse().ok()).unwrap_or(VEC_THREADS_PER_ROW);
+        params.n_row_groups = a.m_rows.div_ceil(WG_SIZE / threads_per_row);
         let multi_token = a.n_tokens > 1;
         let tokens_per_wg = if multi_token { VEC_MULTI_TOKENS } else { 1 };
         let grid = Grid::for_items(params.n_row_groups as u64 * n.div_ceil(tokens_per_wg as u64), 1, max_dim);
-        let key = MulMatVecKey { wtype: a.wtype, subgroups: batch.caps().subgroups, multi_token };
+        let key = MulMatVecKey { wtype: a.wtype, subgroups: batch.caps().subgroups, multi_token, threads_per_row };
         batch.dispatch(&key, &buffers, &params, grid)
     } else {
         params.n_row_groups = a.m_rows.div_ceil(TILE_M);
