@@ -22,5 +22,5 @@ done
 echo "ci/test.sh: checking the engine builds for the browser (wasm32-unknown-unknown)"
 cargo check --locked --target wasm32-unknown-unknown -p ferrogem
 
-cargo run --locked --quiet -p ferrogem-harness -- check --downlevel
-cargo run --locked --quiet -p ferrogem-harness -- check
+cargo run --locked --quiet -p ferrogem-harness -- check --downlevel --min-cases 300
+cargo run --locked --quiet -p ferrogem-harness -- check --min-cases 300

@@ -68,21 +68,29 @@ fn main(
     let xt = vec3<u32>(min(vec3<u32>(1u, 2u, 3u), vec3<u32>(n_tok - 1u))) * k4;
 #endif
     var acc = vec4<f32>(0.0); // token t0 + j in lane j
-    for (var g = lane; g < n_groups; g += THREADS_PER_ROW) {
-        let block = g / GROUPS_PER_BLOCK;
-        let gb = g % GROUPS_PER_BLOCK;
-        let w = dequant8(base + block * BLOCK_BYTES, gb);
-        let xi = vec2<u32>(x0 + block * (BLOCK_ELEMS / 4u)) + group_runs(gb) / 4u;
+    // UNROLL groups per iteration, so several independent loads are in flight per invocation. Groups past the row's
+    // end are clamped to its last group and their products dropped, so the body has no branch.
+    let last_group = n_groups - 1u;
+    for (var g0 = lane; g0 < n_groups; g0 += THREADS_PER_ROW * UNROLL) {
+        for (var u = 0u; u < UNROLL; u++) {
+            let g_raw = g0 + u * THREADS_PER_ROW;
+            let g = min(g_raw, last_group);
+            let block = g / GROUPS_PER_BLOCK;
+            let gb = g % GROUPS_PER_BLOCK;
+            let w = dequant8(base + block * BLOCK_BYTES, gb);
+            let xi = vec2<u32>(x0 + block * (BLOCK_ELEMS / 4u)) + group_runs(gb) / 4u;
 #ifdef MULTI_TOKEN
-        acc += vec4<f32>(
-            dot(w.lo, x[xi.x]) + dot(w.hi, x[xi.y]),
-            dot(w.lo, x[xi.x + xt.x]) + dot(w.hi, x[xi.y + xt.x]),
-            dot(w.lo, x[xi.x + xt.y]) + dot(w.hi, x[xi.y + xt.y]),
-            dot(w.lo, x[xi.x + xt.z]) + dot(w.hi, x[xi.y + xt.z]),
-        );
+            let p = vec4<f32>(
+                dot(w.lo, x[xi.x]) + dot(w.hi, x[xi.y]),
+                dot(w.lo, x[xi.x + xt.x]) + dot(w.hi, x[xi.y + xt.x]),
+                dot(w.lo, x[xi.x + xt.y]) + dot(w.hi, x[xi.y + xt.y]),
+                dot(w.lo, x[xi.x + xt.z]) + dot(w.hi, x[xi.y + xt.z]),
+            );
+            acc += select(vec4<f32>(0.0), p, g_raw <= last_group);
 #else
-        acc.x += dot(w.lo, x[xi.x]) + dot(w.hi, x[xi.y]);
+            acc.x += select(0.0, dot(w.lo, x[xi.x]) + dot(w.hi, x[xi.y]), g_raw <= last_group);
 #endif
+        }
     }
 
 #ifdef SUBGROUPS

@@ -30,6 +30,8 @@ pub struct CheckArgs {
 pub enum CheckWhat {
     /// The op registry: every kernel case against its candle-core reference (or timed, in perf mode).
     Ops(OpsArgs),
+    /// A model on the GPU against the CPU reference: per-layer intermediates, logits, teacher-forced decoding.
+    Model(crate::model_check::ModelArgs),
 }
 
 #[derive(Args, Clone)]
@@ -122,6 +124,7 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
                 report::write_csv(path, &env, &rows).map_err(|e| io_error(path, e))?;
             }
         }
+        Some(CheckWhat::Model(model)) => return crate::model_check::run(&ctx, &model),
         None => {
             for v in ferrogem::ops::all_kernel_variants()? {
                 let name = format!("shader({})", v.name);

@@ -4,6 +4,8 @@ mod cases;
 mod check;
 mod inspect;
 mod load_check;
+mod logits_cmd;
+mod model_check;
 mod model_source;
 mod npy;
 mod reference;
@@ -26,6 +28,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Describe a GGUF file or an Ollama model: architecture, hyperparameters, tensor types and bytes.
     Inspect(inspect::InspectArgs),
+    /// Write the logits of a token list ([n_tokens, vocab] f32 .npy) from the GPU engine or the CPU reference.
+    Logits(logits_cmd::LogitsArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Logits(args) => logits_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,9 +3,6 @@
 //! (`npyz`, `ndarray-npy`) bring `ndarray` or a generic dtype layer the harness has no other use for, and only
 //! `<f4` C-order arrays are ever read or written here; anything else is refused with a message.
 
-// The golden tests read with it now; the GPU-vs-reference layer comparison will write with it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::path::Path;
 
 const MAGIC: &[u8] = b"\x93NUMPY";

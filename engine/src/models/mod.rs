@@ -1,6 +1,7 @@
 //! Model definitions (Gemma 4, Gemma 3) built from GGUF metadata.
 
 pub mod config;
+pub mod gemma;
 
 pub use config::{Arch, LayerSpec, TextConfig};
 

@@ -12,10 +12,6 @@ use ferrogem::ops::mul_mat::WEIGHT_TYPES;
 use ferrogem::quant::QuantType;
 use std::rc::Rc;
 
-/// The decode is exact; one rounding of a fused `d·q − m` differs by ≤ 1 ulp, NMSE ~1e-15. Local until
-/// tolerance.rs has a ("get_rows", _) entry: its generic quant entry (5e-4) would hide decoding bugs.
-const GET_ROWS_MAX_NMSE: f64 = 1e-12;
-
 pub struct GetRowsCase {
     ttype: QuantType,
     rows: u32,
@@ -92,7 +88,7 @@ impl OpCase for GetRowsCase {
     }
 
     fn max_nmse(&self) -> f64 {
-        GET_ROWS_MAX_NMSE
+        super::tolerance::max_nmse("get_rows", &self.ttype.name().to_lowercase())
     }
 
     fn flops(&self) -> u64 {

@@ -9,6 +9,7 @@ mod compare;
 mod dequant;
 mod get_rows;
 mod glu;
+mod model_shapes;
 mod mul_mat;
 mod norm;
 mod rope;
@@ -69,7 +70,7 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
     let mut cases = Vec::new();
     cases.extend(binary::cases());
     cases.extend(sum_rows::cases());
-    for family in [mul_mat::cases, get_rows::cases, norm::cases, rope::cases, glu::cases, soft_max::cases, unary::cases, set_rows::cases, attention::cases, dequant::cases] {
+    for family in [mul_mat::cases, get_rows::cases, norm::cases, rope::cases, glu::cases, soft_max::cases, unary::cases, set_rows::cases, attention::cases, dequant::cases, model_shapes::cases] {
         cases.extend(family());
     }
     cases

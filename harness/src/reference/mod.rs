@@ -10,9 +10,6 @@
 //! Files: `weights.rs` (loading), `forward.rs` (embedding, PLE, layers, head), `attention.rs` (RoPE, masks, the
 //! KV cache with windows and donors).
 
-// The golden tests use all of it now; the GPU model comparison will.
-#![cfg_attr(not(test), allow(dead_code))]
-
 mod attention;
 mod forward;
 mod weights;

@@ -1,0 +1,300 @@
+//! Gemma 4 and Gemma 3 text decoders on the GPU (`../shared/docs/gemma4.md` §3, §5, §8), built from the ops in
+//! `crate::ops`. A model is a plain struct tree ([`Weights`], named after the GGUF tensors), a preallocated KV
+//! cache ([`KvCache`]: rings for sliding layers, donor buffers for KV-shared layers), the per-layer-embedding
+//! path ([`ple`]: the table stays in the file), scratch activations for one chunk, and [`Gemma::forward`].
+//!
+//! ```text
+//! let mut model = Gemma::load(&ctx, &gguf, &source, GemmaOptions::default())?;
+//! let prompt = model.forward_blocking(&source, &ids, 0, LogitRows::Last)?;       // prefill
+//! let step = model.forward_blocking(&source, &[next], ids.len() as u32, LogitRows::Last)?;  // decode
+//! ```
+//!
+//! A chunk is one batch and one submission (the logits' copy to a mappable buffer included); only the logit rows
+//! asked for are computed and read back. Chunks longer than `max_chunk` run as several.
+
+mod forward;
+mod kv_cache;
+mod ple;
+mod scratch;
+mod trace;
+mod weights;
+
+pub use kv_cache::{KvCache, LayerCache};
+pub use ple::Ple;
+pub use scratch::Scratch;
+pub use trace::Traced;
+pub use weights::{Layer, Linear, Weights};
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::gpu::{Context, Phase};
+use crate::models::{Arch, TextConfig};
+use crate::ops::attention::CacheType;
+use crate::source::ByteSource;
+use trace::Tracer;
+
+/// Defaults of [`GemmaOptions`].
+pub const DEFAULT_MAX_CHUNK: u32 = 64;
+pub const DEFAULT_N_CTX: u32 = 4096;
+/// Logit rows per LM-head pass: 16 rows of Gemma's 262144-entry vocabulary are 16 MiB (plus as much to map).
+pub const DEFAULT_MAX_LOGIT_ROWS: u32 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GemmaOptions {
+    /// Tokens per chunk: scratch activations and sliding rings (`window + max_chunk − 1` slots) are sized for it.
+    pub max_chunk: u32,
+    /// Positions the full layers' caches hold (capped at the file's `context_length`).
+    pub n_ctx: u32,
+    /// KV cache storage. F16 needs SHADER_F16; F32 works everywhere and is what the goldens are checked with.
+    pub kv_cache: CacheType,
+    /// At most this many logit rows per LM-head pass (also capped by `max_chunk` and the binding limit).
+    pub max_logit_rows: u32,
+}
+
+impl Default for GemmaOptions {
+    fn default() -> Self {
+        GemmaOptions {
+            max_chunk: DEFAULT_MAX_CHUNK,
+            n_ctx: DEFAULT_N_CTX,
+            kv_cache: CacheType::F32,
+            max_logit_rows: DEFAULT_MAX_LOGIT_ROWS,
+        }
+    }
+}
+
+/// Which logit rows a forward call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitRows {
+    /// The last token's (generation).
+    Last,
+    /// Every token's.
+    All,
+}
+
+/// Softcapped logits, `[n_rows][vocab]` row-major; row `i` belongs to position `first_pos + i`.
+#[derive(Debug, Clone)]
+pub struct Logits {
+    pub first_pos: u32,
+    pub n_rows: u32,
+    pub vocab: u32,
+    pub values: Vec<f32>,
+}
+
+impl Logits {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.vocab as usize..(i + 1) * self.vocab as usize]
+    }
+}
+
+pub struct Gemma {
+    ctx: Context,
+    pub config: TextConfig,
+    pub weights: Weights,
+    pub kv: KvCache,
+    pub ple: Option<Ple>,
+    pub scratch: Scratch,
+    /// Dispatches recorded by the last forward call (all its chunks).
+    pub last_dispatches: u32,
+}
+
+impl Gemma {
+    /// Uploads the text weights of `gguf` (read from `source`) in `Phase::Load`, and allocates the KV cache and
+    /// the scratch. Vision, audio and projector tensors are never read; neither is the PLE table.
+    pub fn load(ctx: &Context, gguf: &GgufFile, source: &dyn ByteSource, options: GemmaOptions) -> Result<Gemma> {
+        let config = TextConfig::from_gguf(gguf)?;
+        check_rope_dims(gguf, &config)?;
+        // The 26B-A4B's expert block (gemma4.md §4) runs beside the dense MLP; without it the output is wrong.
+        if let Some(t) =
+            gguf.tensors().iter().find(|t| t.name().contains("_exps.") || t.name().ends_with(".ffn_gate_inp.weight"))
+        {
+            return Err(Error::Unsupported {
+                op: "Gemma MoE layers".into(),
+                reason: format!(
+                    "`{}` belongs to a mixture-of-experts FFN, which this engine does not run yet",
+                    t.name()
+                ),
+            });
+        }
+        if options.kv_cache == CacheType::F16 && !ctx.caps().f16 {
+            return Err(Error::Unsupported {
+                op: "an f16 KV cache".into(),
+                reason: "the device did not grant SHADER_F16; use CacheType::F32".into(),
+            });
+        }
+        let previous = ctx.phase();
+        ctx.set_phase(Phase::Load);
+        let loaded = Self::load_in_phase(ctx, gguf, source, options, config);
+        ctx.set_phase(previous);
+        loaded
+    }
+
+    fn load_in_phase(
+        ctx: &Context,
+        gguf: &GgufFile,
+        source: &dyn ByteSource,
+        options: GemmaOptions,
+        config: TextConfig,
+    ) -> Result<Gemma> {
+        let weights = weights::Loader { ctx, gguf, source }.weights(&config)?;
+        let n_ctx = options.n_ctx.min(config.context_length).max(1);
+        let max_chunk = options.max_chunk.clamp(1, n_ctx);
+        let kv = KvCache::new(ctx, &config, options.kv_cache, n_ctx, max_chunk)?;
+        let fit = ctx.caps().max_storage_buffer_binding_bytes / (config.vocab as u64 * 4);
+        let logit_rows = (max_chunk as u64).min(options.max_logit_rows as u64).min(fit).max(1) as u32;
+        let scratch = Scratch::new(ctx, &config, max_chunk, logit_rows, options.kv_cache)?;
+        let ple = match config.ple_dim {
+            0 => None,
+            _ => Some(Ple::new(ctx, gguf, source, &config, max_chunk)?),
+        };
+        Ok(Gemma { ctx: ctx.clone(), config, weights, kv, ple, scratch, last_dispatches: 0 })
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// One past the newest cached position: where the next token goes.
+    pub fn next_pos(&self) -> u32 {
+        self.kv.next_pos
+    }
+
+    /// Forgets the cached positions (a new sequence starts at position 0).
+    pub fn reset(&mut self) {
+        self.kv.next_pos = 0;
+    }
+
+    /// Runs `tokens` at positions `pos0..` (pos0 ≤ [`next_pos`](Self::next_pos); smaller rewinds), writing their
+    /// K/V, and returns the asked-for logit rows. `source` is the file the model was loaded from (PLE rows are read
+    /// from it per call).
+    pub async fn forward(
+        &mut self,
+        source: &dyn ByteSource,
+        tokens: &[u32],
+        pos0: u32,
+        rows: LogitRows,
+    ) -> Result<Logits> {
+        self.run(source, tokens, pos0, rows, &mut Tracer::off()).await
+    }
+
+    /// [`forward`](Self::forward) for at most `max_chunk` tokens that also reads back every intermediate.
+    pub async fn forward_traced(
+        &mut self,
+        source: &dyn ByteSource,
+        tokens: &[u32],
+        pos0: u32,
+        rows: LogitRows,
+    ) -> Result<(Logits, Vec<Traced>)> {
+        if tokens.len() > self.scratch.max_chunk as usize {
+            return Err(Error::Unsupported {
+                op: "forward_traced".into(),
+                reason: format!("{} tokens exceed one chunk of {}", tokens.len(), self.scratch.max_chunk),
+            });
+        }
+        let mut tracer = Tracer::on(&self.ctx);
+        let logits = self.run(source, tokens, pos0, rows, &mut tracer).await?;
+        Ok((logits, tracer.finish().await?))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn forward_blocking(
+        &mut self,
+        source: &dyn ByteSource,
+        tokens: &[u32],
+        pos0: u32,
+        rows: LogitRows,
+    ) -> Result<Logits> {
+        pollster::block_on(self.forward(source, tokens, pos0, rows))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn forward_traced_blocking(
+        &mut self,
+        source: &dyn ByteSource,
+        tokens: &[u32],
+        pos0: u32,
+        rows: LogitRows,
+    ) -> Result<(Logits, Vec<Traced>)> {
+        pollster::block_on(self.forward_traced(source, tokens, pos0, rows))
+    }
+
+    async fn run(
+        &mut self,
+        source: &dyn ByteSource,
+        tokens: &[u32],
+        pos0: u32,
+        rows: LogitRows,
+        tr: &mut Tracer,
+    ) -> Result<Logits> {
+        let cfg = &self.config;
+        let fail = |reason: String| Err(Error::Unsupported { op: "forward".into(), reason });
+        if tokens.is_empty() {
+            return fail("no tokens".into());
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t >= cfg.vocab) {
+            return fail(format!("token {t} is not below the vocabulary size {}", cfg.vocab));
+        }
+        if pos0 as u64 + tokens.len() as u64 > u32::MAX as u64 {
+            return fail(format!("positions {pos0}+{} overflow u32", tokens.len()));
+        }
+        let vocab = cfg.vocab;
+        let (max_chunk, logit_rows) = (self.scratch.max_chunk as usize, self.scratch.logit_rows);
+        let first_pos = match rows {
+            LogitRows::Last => pos0 + tokens.len() as u32 - 1,
+            LogitRows::All => pos0,
+        };
+        let mut out = Logits { first_pos, n_rows: 0, vocab, values: Vec::new() };
+        self.last_dispatches = 0;
+        let n_chunks = tokens.len().div_ceil(max_chunk);
+        for (c, chunk) in tokens.chunks(max_chunk).enumerate() {
+            let (n, pos) = (chunk.len() as u32, pos0 + (c * max_chunk) as u32);
+            self.kv.check_chunk(&self.config, pos, n)?;
+            self.ctx.set_phase(if n == 1 { Phase::Decode } else { Phase::Prefill });
+            self.write_chunk_inputs(source, chunk, pos)?;
+            let mut batch = self.ctx.batch(if n == 1 { "decode" } else { "prefill" });
+            let cur = self.record_layers(&mut batch, n, pos, tr)?;
+            // (first row, rows) groups of this chunk's logits, at most `logit_rows` each.
+            let groups: Vec<(u32, u32)> = match rows {
+                LogitRows::Last if c + 1 == n_chunks => vec![(n - 1, 1)],
+                LogitRows::Last => Vec::new(),
+                LogitRows::All => (0..n).step_by(logit_rows as usize).map(|f| (f, logit_rows.min(n - f))).collect(),
+            };
+            let mut pending = Some(batch);
+            if groups.is_empty()
+                && let Some(batch) = pending.take()
+            {
+                self.last_dispatches += batch.dispatches();
+                batch.submit()?;
+            }
+            for &(first, count) in &groups {
+                let mut batch = pending.take().unwrap_or_else(|| self.ctx.batch("logits"));
+                self.record_head(&mut batch, cur, first, count, tr)?;
+                self.last_dispatches += batch.dispatches();
+                batch.submit()?;
+                let bytes = count as u64 * vocab as u64 * 4;
+                out.values.extend(scratch::map_read_f32(&self.ctx, &self.scratch.staging, bytes).await?);
+                out.n_rows += count;
+            }
+            self.kv.next_pos = pos + n;
+        }
+        Ok(out)
+    }
+}
+
+/// RoPE here rotates the whole head (`n_dims` = head dim, gemma4.md §3.4); refuse a file that says otherwise.
+fn check_rope_dims(gguf: &GgufFile, cfg: &TextConfig) -> Result<()> {
+    let prefix = match cfg.arch {
+        Arch::Gemma4 => "gemma4",
+        Arch::Gemma3 => "gemma3",
+    };
+    for (key, sliding) in [("rope.dimension_count", false), ("rope.dimension_count_swa", true)] {
+        if let Ok(n_dims) = gguf.get_u32(&format!("{prefix}.{key}"))
+            && let Some(l) = cfg.layers.iter().find(|l| l.sliding == sliding && l.head_dim != n_dims)
+        {
+            return Err(Error::Unsupported {
+                op: "rope".into(),
+                reason: format!("{prefix}.{key} = {n_dims} but layer {} has head dim {}", l.index, l.head_dim),
+            });
+        }
+    }
+    Ok(())
+}

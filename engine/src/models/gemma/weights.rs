@@ -1,0 +1,227 @@
+//! The GPU weights of a Gemma text decoder: a plain tree of structs whose fields carry the GGUF tensor names
+//! (candle style). Matrices stay in their file encoding and are split on rows only where a tensor exceeds one
+//! storage binding; norm vectors and scalars are converted to f32 on the host. `per_layer_token_embd` is never
+//! uploaded (see `ple.rs`), nor are the vision/audio/projector tensors of Ollama blobs.
+
+use crate::error::{Error, Result};
+use crate::gguf::{GgufError, GgufFile, TensorInfo};
+use crate::gpu::{Batch, Category, Context, GpuBuffer, SplitTensor};
+use crate::models::{Arch, LayerSpec, TextConfig};
+use crate::ops::get_rows::get_rows_part;
+use crate::ops::mul_mat::{MulMatArgs, MulMatPath, mul_mat_with};
+use crate::quant::QuantType;
+use crate::source::ByteSource;
+
+/// A matrix `[rows][cols]` (GGUF dims `[cols, rows]`) in its file encoding: y = x · Wᵀ.
+#[derive(Debug)]
+pub struct Linear {
+    pub w: SplitTensor,
+    pub wtype: QuantType,
+    /// Output width (W's rows).
+    pub rows: u32,
+    /// Input width, the dot-product length `k`.
+    pub cols: u32,
+}
+
+impl Linear {
+    /// y[t][..rows] = W · x[t] for `n` tokens: one `mul_mat` per row part.
+    pub fn forward(&self, batch: &mut Batch, x: &GpuBuffer, n: u32, y: &GpuBuffer) -> Result<()> {
+        for (part, &(first, count)) in self.w.parts.iter().zip(&self.w.plan.parts) {
+            let args =
+                MulMatArgs::new(part, self.wtype, count as u32, self.cols, x, n, y).part(first as u32, self.rows);
+            mul_mat_with(batch, &args, MulMatPath::Auto)?;
+        }
+        Ok(())
+    }
+
+    /// dst[i] = W[ids[i]] in f32 (the embedding lookup): one `get_rows_part` per row part; ids are all < rows.
+    pub fn get_rows(&self, batch: &mut Batch, ids: &GpuBuffer, n: u32, dst: &GpuBuffer) -> Result<()> {
+        for (part, &(first, count)) in self.w.parts.iter().zip(&self.w.plan.parts) {
+            get_rows_part(batch, part, self.wtype, self.cols, first as u32, count as u32, ids, n, dst)?;
+        }
+        Ok(())
+    }
+}
+
+/// One decoder layer (GGUF `blk.N.*`). KV weights are loaded on owner layers only: shared layers carry unused
+/// copies in converted files (gemma4.md §3.3).
+#[derive(Debug)]
+pub struct Layer {
+    pub spec: LayerSpec,
+    pub attn_norm: GpuBuffer,
+    pub attn_q: Linear,
+    pub attn_k: Option<Linear>,
+    /// `None` on owner layers when K = V (26B/31B full layers): V is the raw K projection.
+    pub attn_v: Option<Linear>,
+    pub attn_output: Linear,
+    pub attn_q_norm: GpuBuffer,
+    pub attn_k_norm: Option<GpuBuffer>,
+    pub post_attention_norm: GpuBuffer,
+    /// `ffn_norm`: the pre-FFN norm.
+    pub ffn_norm: GpuBuffer,
+    pub ffn_gate: Linear,
+    pub ffn_up: Linear,
+    pub ffn_down: Linear,
+    pub post_ffw_norm: GpuBuffer,
+    /// PLE gate `inp_gate` [P][H], up-projection `proj` [H][P] and `post_norm` [H] (Gemma 4 E-models).
+    pub inp_gate: Option<Linear>,
+    pub proj: Option<Linear>,
+    pub post_norm: Option<GpuBuffer>,
+    /// `layer_output_scale` [1] f32: multiplies the layer's output when present.
+    pub layer_output_scale: Option<GpuBuffer>,
+}
+
+/// Every text weight on the GPU.
+#[derive(Debug)]
+pub struct Weights {
+    /// `token_embd`: the input embedding and, without `output`, the tied LM head.
+    pub token_embd: Linear,
+    /// `output`: an untied LM head (some Gemma 3 files).
+    pub output: Option<Linear>,
+    /// `per_layer_model_proj` [L·P][H] and `per_layer_proj_norm` [P] (Gemma 4 E-models).
+    pub per_layer_model_proj: Option<Linear>,
+    pub per_layer_proj_norm: Option<GpuBuffer>,
+    pub output_norm: GpuBuffer,
+    /// `rope_freqs` [head_dim/2] of full layers: per-pair frequency divisors (Gemma 4 proportional RoPE).
+    pub rope_freqs: Option<GpuBuffer>,
+    pub layers: Vec<Layer>,
+}
+
+impl Weights {
+    /// The LM head: `output` if the file has one, else the tied `token_embd`.
+    pub fn lm_head(&self) -> &Linear {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        let lin = |l: &Linear| l.w.size_bytes();
+        let opt_lin = |l: &Option<Linear>| l.as_ref().map_or(0, lin);
+        let buf = |b: &GpuBuffer| b.size_bytes();
+        let opt_buf = |b: &Option<GpuBuffer>| b.as_ref().map_or(0, buf);
+        let mut total = lin(&self.token_embd) + opt_lin(&self.output) + opt_lin(&self.per_layer_model_proj);
+        total += opt_buf(&self.per_layer_proj_norm) + buf(&self.output_norm) + opt_buf(&self.rope_freqs);
+        for l in &self.layers {
+            total += [&l.attn_q, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down].into_iter().map(lin).sum::<u64>();
+            total += [&l.attn_k, &l.attn_v, &l.inp_gate, &l.proj].into_iter().map(opt_lin).sum::<u64>();
+            total += [&l.attn_norm, &l.attn_q_norm, &l.post_attention_norm, &l.ffn_norm, &l.post_ffw_norm]
+                .into_iter()
+                .map(buf)
+                .sum::<u64>();
+            total += [&l.attn_k_norm, &l.post_norm, &l.layer_output_scale].into_iter().map(opt_buf).sum::<u64>();
+        }
+        total
+    }
+}
+
+fn bad(name: &str, why: String) -> Error {
+    Error::BadModelFile(GgufError::WrongType {
+        key: name.to_owned(),
+        expected: "a tensor the config implies",
+        found: why,
+    })
+}
+
+/// Reads tensors from a GGUF and uploads them in `Category::Weights`.
+pub(super) struct Loader<'a> {
+    pub ctx: &'a Context,
+    pub gguf: &'a GgufFile,
+    pub source: &'a dyn ByteSource,
+}
+
+impl Loader<'_> {
+    fn info(&self, name: &str) -> Result<&TensorInfo> {
+        Ok(self.gguf.require_tensor(name)?)
+    }
+
+    /// `name` as a `[rows][cols]` matrix, split on rows if it exceeds one binding.
+    pub fn linear(&self, name: &str, rows: u32, cols: u32) -> Result<Linear> {
+        let info = self.info(name)?;
+        if info.dims() != [cols as u64, rows as u64] {
+            return Err(bad(name, format!("dims {:?}, expected [{cols}, {rows}]", info.dims())));
+        }
+        let wtype = info.dtype();
+        let row_bytes =
+            wtype.bytes_for(cols as u64).ok_or_else(|| bad(name, format!("{cols} {wtype} elements per row")))?;
+        let data = info.bytes(self.source)?;
+        let w = SplitTensor::upload(self.ctx, name, Category::Weights, &data, row_bytes)?;
+        Ok(Linear { w, wtype, rows, cols })
+    }
+
+    pub fn optional_linear(&self, name: &str, rows: u32, cols: u32) -> Result<Option<Linear>> {
+        match self.gguf.tensor(name) {
+            Some(_) => self.linear(name, rows, cols).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A 1-D tensor of `len` values (F32, F16 or BF16 in the file) uploaded as f32.
+    pub fn vector(&self, name: &str, len: u32) -> Result<GpuBuffer> {
+        let info = self.info(name)?;
+        if info.elems() != len as u64 {
+            return Err(bad(name, format!("{} elements, expected {len}", info.elems())));
+        }
+        let bytes = info.bytes(self.source)?;
+        let values: Vec<f32> = match info.dtype() {
+            QuantType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            QuantType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            QuantType::BF16 => {
+                bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            other => return Err(bad(name, format!("type {other}; norm and scale vectors must be F32, F16 or BF16"))),
+        };
+        self.ctx.upload(name, Category::Weights, bytemuck::cast_slice(&values))
+    }
+
+    pub fn optional_vector(&self, name: &str, len: u32) -> Result<Option<GpuBuffer>> {
+        match self.gguf.tensor(name) {
+            Some(_) => self.vector(name, len).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every text weight the config implies, checked against it.
+    pub fn weights(&self, cfg: &TextConfig) -> Result<Weights> {
+        let (h, nh, p) = (cfg.hidden, cfg.n_head, cfg.ple_dim);
+        let n_layers = cfg.n_layers() as u32;
+        let token_embd = self.linear("token_embd.weight", cfg.vocab, h)?;
+        let output = self.optional_linear("output.weight", cfg.vocab, h)?;
+        let ple = p > 0;
+        let per_layer_model_proj =
+            if ple { Some(self.linear("per_layer_model_proj.weight", n_layers * p, h)?) } else { None };
+        let per_layer_proj_norm = if ple { Some(self.vector("per_layer_proj_norm.weight", p)?) } else { None };
+        let output_norm = self.vector("output_norm.weight", h)?;
+        let full_head_dim = cfg.layers.iter().find(|l| !l.sliding).map(|l| l.head_dim);
+        let rope_freqs = match (cfg.arch, full_head_dim) {
+            (Arch::Gemma4, Some(hd)) => self.optional_vector("rope_freqs.weight", hd / 2)?,
+            _ => None,
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layers());
+        for spec in &cfg.layers {
+            let name = |t: &str| format!("blk.{}.{t}.weight", spec.index);
+            let (hd, nkv, ffn) = (spec.head_dim, spec.n_kv_head, spec.ffn_dim);
+            let owns = spec.owns_kv();
+            let layer = Layer {
+                attn_norm: self.vector(&name("attn_norm"), h)?,
+                attn_q: self.linear(&name("attn_q"), nh * hd, h)?,
+                attn_k: if owns { Some(self.linear(&name("attn_k"), nkv * hd, h)?) } else { None },
+                attn_v: if owns { self.optional_linear(&name("attn_v"), nkv * hd, h)? } else { None },
+                attn_output: self.linear(&name("attn_output"), h, nh * hd)?,
+                attn_q_norm: self.vector(&name("attn_q_norm"), hd)?,
+                attn_k_norm: if owns { Some(self.vector(&name("attn_k_norm"), hd)?) } else { None },
+                post_attention_norm: self.vector(&name("post_attention_norm"), h)?,
+                ffn_norm: self.vector(&name("ffn_norm"), h)?,
+                ffn_gate: self.linear(&name("ffn_gate"), ffn, h)?,
+                ffn_up: self.linear(&name("ffn_up"), ffn, h)?,
+                ffn_down: self.linear(&name("ffn_down"), h, ffn)?,
+                post_ffw_norm: self.vector(&name("post_ffw_norm"), h)?,
+                inp_gate: if ple { Some(self.linear(&name("inp_gate"), p, h)?) } else { None },
+                proj: if ple { Some(self.linear(&name("proj"), h, p)?) } else { None },
+                post_norm: if ple { Some(self.vector(&name("post_norm"), h)?) } else { None },
+                layer_output_scale: self.optional_vector(&name("layer_output_scale"), 1)?,
+                spec: spec.clone(),
+            };
+            layers.push(layer);
+        }
+        Ok(Weights { token_embd, output, per_layer_model_proj, per_layer_proj_norm, output_norm, rope_freqs, layers })
+    }
+}
