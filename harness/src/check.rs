@@ -81,8 +81,8 @@ impl Tally {
 
     /// Prints the closing lines and picks the exit code.
     fn finish(self, min_cases: usize) -> ExitCode {
-        if !self.failed.is_empty() {
-            println!("re-run a failure exactly with --filter '^<name>$', e.g. --filter '^{}$'", regex::escape(&self.failed[0]));
+        for name in &self.failed {
+            println!("re-run: --filter '^{}$'", regex::escape(name));
         }
         println!("{} passed, {} failed, {} not supported", self.passed, self.failed.len(), self.declined);
         let ran = self.passed + self.failed.len();

@@ -263,7 +263,8 @@ impl<'a> MulMatArgs<'a> {
     }
 }
 
-/// y = x · Wᵀ, picking the kernel by token count.
+/// y = x · Wᵀ, picking the kernel by token count. `mul_mat_with` forces a path or dispatches one part of a
+/// split weight.
 #[allow(clippy::too_many_arguments)]
 pub fn mul_mat(
     batch: &mut Batch,
@@ -278,35 +279,6 @@ pub fn mul_mat(
     mul_mat_with(batch, &MulMatArgs::new(weights, wtype, m_rows, k, x, n_tokens, y), MulMatPath::Auto)
 }
 
-/// y = x · Wᵀ through the mat-vec kernel, at any token count.
-#[allow(clippy::too_many_arguments)]
-pub fn mul_mat_vec(
-    batch: &mut Batch,
-    weights: &GpuBuffer,
-    wtype: QuantType,
-    m_rows: u32,
-    k: u32,
-    x: &GpuBuffer,
-    n_tokens: u32,
-    y: &GpuBuffer,
-) -> Result<()> {
-    mul_mat_with(batch, &MulMatArgs::new(weights, wtype, m_rows, k, x, n_tokens, y), MulMatPath::Vec)
-}
-
-/// y = x · Wᵀ through the tiled kernel, at any token count.
-#[allow(clippy::too_many_arguments)]
-pub fn mul_mat_tiled(
-    batch: &mut Batch,
-    weights: &GpuBuffer,
-    wtype: QuantType,
-    m_rows: u32,
-    k: u32,
-    x: &GpuBuffer,
-    n_tokens: u32,
-    y: &GpuBuffer,
-) -> Result<()> {
-    mul_mat_with(batch, &MulMatArgs::new(weights, wtype, m_rows, k, x, n_tokens, y), MulMatPath::Tiled)
-}
 
 /// The general entry: validates, picks the variant and records one dispatch (none for zero rows or tokens).
 pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Result<()> {

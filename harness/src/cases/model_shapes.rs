@@ -33,6 +33,9 @@ const DECODE_POS: u32 = 1500;
 /// embedding, Q8_0 in small or first/last layers; and Q5_0 in Gemma 3 270M.
 const DECODE_TYPES: [QuantType; 4] = [QuantType::Q4K, QuantType::Q6K, QuantType::Q8_0, QuantType::Q5_0];
 
+/// `max_storage_buffer_binding_size` in the WebGPU defaults (and on lavapipe): 128 MiB.
+const WEBGPU_DEFAULT_BINDING_BYTES: u64 = 128 << 20;
+
 pub fn configs() -> Vec<(&'static str, TextConfig)> {
     MODELS
         .iter()
@@ -97,8 +100,11 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         let embd_type = if h % QuantType::Q6K.block_elems() as u32 == 0 { QuantType::Q6K } else { QuantType::Q8_0 };
         push(Box::new(GetRowsCase::new(embd_type, c.vocab, h, 7, false, 1)));
         // The tied LM head (the embedding table as a matrix) runs for the last token only, also after a prefill.
+        // It is split on rows under the WebGPU default binding limit, as the model loads it.
         for wtype in DECODE_TYPES.into_iter().filter(|t| h as u64 % t.block_elems() == 0) {
-            push(Box::new(MulMatCase::new(wtype, c.vocab, h, 1, MulMatPath::Vec, 1)));
+            let table_bytes = c.vocab as u64 * (h as u64 / wtype.block_elems()) * wtype.block_bytes();
+            let parts = table_bytes.div_ceil(WEBGPU_DEFAULT_BINDING_BYTES) as u32;
+            push(Box::new(MulMatCase::new(wtype, c.vocab, h, 1, MulMatPath::Vec, parts)));
         }
         for (m, k) in matmuls {
             // A row must be whole blocks: quantizers fall back to other types where it is not.
