@@ -10,6 +10,7 @@ mod model_source;
 mod npy;
 mod reference;
 mod report;
+mod synth;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write the logits of a token list ([n_tokens, vocab] f32 .npy) from the GPU engine or the CPU reference.
     Logits(logits_cmd::LogitsArgs),
+    /// Write a deterministic synthetic Gemma model: real metadata and shapes, random weights, llama.cpp's quant mixes.
+    Synth(synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Logits(args) => logits_cmd::run(args),
+        Command::Synth(args) => synth::run(args),
     };
     match result {
         Ok(code) => code,
