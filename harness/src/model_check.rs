@@ -120,26 +120,7 @@ pub fn parse_ids(list: &str) -> Result<Vec<u32>, String> {
 
 /// The reference's intermediates by the GPU trace's names, each flattened token-major.
 fn reference_tensors(f: &Forward) -> candle_core::Result<Vec<(String, Vec<f32>)>> {
-    let mut out = vec![("embedding".to_owned(), f.embedding.clone())];
-    out.extend(f.per_layer_inputs.iter().map(|t| ("per_layer_inputs".to_owned(), t.clone())));
-    for (l, t) in f.layers.iter().enumerate() {
-        let fields = [
-            ("input", Some(&t.input)),
-            ("q", Some(&t.q)),
-            ("k", t.k.as_ref()),
-            ("v", t.v.as_ref()),
-            ("attn_heads", Some(&t.attn_heads)),
-            ("attn_out", Some(&t.attn_out)),
-            ("attn_residual", Some(&t.attn_residual)),
-            ("mlp_out", Some(&t.mlp_out)),
-            ("mlp_residual", Some(&t.mlp_residual)),
-            ("ple_injection", t.ple_injection.as_ref()),
-            ("output", Some(&t.output)),
-        ];
-        out.extend(fields.into_iter().filter_map(|(name, t)| Some((format!("layer {l} {name}"), t?.clone()))));
-    }
-    out.push(("final_norm".to_owned(), f.final_norm.clone()));
-    out.into_iter().map(|(name, t)| Ok((name, t.flatten_all()?.to_vec1::<f32>()?))).collect()
+    f.named_intermediates().into_iter().map(|(name, t)| Ok((name, t.flatten_all()?.to_vec1::<f32>()?))).collect()
 }
 
 fn logits_rows(t: &candle_core::Tensor) -> Result<Vec<f32>, String> {

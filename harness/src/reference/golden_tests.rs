@@ -118,26 +118,8 @@ fn reference_goldens_match_hf_and_llama() {
 
 /// Every tensor of a [`Forward`] by name, as [n, …] flattened to rows.
 fn named_tensors(f: &Forward) -> Vec<(String, Tensor)> {
-    let mut out = vec![("embedding".to_owned(), f.embedding.clone())];
-    out.extend(f.per_layer_inputs.iter().map(|t| ("per_layer_inputs".to_owned(), t.clone())));
-    for (l, t) in f.layers.iter().enumerate() {
-        let fields = [
-            ("input", Some(&t.input)),
-            ("q", Some(&t.q)),
-            ("k", t.k.as_ref()),
-            ("v", t.v.as_ref()),
-            ("attn_heads", Some(&t.attn_heads)),
-            ("attn_out", Some(&t.attn_out)),
-            ("attn_residual", Some(&t.attn_residual)),
-            ("mlp_out", Some(&t.mlp_out)),
-            ("mlp_residual", Some(&t.mlp_residual)),
-            ("ple_injection", t.ple_injection.as_ref()),
-            ("output", Some(&t.output)),
-        ];
-        out.extend(fields.into_iter().filter_map(|(name, t)| Some((format!("layer {l} {name}"), t?.clone()))));
-    }
-    out.push(("final_norm".to_owned(), f.final_norm.clone()));
-    out.push(("logits".to_owned(), f.logits.clone()));
+    let mut out = f.named_intermediates();
+    out.push(("logits".to_owned(), &f.logits));
     out.into_iter().map(|(name, t)| (name, t.flatten_from(1).unwrap())).collect()
 }
 

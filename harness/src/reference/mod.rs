@@ -84,6 +84,33 @@ pub struct Forward {
     pub final_norm: Tensor,
 }
 
+impl Forward {
+    /// Every intermediate by the names the GPU trace uses: the embedding, the PLE inputs, each layer's trace
+    /// (`layer {l} {field}`), and the final norm.
+    pub fn named_intermediates(&self) -> Vec<(String, &Tensor)> {
+        let mut out = vec![("embedding".to_owned(), &self.embedding)];
+        out.extend(self.per_layer_inputs.iter().map(|t| ("per_layer_inputs".to_owned(), t)));
+        for (l, t) in self.layers.iter().enumerate() {
+            let fields = [
+                ("input", Some(&t.input)),
+                ("q", Some(&t.q)),
+                ("k", t.k.as_ref()),
+                ("v", t.v.as_ref()),
+                ("attn_heads", Some(&t.attn_heads)),
+                ("attn_out", Some(&t.attn_out)),
+                ("attn_residual", Some(&t.attn_residual)),
+                ("mlp_out", Some(&t.mlp_out)),
+                ("mlp_residual", Some(&t.mlp_residual)),
+                ("ple_injection", t.ple_injection.as_ref()),
+                ("output", Some(&t.output)),
+            ];
+            out.extend(fields.into_iter().filter_map(|(name, t)| Some((format!("layer {l} {name}"), t?))));
+        }
+        out.push(("final_norm".to_owned(), &self.final_norm));
+        out
+    }
+}
+
 /// One layer's intermediates for the tokens of a [`Forward`] (§3.2 names in brackets).
 pub struct LayerTrace {
     /// The layer's input [n, H] (`h`).
