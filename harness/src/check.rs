@@ -1,5 +1,6 @@
 //! `ferrogem check`: the main job. With no subcommand it runs every check on the built-in tiny Gemma 4 model:
-//! shader validation, the op registry, and the model's weights through the GPU and the memory accountant.
+//! shader validation, the op registry, the model's weights through the GPU and the memory accountant, and the
+//! model on the GPU against the CPU reference and its HF golden.
 //! `check ops` runs the op registry alone, with filters, perf mode and JSON/CSV output. Every line is one case;
 //! the closing line is `N passed, M failed, K not supported`; a failure, or no case run, exits non-zero.
 
@@ -61,6 +62,9 @@ pub struct OpsArgs {
     #[arg(long)]
     pub csv: Option<PathBuf>,
 }
+
+/// Teacher-forced tokens in the main job's model check: enough to cross the tiny model's sliding window of 8.
+const MODEL_CHECK_TOKENS: usize = 8;
 
 #[derive(Default)]
 struct Tally {
@@ -146,6 +150,15 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
                 match load_check::round_trip(&ctx, &model) {
                     Ok(detail) => tally.add(&name, "ok", &format!("{name}: OK {detail}")),
                     Err(reason) => tally.add(&name, "fail", &format!("{name}: FAIL {reason}")),
+                }
+            }
+            // The model on the GPU against the CPU reference (and the HF golden beside a golden file).
+            let name = format!("model({})", model.display);
+            if selected(&name) {
+                let (passed, failed) = crate::model_check::check_counts(&ctx, &model, MODEL_CHECK_TOKENS, None);
+                tally.passed += passed;
+                if failed > 0 {
+                    tally.failed.push(name);
                 }
             }
         }

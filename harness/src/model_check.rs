@@ -128,30 +128,37 @@ fn logits_rows(t: &candle_core::Tensor) -> Result<Vec<f32>, String> {
 }
 
 pub fn run(ctx: &Context, args: &ModelArgs) -> ferrogem::Result<ExitCode> {
-    let (passed, failed) = match check(ctx, args) {
+    let model = model_source::open(&args.model)?;
+    let (passed, failed) = check_counts(ctx, &model, args.tokens, args.prompt.as_deref());
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs every model check, printing one line each; returns (passed, failed). An error that stops the checks
+/// counts as one failure.
+pub fn check_counts(ctx: &Context, model: &OpenedModel, tokens: usize, prompt: Option<&str>) -> (usize, usize) {
+    match check(ctx, model, tokens, prompt) {
         Ok(tally) => (tally.passed, tally.failed),
         Err(message) => {
             println!("error: {message}");
             (0, 1)
         }
-    };
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    }
 }
 
-fn check(ctx: &Context, args: &ModelArgs) -> Result<Tally, String> {
+fn check(ctx: &Context, model: &OpenedModel, tokens: usize, prompt: Option<&str>) -> Result<Tally, String> {
     let text = |e: ferrogem::Error| e.to_string();
-    let model = model_source::open(&args.model).map_err(text)?;
     let source = model.source.as_ref();
     let t0 = Instant::now();
     let reference = Reference::from_gguf(&model.gguf, source).map_err(|e| format!("CPU reference: {e}"))?;
     let cfg = reference.config.clone();
-    let (prompt, from) = prompt_for(&model, args.prompt.as_deref(), cfg.vocab)?;
+    let explicit_prompt = prompt;
+    let (prompt, from) = prompt_for(model, explicit_prompt, cfg.vocab)?;
     let n = prompt.len();
     if n == 0 {
         return Err("an empty prompt".into());
     }
-    let n_ctx = (n + args.tokens + 1) as u32;
+    let n_ctx = (n + tokens + 1) as u32;
     let options = GemmaOptions { max_chunk: n as u32, n_ctx, ..GemmaOptions::default() };
     let mut gpu = Gemma::load(ctx, &model.gguf, source, options).map_err(text)?;
     println!(
@@ -184,7 +191,7 @@ fn check(ctx: &Context, args: &ModelArgs) -> Result<Tally, String> {
     compare_logits(&mut tally, "prefill logits", &prefill, &cpu_logits);
     // HF transformers on the same dequantized weights, when the golden sits beside the model.
     let hf_path = model.path.with_extension("hf_dequant_logits.npy");
-    if model.ollama.is_none() && args.prompt.is_none() && hf_path.exists() {
+    if model.ollama.is_none() && explicit_prompt.is_none() && hf_path.exists() {
         let hf = npy::read_f32(&hf_path)?;
         let (nmse, max_abs) = nmse_and_max_abs(&prefill.values, &hf.data);
         tally.check(
@@ -211,10 +218,10 @@ fn check(ctx: &Context, args: &ModelArgs) -> Result<Tally, String> {
     let mut got_next = argmax(prefill.row(n - 1));
     let (mut agree, mut steps, mut decode_dispatches) = (0, 0, 0);
     let t2 = Instant::now();
-    for i in 0..args.tokens {
+    for i in 0..tokens {
         steps += 1;
         agree += usize::from(got_next == want_next);
-        if i + 1 == args.tokens {
+        if i + 1 == tokens {
             break;
         }
         let fed = want_next as u32;
@@ -228,7 +235,7 @@ fn check(ctx: &Context, args: &ModelArgs) -> Result<Tally, String> {
         }
         want_next = argmax(&logits_rows(&cpu_step.logits)?);
     }
-    let per_step = t2.elapsed() / args.tokens.max(1) as u32;
+    let per_step = t2.elapsed() / tokens.max(1) as u32;
     let needed = min_agreement(steps);
     tally.check(
         agree >= needed,
