@@ -303,8 +303,8 @@ mod tests {
         let ctx = Context::new_blocking(ContextOptions::from_env()).expect("GPU test needs an adapter");
         for name in ["tiny-gemma4-Q4_K_M", "tiny-gemma3-Q6_K"] {
             let path = format!("{}/../golden/fixtures/{name}.gguf", env!("CARGO_MANIFEST_DIR"));
-            let args = ModelArgs { model: path, tokens: 4, prompt: None };
-            let tally = check(&ctx, &args).unwrap();
+            let model = model_source::open(&path).unwrap();
+            let tally = check(&ctx, &model, 4, None).unwrap();
             assert_eq!(tally.failed, 0, "{name}");
             // Embedding, PLE inputs, 11 per owner layer (fewer on shared/PLE-less ones), final norm; 9 more checks.
             assert!(tally.passed > 50, "{name}: only {} checks ran", tally.passed);
