@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what ferrogem needs on a fresh Debian 12 machine, and nothing when it is already there:
-# a Vulkan loader and Mesa's lavapipe (a software Vulkan adapter, for machines without a GPU), and the
-# wasm32 target the engine's browser build is checked against. Safe to run repeatedly.
+# a Vulkan loader and Mesa's lavapipe (a software Vulkan adapter, for machines without a GPU), headless
+# Chromium (the dashboard render test), and the wasm32 target the engine's browser build is checked against.
+# Safe to run repeatedly.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -11,10 +12,14 @@ have_vulkan_driver() {
         ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/nvidia/share/vulkan/icd.d/*.json 2>/dev/null | grep -q .
 }
 
-if ! have_vulkan_driver; then
-    echo "ci/setup.sh: installing the Vulkan loader and lavapipe (mesa-vulkan-drivers libvulkan1)" >&2
+packages=()
+have_vulkan_driver || packages+=(mesa-vulkan-drivers libvulkan1)
+# Headless Chromium opens the `ferrogem report` dashboard in harness/tests/report_render.rs.
+command -v chromium >/dev/null || packages+=(chromium)
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "ci/setup.sh: installing ${packages[*]}" >&2
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then

@@ -27,6 +27,23 @@ pub enum Error {
     #[error("{what} needs {requested}, but the device allows at most {limit}; {hint}")]
     LimitExceeded { what: String, requested: u64, limit: u64, hint: &'static str },
 
+    #[error("device profile `{origin}` is not valid: {message}")]
+    BadProfile { origin: String, message: String },
+
+    #[error(
+        "device profile `{profile}` asks for {what} = {requested}, but adapter `{adapter}` offers {available}; \
+         pick a profile this adapter can serve (`webgpu-default` always can), or run on a device that has it"
+    )]
+    ProfileExceedsAdapter { profile: String, adapter: String, what: String, requested: String, available: String },
+
+    /// The memory accountant refused an allocation that would cross the device profile's ceiling.
+    #[error("{0}")]
+    CeilingExceeded(Box<crate::gpu::CeilingBreach>),
+
+    /// The memory plan of a model does not fit under the ceiling; nothing was allocated.
+    #[error("{0}")]
+    ModelDoesNotFit(Box<crate::models::plan::FitRefusal>),
+
     #[error("kernel `{kernel}` failed to {stage}: {message}")]
     Shader { kernel: String, stage: &'static str, message: String },
 
@@ -54,4 +71,13 @@ pub enum Error {
 
     #[error("cancelled")]
     Cancelled,
+
+    #[error(
+        "{what} needs {needed_tokens} tokens but the context holds {n_ctx}; shorten it, raise --ctx (up to the \
+         model's context_length), or in chat use --context-shift to drop the oldest turns"
+    )]
+    ContextOverflow { what: String, needed_tokens: u64, n_ctx: u32 },
+
+    #[error("cannot restore the session snapshot: {reason}")]
+    BadSnapshot { reason: String },
 }

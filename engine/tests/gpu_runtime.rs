@@ -173,7 +173,7 @@ fn limits_are_typed_errors_not_panics() {
 
 #[test]
 fn an_adapter_filter_that_matches_nothing_names_the_adapters() {
-    let options = ferrogem::gpu::ContextOptions { adapter_filter: Some("no-such-adapter-xyz".into()), downlevel: false };
+    let options = ferrogem::gpu::ContextOptions { adapter_filter: Some("no-such-adapter-xyz".into()), ..Default::default() };
     match ferrogem::gpu::Context::new_blocking(options) {
         Err(e @ Error::NoAdapter { .. }) => {
             let msg = e.to_string();

@@ -1,13 +1,17 @@
 //! `ferrogem`: the harness that proves the engine right and fast.
 
+mod bench;
 mod cases;
 mod check;
+mod dashboard;
 mod inspect;
 mod load_check;
 mod logits_cmd;
 mod model_check;
 mod model_source;
 mod npy;
+mod plot;
+mod profile;
 mod reference;
 mod report;
 mod synth;
@@ -33,6 +37,14 @@ enum Command {
     Logits(logits_cmd::LogitsArgs),
     /// Write a deterministic synthetic Gemma model: real metadata and shapes, random weights, llama.cpp's quant mixes.
     Synth(synth::SynthArgs),
+    /// Profile GPU memory and the bind-group cache over load, prefill, decode and unload, optionally under a device
+    /// profile (its limits, features and memory ceiling): trajectory.csv, summary.json, trajectory.svg.
+    Profile(profile::ProfileArgs),
+    /// Measure prefill and decode tok/s, GPU time per kernel, dispatches per token and % of the bandwidth
+    /// roofline; append a row to a CSV history.
+    Bench(bench::BenchArgs),
+    /// Write an HTML dashboard (inline SVG plots) from one or more `bench` CSV histories.
+    Report(dashboard::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +54,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Logits(args) => logits_cmd::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Profile(args) => profile::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Report(args) => dashboard::run(args),
     };
     match result {
         Ok(code) => code,

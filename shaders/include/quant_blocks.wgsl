@@ -11,6 +11,8 @@
 // The arithmetic follows ggml's dequantize_row_* (and candle's to_float) operation for operation, so a gather
 // matches the CPU dequantization exactly up to fused multiply-add contraction. Block layouts: ggml-common.h.
 
+#include "include/quant_math.wgsl"
+
 struct Group8 {
     lo: vec4<f32>,
     hi: vec4<f32>,
@@ -31,47 +33,9 @@ fn load_u16(byte_off: u32) -> u32 {
     return (weights[byte_off >> 2u] >> ((byte_off & 2u) * 8u)) & 0xffffu;
 }
 
-// IEEE half bits (low 16 of `h`) widened exactly with integer ops: naga counts unpack2x16float as needing
-// SHADER_FLOAT16_IN_FLOAT32, which the WebGPU baseline does not promise. Subnormals are scaled by 2^-24 as floats
-// (exact) rather than built as f32 bits, so nothing depends on denormal support.
-fn f16_to_f32(h: u32) -> f32 {
-    let e = (h >> 10u) & 0x1fu;
-    let m = h & 0x3ffu;
-    let sign = (h & 0x8000u) << 16u;
-    let e32 = select(e + 112u, 255u, e == 31u); // 31 is inf/NaN
-    let normal = sign | (e32 << 23u) | (m << 13u);
-    let subnormal = sign | bitcast<u32>(f32(m) * 5.9604644775390625e-8);
-    return bitcast<f32>(select(normal, subnormal, e == 0u));
-}
-
-// Both halves of a word: (low, high).
-fn f16x2_to_f32(w: u32) -> vec2<f32> {
-    return vec2<f32>(f16_to_f32(w & 0xffffu), f16_to_f32(w >> 16u));
-}
-
 // An IEEE half at the even `byte_off`, widened exactly (no shader-f16 needed).
 fn load_f16(byte_off: u32) -> f32 {
     return f16_to_f32(load_u16(byte_off));
-}
-
-// The four bytes of a word, low byte first.
-fn bytes4(w: u32) -> vec4<u32> {
-    return (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
-}
-
-// The four nibbles at bit `shift` (0 or 4) of each byte of a word.
-fn nibbles4(w: u32, shift: u32) -> vec4<u32> {
-    return (bytes4(w) >> vec4<u32>(shift)) & vec4<u32>(15u);
-}
-
-// Bits 0..3 of `b`, each as 0 or 1.
-fn bits4(b: u32) -> vec4<u32> {
-    return (vec4<u32>(b) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
-}
-
-// bits 0..3 of `b` as 0/1 shifted to value 16: the fifth bit of Q5 quants.
-fn high4(b: u32) -> vec4<u32> {
-    return bits4(b) << vec4<u32>(4u);
 }
 
 #ifdef DENSE_F32
@@ -104,10 +68,6 @@ const BLOCK_BYTES: u32 = 16u;
 const BLOCK_ELEMS: u32 = 8u;
 const GROUPS_PER_BLOCK: u32 = 1u;
 fn group_runs(g: u32) -> vec2<u32> { return vec2<u32>(0u, 4u); }
-// A bf16 is the high half of an f32: element 2i is the low half-word of word i, shifted up.
-fn bf16_pair(w: u32) -> vec2<f32> {
-    return bitcast<vec2<f32>>(vec2<u32>(w << 16u, w & 0xffff0000u));
-}
 fn dequant8(block_byte: u32, g: u32) -> Group8 {
     let w = block_byte >> 2u;
     let lo = vec4<f32>(bf16_pair(weights[w]), bf16_pair(weights[w + 1u]));

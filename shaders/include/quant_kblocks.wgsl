@@ -4,20 +4,6 @@
 
 // Shared by Q4K and Q5K, whose keys also define SCALE_MIN_K4.
 #ifdef SCALE_MIN_K4
-// 8 sub-blocks of 32 with 6-bit scales and mins packed into 12 bytes (ggml's get_scale_min_k4). Sub-block s < 4:
-// scale = byte s & 63, min = byte s+4 & 63; s >= 4: the low 4 bits come from byte s+4 (scale: low nibble, min:
-// high nibble) and the top 2 bits from bytes s-4 (scale) and s (min). sc: the 12 bytes as 3 words. Branch-free,
-// since neighbouring invocations decode different sub-blocks.
-fn scale_min_k4(s: u32, sc: vec3<u32>) -> vec2<f32> {
-    let t = 8u * (s & 3u);
-    let b0 = (sc.x >> t) & 0xffu; // byte s (s < 4) or s - 4
-    let b1 = (sc.y >> t) & 0xffu; // byte s + 4 (s < 4) or s
-    let b2 = (sc.z >> t) & 0xffu; // byte s + 4 (s >= 4)
-    let low = vec2<u32>(b0 & 63u, b1 & 63u);
-    let high = vec2<u32>((b2 & 15u) | ((b0 >> 6u) << 4u), (b2 >> 4u) | ((b1 >> 6u) << 4u));
-    return vec2<f32>(select(high, low, s < 4u));
-}
-
 // Group g = qs word g: its low nibbles are elements l..l+3 of sub-block 2c and its high nibbles the same of
 // sub-block 2c + 1 (c = g / 8, l = 4 (g % 8)). Value = (d·scale)·q − (dmin·min), both products rounded first as
 // in ggml. Returns (d·scale, dmin·min) of the low sub-block in .xy and of the high one in .zw.

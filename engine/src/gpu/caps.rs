@@ -1,6 +1,7 @@
 //! What was asked of the adapter and what it granted. Kernel variants are chosen from `Capabilities`, never
 //! from the adapter's name.
 
+use super::device_profile::{DeviceProfile, WEBGPU_DEFAULT_PROFILE};
 use serde::Serialize;
 
 /// How to pick and open a device.
@@ -8,9 +9,11 @@ use serde::Serialize;
 pub struct ContextOptions {
     /// Case-insensitive substring of the adapter name (`FERROGEM_ADAPTER`).
     pub adapter_filter: Option<String>,
-    /// Ask only for the WebGPU default limits and no f16 or subgroups (`FERROGEM_DOWNLEVEL=1`), so the
-    /// browser-class code paths run on any machine.
+    /// The `webgpu-default` profile (`FERROGEM_DOWNLEVEL=1`): only the WebGPU default limits, no f16 or subgroups,
+    /// so the browser-class code paths run on any machine. `profile`, when set, wins.
     pub downlevel: bool,
+    /// Ask the adapter for exactly this profile's limits and features, and enforce its memory ceiling.
+    pub profile: Option<DeviceProfile>,
 }
 
 impl ContextOptions {
@@ -18,7 +21,13 @@ impl ContextOptions {
     pub fn from_env() -> Self {
         let adapter_filter = std::env::var("FERROGEM_ADAPTER").ok().filter(|s| !s.is_empty());
         let downlevel = std::env::var("FERROGEM_DOWNLEVEL").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
-        ContextOptions { adapter_filter, downlevel }
+        ContextOptions { adapter_filter, downlevel, profile: None }
+    }
+
+    /// The profile the device is opened with: `profile`, else `webgpu-default` when `downlevel`, else none (the
+    /// adapter's own limits and every optional feature ferrogem uses).
+    pub fn effective_profile(&self) -> Option<DeviceProfile> {
+        self.profile.clone().or_else(|| self.downlevel.then(DeviceProfile::webgpu_default))
     }
 }
 
@@ -52,7 +61,13 @@ impl AdapterReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct Capabilities {
     pub adapter: AdapterReport,
+    /// Opened with the `webgpu-default` profile (`--downlevel`).
     pub downlevel: bool,
+    /// The device profile the device was opened with, if any, and its ceiling for tracked bytes.
+    pub profile: Option<String>,
+    pub ceiling_bytes: Option<u64>,
+    /// The optional features granted, by wgpu name (ferrogem asks for no others).
+    pub features: Vec<&'static str>,
     /// `SHADER_F16`: f16 storage and arithmetic in WGSL.
     pub f16: bool,
     /// `SUBGROUP`: subgroup builtins (reductions, broadcasts).
@@ -73,24 +88,53 @@ pub struct Capabilities {
     pub min_uniform_offset_alignment_bytes: u32,
 }
 
-/// Optional features ferrogem uses when the adapter has them.
-pub(crate) fn wanted_features(downlevel: bool) -> wgpu::Features {
+/// Every optional feature ferrogem may ask for, by wgpu name.
+const OPTIONAL_FEATURES: [(&str, wgpu::Features); 6] = [
+    ("SHADER_F16", wgpu::Features::SHADER_F16),
+    ("SUBGROUP", wgpu::Features::SUBGROUP),
+    ("SUBGROUP_BARRIER", wgpu::Features::SUBGROUP_BARRIER),
+    ("TIMESTAMP_QUERY", wgpu::Features::TIMESTAMP_QUERY),
+    ("TIMESTAMP_QUERY_INSIDE_ENCODERS", wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
+    ("TIMESTAMP_QUERY_INSIDE_PASSES", wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+];
+
+/// What to ask the adapter for: the profile's features and limits (an error if the adapter has less), or without a
+/// profile the adapter's own limits and the optional features ferrogem uses that it has. Timestamp queries are
+/// instrumentation, not a device property: asked for whenever present.
+pub(crate) fn device_request(
+    adapter: &wgpu::Adapter,
+    profile: Option<&DeviceProfile>,
+) -> crate::error::Result<(wgpu::Features, wgpu::Limits)> {
     let timestamps = wgpu::Features::TIMESTAMP_QUERY
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-    if downlevel {
-        timestamps
-    } else {
-        timestamps | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::SUBGROUP_BARRIER
+    let available = adapter.features();
+    match profile {
+        Some(p) => {
+            p.check_adapter(&adapter.get_info().name, available, &adapter.limits())?;
+            Ok((p.wgpu_features() | (available & timestamps), p.limits_for(&adapter.limits())))
+        }
+        None => {
+            let optional = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::SUBGROUP_BARRIER;
+            Ok((available & (timestamps | optional), adapter.limits()))
+        }
     }
 }
 
 impl Capabilities {
-    pub(crate) fn new(info: &wgpu::AdapterInfo, features: wgpu::Features, limits: &wgpu::Limits, downlevel: bool) -> Self {
+    pub(crate) fn new(
+        info: &wgpu::AdapterInfo,
+        features: wgpu::Features,
+        limits: &wgpu::Limits,
+        profile: Option<&DeviceProfile>,
+    ) -> Self {
         let subgroups = features.contains(wgpu::Features::SUBGROUP);
         Capabilities {
             adapter: AdapterReport::from_info(info),
-            downlevel,
+            downlevel: profile.is_some_and(|p| p.name == WEBGPU_DEFAULT_PROFILE),
+            profile: profile.map(|p| p.name.clone()),
+            ceiling_bytes: profile.and_then(|p| p.ceiling_bytes),
+            features: OPTIONAL_FEATURES.iter().filter(|(_, f)| features.contains(*f)).map(|(name, _)| *name).collect(),
             f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups,
             subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
@@ -119,9 +163,17 @@ impl Capabilities {
             a.device_type,
             a.driver,
             a.driver_info,
-            if self.downlevel { " [downlevel]" } else { "" },
+            match (&self.profile, self.ceiling_bytes) {
+                (Some(p), Some(c)) => format!(" [profile {p}, ceiling {}]", super::memory::human_bytes(c)),
+                (Some(p), None) => format!(" [profile {p}]"),
+                (None, _) => String::new(),
+            },
             self.f16,
-            if self.subgroups { format!("{}..{}", self.subgroup_min_size, self.subgroup_max_size) } else { "no".into() },
+            if self.subgroups {
+                format!("{}..{}", self.subgroup_min_size, self.subgroup_max_size)
+            } else {
+                "no".into()
+            },
             self.timestamps,
             self.max_storage_buffer_binding_bytes >> 20,
             self.max_buffer_bytes >> 20,

@@ -3,13 +3,15 @@
 
 use super::bind_cache::{BindCacheStats, BindEntry, BindGroupCache, DEFAULT_BIND_CACHE_CAPACITY};
 use super::buffer::{BufferId, GpuBuffer};
-use super::caps::{wanted_features, Capabilities, ContextOptions};
+use super::caps::{device_request, Capabilities, ContextOptions};
 use super::clock::Clock;
 use super::kernels::Pipeline;
-use super::memory::{Accountant, Category, MemEvent, MemEventKind, MemorySnapshot};
+use super::memory::{Accountant, Category, CeilingBreach, MemEvent, MemEventKind, MemorySnapshot, PhaseMark};
+use super::timing::TimingState;
 use super::Phase;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub(crate) struct State {
@@ -63,6 +65,9 @@ pub(crate) struct Shared {
     pub queue: wgpu::Queue,
     pub caps: Capabilities,
     pub clock: Clock,
+    pub timing: TimingState,
+    /// Command buffers submitted through `Batch::submit`.
+    pub submissions: AtomicU64,
     state: Mutex<State>,
     health: Arc<Mutex<DeviceHealth>>,
 }
@@ -81,14 +86,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// Picks an adapter and opens a device with the adapter's own limits and the optional features ferrogem uses
-    /// (or, in downlevel mode, the WebGPU defaults and no f16/subgroups).
+    /// Picks an adapter and opens a device with the adapter's own limits and the optional features ferrogem uses,
+    /// or with exactly a device profile's limits and features (`--downlevel`: the `webgpu-default` profile), whose
+    /// memory ceiling the allocator then enforces.
     pub async fn new(options: ContextOptions) -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = select_adapter(&instance, options.adapter_filter.as_deref()).await?;
         let info = adapter.get_info();
-        let features = adapter.features() & wanted_features(options.downlevel);
-        let limits = if options.downlevel { wgpu::Limits::defaults() } else { adapter.limits() };
+        let profile = options.effective_profile();
+        let (features, limits) = device_request(&adapter, profile.as_ref())?;
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("ferrogem"),
             required_features: features,
@@ -116,15 +122,25 @@ impl Context {
             }
         }));
 
-        let caps = Capabilities::new(&info, device.features(), &device.limits(), options.downlevel);
+        let caps = Capabilities::new(&info, device.features(), &device.limits(), profile.as_ref());
+        let ceiling = profile.as_ref().and_then(|p| p.ceiling_bytes.map(|bytes| (bytes, p.name.clone())));
         let state = State {
             phase: Phase::Idle,
-            accountant: Accountant::default(),
+            accountant: Accountant::with_ceiling(ceiling),
             bind_cache: BindGroupCache::new(DEFAULT_BIND_CACHE_CAPACITY),
             pipelines: HashMap::new(),
             next_id: 0,
         };
-        let shared = Shared { device, queue, caps, clock: Clock::start(), state: Mutex::new(state), health };
+        let shared = Shared {
+            device,
+            queue,
+            caps,
+            clock: Clock::start(),
+            timing: TimingState::default(),
+            submissions: AtomicU64::new(0),
+            state: Mutex::new(state),
+            health,
+        };
         Ok(Context { shared: Arc::new(shared) })
     }
 
@@ -154,7 +170,27 @@ impl Context {
     pub fn set_phase(&self, phase: Phase) {
         let mut state = self.shared.lock_state();
         state.phase = phase;
-        state.accountant.note_phase_peak(phase);
+        state.accountant.enter_phase(phase, self.shared.clock.elapsed_s());
+    }
+
+    /// When each phase was entered, on the same clock as the trajectory's `time_s`.
+    pub fn phase_marks(&self) -> Vec<PhaseMark> {
+        self.shared.lock_state().accountant.phase_marks().to_vec()
+    }
+
+    /// Seconds since the context was created (the trajectory's clock).
+    pub fn elapsed_s(&self) -> f64 {
+        self.shared.clock.elapsed_s()
+    }
+
+    /// Command buffers submitted through [`Batch::submit`](super::Batch::submit) since the context was created.
+    pub fn submissions(&self) -> u64 {
+        self.shared.submissions.load(Ordering::Relaxed)
+    }
+
+    /// The first allocation that crossed the device profile's ceiling, if any did.
+    pub fn ceiling_breach(&self) -> Option<CeilingBreach> {
+        self.shared.lock_state().accountant.breach().cloned()
     }
 
     /// Creates a zeroed buffer. `STORAGE | COPY_SRC | COPY_DST` unless `usage` says otherwise.
@@ -162,9 +198,9 @@ impl Context {
         self.create(label, category, size_bytes, usage, false)
     }
 
-    /// Creates a buffer holding `data` (padded with zeros to a multiple of 4 bytes, as copies require).
+    /// Creates a buffer holding `data` (padded with zeros as [`upload_size_bytes`] says).
     pub fn upload(&self, label: &str, category: Category, data: &[u8]) -> Result<GpuBuffer> {
-        let size_bytes = (data.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(wgpu::COPY_BUFFER_ALIGNMENT);
+        let size_bytes = upload_size_bytes(data.len() as u64);
         let buffer = self.create(label, category, size_bytes, None, true)?;
         {
             let mut view = buffer.raw().get_mapped_range_mut(..).map_err(|e| Error::BufferMap {
@@ -196,15 +232,18 @@ impl Context {
             });
         }
         let usage = usage.unwrap_or(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
+        // Admission and the record happen under one lock, so concurrent allocations cannot pass the ceiling together.
+        let mut state = self.shared.lock_state();
+        let phase = state.phase;
+        state.accountant.admit(label, category, size_bytes, phase).map_err(|b| Error::CeilingExceeded(Box::new(b)))?;
         let raw = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size_bytes,
             usage,
             mapped_at_creation,
         });
-        let mut state = self.shared.lock_state();
         let id = BufferId(state.next_id());
-        let (phase, time_s) = (state.phase, self.shared.clock.elapsed_s());
+        let time_s = self.shared.clock.elapsed_s();
         state.accountant.record(MemEventKind::Alloc, label, category, size_bytes, phase, time_s);
         drop(state);
         Ok(GpuBuffer::new(id, raw, size_bytes, label.to_owned(), category, Arc::clone(&self.shared)))
@@ -314,6 +353,25 @@ impl Context {
     }
 }
 
+/// The most a driver rounds one buffer's memory above its requested size. wgpu's counters count what the driver
+/// asks memory for (Vulkan's memory requirements: NVIDIA pads small and uniform buffers; lavapipe does not), the
+/// accountant the requested size.
+pub const MAX_DRIVER_PADDING_PER_BUFFER_BYTES: u64 = 256;
+
+/// Whether wgpu's counters (buffers, bytes; relative to a baseline) count the same buffers as the accountant
+/// (buffers, bytes): equal counts, and wgpu's bytes above the accountant's by at most the drivers' rounding.
+pub fn counters_agree(accountant: (u64, u64), wgpu: (i64, i64)) -> bool {
+    let (buffers, bytes) = (accountant.0 as i64, accountant.1 as i64);
+    let padding = wgpu.1 - bytes;
+    wgpu.0 == buffers && (0..=buffers * MAX_DRIVER_PADDING_PER_BUFFER_BYTES as i64).contains(&padding)
+}
+
+/// The size of the buffer [`Context::upload`] makes for `data_bytes` bytes: rounded up to the copy alignment (4),
+/// and never 0. Memory plans size uploads with it.
+pub fn upload_size_bytes(data_bytes: u64) -> u64 {
+    data_bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(wgpu::COPY_BUFFER_ALIGNMENT)
+}
+
 /// The adapter named by `filter` (case-insensitive substring), or else the most capable one present.
 async fn select_adapter(instance: &wgpu::Instance, filter: Option<&str>) -> Result<wgpu::Adapter> {
     let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
@@ -353,5 +411,19 @@ async fn select_adapter(instance: &wgpu::Instance, filter: Option<&str>) -> Resu
                 .await
                 .map_err(|e| Error::NoAdapter { detail: format!(" ({e})") })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_agree_up_to_the_drivers_rounding_only() {
+        assert!(counters_agree((2, 1000), (2, 1000)));
+        assert!(counters_agree((2, 1000), (2, 1000 + 2 * MAX_DRIVER_PADDING_PER_BUFFER_BYTES as i64)));
+        assert!(!counters_agree((2, 1000), (2, 1001 + 2 * MAX_DRIVER_PADDING_PER_BUFFER_BYTES as i64)));
+        assert!(!counters_agree((2, 1000), (2, 999)), "wgpu never counts less than was asked for");
+        assert!(!counters_agree((2, 1000), (3, 1000)), "buffer counts must match exactly");
     }
 }

@@ -1,11 +1,13 @@
 //! A batch records dispatches into one command encoder and one compute pass, and is submitted once. Bind groups
-//! come from the cache; parameters are written into the cached entry's uniform buffer.
+//! come from the cache; parameters are written into the cached entry's uniform buffer. While GPU timing is on
+//! (`timing.rs`), each dispatch and copy is bracketed by timestamps, read back right after the submit.
 
 use super::bind_cache::{BindEntry, BindKey};
 use super::buffer::GpuBuffer;
 use super::context::{Context, State};
 use super::grid::Grid;
 use super::kernels::{Access, KernelKey, Pipeline};
+use super::timing::{BatchTimer, Span, TimingMethod};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -14,14 +16,17 @@ pub struct Batch {
     encoder: wgpu::CommandEncoder,
     pass: Option<wgpu::ComputePass<'static>>,
     dispatches: u32,
+    /// `Some` only while GPU timing is on.
+    timer: Option<BatchTimer>,
 }
 
 impl Context {
     /// Starts recording. Each batch restarts the bind-group cache's occurrence count (see `bind_cache`).
     pub fn batch(&self, label: &str) -> Batch {
         self.shared.lock_state().bind_cache.begin_batch();
+        let timer = self.shared.timing.begin_batch(self, label);
         let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
-        Batch { ctx: self.clone(), encoder, pass: None, dispatches: 0 }
+        Batch { ctx: self.clone(), encoder, pass: None, dispatches: 0, timer }
     }
 }
 
@@ -50,12 +55,31 @@ impl Batch {
         }
         let params = bytemuck::bytes_of(params);
         let bind_group = self.bind_group(&pipeline, buffers, params)?;
+        let timed = self.timer.as_mut().map(|t| (t.method(), t.next_pair(Span::Kernel(Arc::clone(&pipeline)))));
+        if let Some((TimingMethod::PassPerDispatch, (query_set, begin))) = &timed {
+            let timestamp_writes = wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: Some(*begin),
+                end_of_pass_write_index: Some(begin + 1),
+            };
+            let descriptor =
+                wgpu::ComputePassDescriptor { label: Some(&pipeline.name), timestamp_writes: Some(timestamp_writes) };
+            self.pass = Some(self.encoder.begin_compute_pass(&descriptor).forget_lifetime());
+        }
         let pass = self.pass.get_or_insert_with(|| {
             self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ferrogem"), timestamp_writes: None }).forget_lifetime()
         });
+        if let Some((TimingMethod::InsidePass, (query_set, begin))) = &timed {
+            pass.write_timestamp(query_set, *begin);
+        }
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(grid.x, grid.y, 1);
+        match &timed {
+            Some((TimingMethod::InsidePass, (query_set, begin))) => pass.write_timestamp(query_set, begin + 1),
+            Some((TimingMethod::PassPerDispatch, _)) => self.pass = None,
+            None => {}
+        }
         self.dispatches += 1;
         Ok(())
     }
@@ -102,18 +126,32 @@ impl Batch {
     /// Records a buffer-to-buffer copy (ends the current compute pass).
     pub fn copy(&mut self, src: &GpuBuffer, src_offset_bytes: u64, dst: &GpuBuffer, dst_offset_bytes: u64, size_bytes: u64) {
         self.pass = None;
+        let timed = self.timer.as_mut().filter(|t| t.times_copies()).map(|t| t.next_pair(Span::Copy));
+        if let Some((query_set, begin)) = &timed {
+            self.encoder.write_timestamp(query_set, *begin);
+        }
         self.encoder.copy_buffer_to_buffer(src.raw(), src_offset_bytes, dst.raw(), dst_offset_bytes, size_bytes);
+        if let Some((query_set, begin)) = &timed {
+            self.encoder.write_timestamp(query_set, begin + 1);
+        }
     }
 
     pub fn dispatches(&self) -> u32 {
         self.dispatches
     }
 
-    /// Submits everything recorded as one command buffer.
+    /// Submits everything recorded as one command buffer; with GPU timing on, also waits for its timestamps.
     pub fn submit(mut self) -> Result<wgpu::SubmissionIndex> {
         self.pass = None;
+        if let Some(timer) = &self.timer {
+            timer.resolve(&mut self.encoder);
+        }
         let index = self.ctx.queue().submit([self.encoder.finish()]);
+        self.ctx.shared.submissions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.ctx.check_errors()?;
+        if let Some(timer) = self.timer.take() {
+            timer.collect()?;
+        }
         Ok(index)
     }
 }

@@ -6,21 +6,25 @@ mod buffer;
 mod caps;
 mod clock;
 mod context;
+mod device_profile;
 mod dispatch;
 mod grid;
 pub mod kernels;
 mod memory;
 pub mod preprocess;
 mod split;
+mod timing;
 
 pub use bind_cache::{BindCacheStats, PhaseCounters};
 pub use buffer::{BufferId, GpuBuffer};
 pub use caps::{AdapterReport, Capabilities, ContextOptions};
-pub use context::Context;
+pub use context::{counters_agree, upload_size_bytes, Context, MAX_DRIVER_PADDING_PER_BUFFER_BYTES};
+pub use device_profile::{DeviceProfile, ProfileFeatures, ProfileLimits, WEBGPU_DEFAULT_PROFILE};
 pub use dispatch::Batch;
 pub use grid::Grid;
-pub use memory::{Category, MemEvent, MemEventKind, MemorySnapshot};
+pub use memory::{human_bytes, Category, CeilingBreach, MemEvent, MemEventKind, MemorySnapshot, PhaseMark};
 pub use split::{SplitPlan, SplitTensor};
+pub use timing::{GpuTimes, KernelTime, TimingMethod, COPY_SPAN_NAME};
 
 /// What the engine is doing; allocations and bind-group cache counters are attributed to the current phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

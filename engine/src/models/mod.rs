@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod gemma;
+pub mod plan;
 
 pub use config::{Arch, LayerSpec, TextConfig};
 

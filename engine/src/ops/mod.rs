@@ -6,7 +6,10 @@ pub mod binary;
 pub mod get_rows;
 pub mod glu;
 pub mod mul_mat;
+pub mod mul_mat_vec;
 pub mod norm;
+pub mod norm_add;
+pub mod norm_rope;
 pub mod rope;
 pub mod set_rows;
 pub mod soft_max;
@@ -14,13 +17,25 @@ pub mod sum_rows;
 pub mod unary;
 
 use crate::error::Result;
-use crate::gpu::kernels::{variants_of, VariantSource};
+use crate::gpu::kernels::{VariantSource, variants_of};
 
 /// Every variant of every kernel the engine can produce, for validation without a GPU.
 pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
     let mut all = variants_of::<binary::BinaryKey>()?;
     all.extend(variants_of::<sum_rows::SumRowsKey>()?);
-    for family in [attention::variants, get_rows::variants, glu::variants, mul_mat::variants, norm::variants, rope::variants, set_rows::variants, soft_max::variants, unary::variants] {
+    for family in [
+        attention::variants,
+        get_rows::variants,
+        glu::variants,
+        mul_mat::variants,
+        norm::variants,
+        norm_add::variants,
+        norm_rope::variants,
+        rope::variants,
+        set_rows::variants,
+        soft_max::variants,
+        unary::variants,
+    ] {
         all.extend(family()?);
     }
     Ok(all)

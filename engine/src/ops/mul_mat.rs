@@ -1,13 +1,14 @@
 //! ggml `mul_mat` with weights stored as GGUF blocks: y[t][r] = dot(W[r], x[t]) with W [m_rows][k] in any of
 //! [`WEIGHT_TYPES`], x [n_tokens][k] f32 and y [n_tokens][m_rows] f32, dequantized on the fly and accumulated in
-//! f32. Two kernels: `mul_mat_vec` (decode, a few tokens: bandwidth-bound, one pass over W per token) and the tiled
-//! `mul_mat` (prefill: 64×64 workgroup tiles). [`mul_mat`] picks by token count; [`mul_mat_vec`] and
-//! [`mul_mat_tiled`] force one path so both can be tested at any size.
+//! f32. Two kernels: `mul_mat_vec` (decode, a few tokens: bandwidth-bound, one pass over W per token; see
+//! `super::mul_mat_vec`) and the tiled `mul_mat` (prefill: 64×64 workgroup tiles). [`mul_mat`] picks by token
+//! count; [`mul_mat_with`] and a [`MulMatPath`] force one path so both can be tested at any size.
 //!
 //! Tensors larger than one binding are split on rows (`SplitTensor`); dispatch each part with
 //! [`MulMatArgs::part`] so its rows land at their columns of the shared y.
 
-use super::WG_SIZE;
+pub use super::mul_mat_vec::VEC_MAX_TOKENS;
+use super::mul_mat_vec::record_vec;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
@@ -18,18 +19,6 @@ pub const WEIGHT_TYPES: [QuantType; 11] = {
     use QuantType::*;
     [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K]
 };
-
-/// Up to this many tokens take the mat-vec path, which decodes each weight once for up to 4 tokens per workgroup;
-/// the tiled kernel's 64-token tiles would mostly idle on so few.
-pub const VEC_MAX_TOKENS: u32 = 4;
-
-/// Mat-vec geometry, set in `mul_mat_vec.wgsl` through defines: invocations per output row (a power of two), groups
-/// decoded per loop iteration, and tokens per workgroup of the multi-token variant. On an H100 (wgpu/Vulkan,
-/// wall-clock timing, ±20 % between runs) 4..256 threads per row and unroll 1..8 measured the same; these are the
-/// values that were never worse.
-const VEC_THREADS_PER_ROW: u32 = 32;
-const VEC_UNROLL: u32 = 2;
-const VEC_MULTI_TOKENS: u32 = 4;
 
 /// The preprocessor defines that select `t`'s block reader. Dense types are `DENSE_*` because `F16` already
 /// means "shader-f16 enabled"; `SCALE_MIN_K4` pulls in the 6-bit scale unpacking that Q4_K and Q5_K share.
@@ -110,68 +99,6 @@ pub(crate) fn check_binding(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MulMatVecKey {
-    pub wtype: QuantType,
-    pub subgroups: bool,
-    /// Up to 4 tokens per workgroup (each decoded weight used 4 times) instead of the single-token decode loop.
-    pub multi_token: bool,
-    /// Invocations per output row: a power of two dividing `WG_SIZE`.
-    pub threads_per_row: u32,
-    /// Groups each invocation decodes per loop iteration (independent loads in flight).
-    pub unroll: u32,
-}
-
-impl KernelKey for MulMatVecKey {
-    const FILE: &'static str = "mul_mat_vec.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
-
-    fn name(&self) -> String {
-        let reduce = if self.subgroups { "sg" } else { "wgred" };
-        let tokens = if self.multi_token { VEC_MULTI_TOKENS } else { 1 };
-        format!(
-            "mul_mat_vec_{}_f32_{reduce}_wg{WG_SIZE}_r{}_u{}_t{tokens}",
-            type_stem(self.wtype),
-            self.threads_per_row,
-            self.unroll
-        )
-    }
-
-    fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = weight_defines(self.wtype);
-        d.push(("WG_SIZE", format!("{WG_SIZE}u")));
-        d.push(("THREADS_PER_ROW", format!("{}u", self.threads_per_row)));
-        d.push(("UNROLL", format!("{}u", self.unroll)));
-        if self.subgroups {
-            d.push(("SUBGROUPS", String::new()));
-        }
-        if self.multi_token {
-            d.push(("MULTI_TOKEN", String::new()));
-        }
-        d
-    }
-
-    fn requires(&self) -> Requires {
-        Requires { f16: false, subgroups: self.subgroups }
-    }
-
-    fn all_variants() -> Vec<Self> {
-        let mut all = Vec::new();
-        for wtype in WEIGHT_TYPES {
-            for (subgroups, multi_token) in [(false, false), (false, true), (true, false), (true, true)] {
-                all.push(MulMatVecKey {
-                    wtype,
-                    subgroups,
-                    multi_token,
-                    threads_per_row: VEC_THREADS_PER_ROW,
-                    unroll: VEC_UNROLL,
-                });
-            }
-        }
-        all
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MulMatKey {
     pub wtype: QuantType,
 }
@@ -204,16 +131,16 @@ impl KernelKey for MulMatKey {
 /// Matches `Params` in `mul_mat_vec.wgsl` and `mul_mat.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MulMatParams {
-    m_rows: u32,
-    k: u32,
-    n_tokens: u32,
-    row_bytes: u32,
-    y_first_row: u32,
-    y_row_stride: u32,
-    /// Row blocks of `WG_SIZE / threads_per_row` (mat-vec) or row tiles of 64 (tiled).
-    n_row_groups: u32,
-    _pad: u32,
+pub(crate) struct MulMatParams {
+    pub m_rows: u32,
+    pub k: u32,
+    pub n_tokens: u32,
+    pub row_bytes: u32,
+    pub y_first_row: u32,
+    pub y_row_stride: u32,
+    /// Row blocks (mat-vec) or row tiles of 64 (tiled).
+    pub n_row_groups: u32,
+    pub _pad: u32,
 }
 const _: () = assert!(size_of::<MulMatParams>() == 32);
 
@@ -279,10 +206,8 @@ pub fn mul_mat(
     mul_mat_with(batch, &MulMatArgs::new(weights, wtype, m_rows, k, x, n_tokens, y), MulMatPath::Auto)
 }
 
-
-/// The general entry: validates, picks the variant and records one dispatch (none for zero rows or tokens).
-pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Result<()> {
-    let op = "mul_mat";
+/// Validates a product and returns W's row bytes, or `None` when there is nothing to compute.
+pub(crate) fn checked_args(op: &str, a: &MulMatArgs, batch: &Batch) -> Result<Option<u64>> {
     let row_bytes = checked_row_bytes(op, a.wtype, a.k)?;
     if (a.y_row_stride as u64) < a.y_first_row as u64 + a.m_rows as u64 {
         return Err(Error::Unsupported {
@@ -296,7 +221,7 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         });
     }
     if a.m_rows == 0 || a.n_tokens == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let (m, n, k) = (a.m_rows as u64, a.n_tokens as u64, a.k as u64);
     let max_binding = batch.caps().max_storage_buffer_binding_bytes;
@@ -304,13 +229,17 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
     check_binding(op, "x", a.x, n * k * 4, max_binding)?;
     let y_elems = (n - 1) * a.y_row_stride as u64 + a.y_first_row as u64 + m;
     check_binding(op, "y", a.y, y_elems * 4, max_binding)?;
+    Ok(Some(row_bytes))
+}
 
+/// The general entry: validates, picks the variant and records one dispatch (none for zero rows or tokens).
+pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Result<()> {
+    let Some(row_bytes) = checked_args("mul_mat", a, batch)? else { return Ok(()) };
     let vec = match path {
         MulMatPath::Auto => a.n_tokens <= VEC_MAX_TOKENS,
         MulMatPath::Vec => true,
         MulMatPath::Tiled => false,
     };
-    let max_dim = batch.max_workgroups_per_dimension();
     let mut params = MulMatParams {
         m_rows: a.m_rows,
         k: a.k,
@@ -318,29 +247,23 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         row_bytes: row_bytes as u32,
         y_first_row: a.y_first_row,
         y_row_stride: a.y_row_stride,
-        n_row_groups: 0,
+        n_row_groups: a.m_rows.div_ceil(TILE_M),
         _pad: 0,
     };
-    let buffers = [a.weights, a.x, a.y];
     if vec {
-        let (threads_per_row, unroll) = (VEC_THREADS_PER_ROW, VEC_UNROLL);
-        params.n_row_groups = a.m_rows.div_ceil(WG_SIZE / threads_per_row);
-        let multi_token = a.n_tokens > 1;
-        let tokens_per_wg = if multi_token { VEC_MULTI_TOKENS } else { 1 };
-        let grid = Grid::for_items(params.n_row_groups as u64 * n.div_ceil(tokens_per_wg as u64), 1, max_dim);
-        let key =
-            MulMatVecKey { wtype: a.wtype, subgroups: batch.caps().subgroups, multi_token, threads_per_row, unroll };
-        batch.dispatch(&key, &buffers, &params, grid)
-    } else {
-        params.n_row_groups = a.m_rows.div_ceil(TILE_M);
-        let grid = Grid::for_items(params.n_row_groups as u64 * n.div_ceil(TILE_N as u64), 1, max_dim);
-        batch.dispatch(&MulMatKey { wtype: a.wtype }, &buffers, &params, grid)
+        return record_vec(batch, a, &mut params, None);
     }
+    let grid = Grid::for_items(
+        params.n_row_groups as u64 * a.n_tokens.div_ceil(TILE_N) as u64,
+        1,
+        batch.max_workgroups_per_dimension(),
+    );
+    batch.dispatch(&MulMatKey { wtype: a.wtype }, &[a.weights, a.x, a.y], &params, grid)
 }
 
 /// Every variant of this family's kernels.
 pub fn variants() -> Result<Vec<VariantSource>> {
-    let mut all = variants_of::<MulMatVecKey>()?;
+    let mut all = super::mul_mat_vec::variants()?;
     all.extend(variants_of::<MulMatKey>()?);
     Ok(all)
 }

@@ -86,6 +86,27 @@ impl RopeShape {
     pub fn elems(&self) -> u64 {
         self.n_tokens as u64 * self.n_heads as u64 * self.head_dim as u64
     }
+
+    /// Errors unless the kernels can rotate this shape.
+    pub(crate) fn check(&self, op: &str) -> Result<()> {
+        let unsupported = |reason: String| Err(Error::Unsupported { op: op.into(), reason });
+        if self.head_dim == 0 || self.n_dims < 2 || !self.n_dims.is_multiple_of(2) || self.n_dims > self.head_dim {
+            return unsupported(format!("n_dims {} must be even, ≥ 2 and ≤ head_dim {}", self.n_dims, self.head_dim));
+        }
+        if !(self.freq_base.is_finite() && self.freq_base > 0.0 && self.freq_scale.is_finite()) {
+            return unsupported(format!(
+                "freq_base {} must be finite and > 0, freq_scale {} finite",
+                self.freq_base, self.freq_scale
+            ));
+        }
+        Ok(())
+    }
+
+    /// `−2·log2(base)/n_dims`, the kernels' exponent step. In f64 so that the only f32 roundings are the kernel's,
+    /// as in ggml's powf.
+    pub(crate) fn inv_freq_log2_step(&self) -> f32 {
+        (-2.0 * (self.freq_base as f64).log2() / self.n_dims as f64) as f32
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -98,16 +119,7 @@ fn record<const INPLACE: bool>(
     s: &RopeShape,
 ) -> Result<()> {
     let op = "rope";
-    let unsupported = |reason: String| Err(Error::Unsupported { op: op.into(), reason });
-    if s.head_dim == 0 || s.n_dims < 2 || !s.n_dims.is_multiple_of(2) || s.n_dims > s.head_dim {
-        return unsupported(format!("n_dims {} must be even, ≥ 2 and ≤ head_dim {}", s.n_dims, s.head_dim));
-    }
-    if !(s.freq_base.is_finite() && s.freq_base > 0.0 && s.freq_scale.is_finite()) {
-        return unsupported(format!(
-            "freq_base {} must be finite and > 0, freq_scale {} finite",
-            s.freq_base, s.freq_scale
-        ));
-    }
+    s.check(op)?;
     let n_rows = s.n_tokens as u64 * s.n_heads as u64;
     checked_u32(op, "elements", s.elems())?;
     let items_per_row = if INPLACE { s.n_dims / 2 } else { s.head_dim - s.n_dims / 2 };
@@ -129,8 +141,7 @@ fn record<const INPLACE: bool>(
         n_heads: s.n_heads,
         head_dim: s.head_dim,
         n_dims: s.n_dims,
-        // In f64 so that the only f32 roundings are the kernel's, as in ggml's powf.
-        inv_freq_log2_step: (-2.0 * (s.freq_base as f64).log2() / s.n_dims as f64) as f32,
+        inv_freq_log2_step: s.inv_freq_log2_step(),
         freq_scale: s.freq_scale,
         _pad: 0,
     };

@@ -11,7 +11,10 @@ mod get_rows;
 mod glu;
 mod model_shapes;
 mod mul_mat;
+mod mul_mat_glu;
 mod norm;
+mod norm_add;
+mod norm_rope;
 mod rope;
 pub mod runner;
 mod set_rows;
@@ -70,7 +73,22 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
     let mut cases = Vec::new();
     cases.extend(binary::cases());
     cases.extend(sum_rows::cases());
-    for family in [mul_mat::cases, get_rows::cases, norm::cases, rope::cases, glu::cases, soft_max::cases, unary::cases, set_rows::cases, attention::cases, dequant::cases, model_shapes::cases] {
+    for family in [
+        mul_mat::cases,
+        mul_mat_glu::cases,
+        get_rows::cases,
+        norm::cases,
+        norm_add::cases,
+        norm_rope::cases,
+        rope::cases,
+        glu::cases,
+        soft_max::cases,
+        unary::cases,
+        set_rows::cases,
+        attention::cases,
+        dequant::cases,
+        model_shapes::cases,
+    ] {
         cases.extend(family());
     }
     cases

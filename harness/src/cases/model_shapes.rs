@@ -2,17 +2,21 @@
 //! (`golden/shapes/*.gguf`: hyperparameters without tensors, made by `golden/scripts/make_shape_metadata.py`).
 //! Large ones are declined on slow adapters by `--max-elements`, with the reason printed; a real GPU runs them all.
 
-use super::attention::{shape as attention_shape, AttentionCase};
+use super::OpCase;
+use super::attention::{AttentionCase, shape as attention_shape};
 use super::get_rows::GetRowsCase;
 use super::glu::GegluCase;
 use super::mul_mat::MulMatCase;
+use super::mul_mat_glu::{MulMatGluCase, UpSource};
 use super::norm::RmsNormCase;
+use super::norm_add::RmsNormAddCase;
+use super::norm_rope::{KvCase, RmsNormRopeCase};
 use super::rope::RopeCase;
 use super::unary::{UnaryCase, UnaryCaseOp};
-use super::OpCase;
 use ferrogem::gguf::GgufFile;
 use ferrogem::models::{Arch, TextConfig};
 use ferrogem::ops::attention::CacheType;
+use ferrogem::ops::binary::StorageType;
 use ferrogem::ops::mul_mat::MulMatPath;
 use ferrogem::ops::unary::UnaryOp;
 use ferrogem::quant::QuantType;
@@ -78,14 +82,50 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
             push(Box::new(GegluCase::new(l.ffn_dim as usize, 4.0)));
             let window = l.window.unwrap_or(u32::MAX);
             let capacity = if l.sliding { window } else { DECODE_POS + 1 };
+            // The decode step's fused per-head kernels: q norm + RoPE, and on owner layers k norm + RoPE + KV write
+            // beside the V norm + write, into the ring slot of DECODE_POS.
+            let (hd, base, eps) = (l.head_dim, l.rope_base, c.rms_eps);
+            push(Box::new(RmsNormRopeCase::new(hd, c.n_head, 1, base, rotated, DECODE_POS, eps, None)));
+            if l.owns_kv() {
+                for (cache, check_v) in [(StorageType::F32, false), (StorageType::F32, true), (StorageType::F16, false)]
+                {
+                    let kv = KvCase {
+                        cache,
+                        v_norm: c.arch == Arch::Gemma4,
+                        n_dst_rows: capacity,
+                        ring_start: DECODE_POS % capacity,
+                        out_of_range: false,
+                        v_is_k: false,
+                        check_v,
+                    };
+                    push(Box::new(RmsNormRopeCase::new(hd, l.n_kv_head, 1, base, rotated, DECODE_POS, eps, Some(kv))));
+                }
+            }
+            // GeGLU fused into the stacked gate/up product (Q4_K_M: both Q4_K; Q8_0 where a row is not whole
+            // super-blocks).
+            let glu_type = if h % QuantType::Q4K.block_elems() as u32 == 0 { QuantType::Q4K } else { QuantType::Q8_0 };
+            push(Box::new(MulMatGluCase::new(glu_type, l.ffn_dim, h, 1, UpSource::Stacked, 1)));
             for (n, pos0) in [(1, DECODE_POS), (64, 0)] {
                 let cap = capacity.max(if l.sliding { window + n - 1 } else { pos0 + n });
-                let s = attention_shape(l.head_dim, c.n_head, l.n_kv_head, n, pos0, cap, window, c.attention_scale, CacheType::F32);
+                let s = attention_shape(
+                    l.head_dim,
+                    c.n_head,
+                    l.n_kv_head,
+                    n,
+                    pos0,
+                    cap,
+                    window,
+                    c.attention_scale,
+                    CacheType::F32,
+                );
                 push(Box::new(AttentionCase::new(s, n == 1)));
             }
         }
         if c.ple_dim > 0 {
             let total_ple = c.ple_dim * c.n_layers() as u32;
+            // The PLE gate fused with its GeGLU, reading layer 5's slice of the token-major PLE inputs.
+            let up = UpSource::Vector { offset: 5 * c.ple_dim, stride: total_ple };
+            push(Box::new(MulMatGluCase::new(QuantType::Q4K, c.ple_dim, h, 1, up, 1)));
             matmuls.push((total_ple, h));
             push(Box::new(RmsNormCase::new(c.ple_dim, c.n_layers() as u32, true, c.rms_eps)));
             // The PLE rows of a 7-token prompt, gathered on the host and dequantized on the GPU.
@@ -93,6 +133,11 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         }
         for tokens in [1, 7] {
             push(Box::new(RmsNormCase::new(h, tokens, true, c.rms_eps)));
+            // Post-norm + residual add (+ layer scale) + the next pre-norm, both outputs.
+            for check_normed in [false, true] {
+                push(Box::new(RmsNormAddCase::new(h, tokens, Some(0.75), true, check_normed, c.rms_eps)));
+            }
+            push(Box::new(RmsNormAddCase::new(h, tokens, None, false, false, c.rms_eps)));
         }
         push(Box::new(UnaryCase::new(UnaryCaseOp::MulScalar(0.75), h as usize, 4.0, true)));
         push(Box::new(UnaryCase::new(UnaryCaseOp::Op(UnaryOp::Softcap, 30.0), c.vocab as usize, 60.0, true)));

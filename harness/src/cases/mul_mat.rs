@@ -61,9 +61,13 @@ impl MulMatCase {
     }
 }
 
-/// Decode shapes (m, k, n): a row, odd row counts around the 4-row workgroup, long k, a few tokens.
-const VEC_SHAPES: [(u32, u32, u32); 7] =
-    [(1, 256, 1), (7, 512, 1), (13, 768, 1), (64, 1024, 1), (5, 256, 2), (3, 4096, 1), (7, 256, 5)];
+/// Decode shapes (m, k, n): a row, odd row counts around the 4-row groups, short rows (8 lanes) and long ones (32),
+/// a few tokens on both.
+const VEC_SHAPES: [(u32, u32, u32); 8] =
+    [(1, 256, 1), (7, 512, 1), (13, 768, 1), (64, 1024, 1), (5, 256, 2), (3, 4096, 1), (7, 256, 5), (6, 1024, 3)];
+/// Dense rows need only be multiples of 8: a last chunk of 32 that passes the row's end (k = 16 is the tiny
+/// Gemma 4's PLE projection).
+const DENSE_TAIL_SHAPES: [(u32, u32, u32); 3] = [(5, 40, 1), (3, 16, 2), (9, 1000, 1)];
 /// Prefill shapes: within one 64×64 tile, odd edges, and edges past one tile in both directions.
 const TILED_SHAPES: [(u32, u32, u32); 6] =
     [(16, 256, 8), (33, 512, 13), (64, 768, 32), (7, 256, 5), (5, 256, 2), (70, 256, 65)];
@@ -73,6 +77,11 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     for wtype in WEIGHT_TYPES {
         for (m, k, n) in VEC_SHAPES {
             cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Vec, 1)));
+        }
+        if wtype.block_elems() == 1 {
+            for (m, k, n) in DENSE_TAIL_SHAPES {
+                cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Vec, 1)));
+            }
         }
         for (m, k, n) in TILED_SHAPES {
             cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Tiled, 1)));

@@ -8,6 +8,18 @@ use ferrogem::gpu::Context;
 use ferrogem::ops::norm::rms_norm;
 use std::rc::Rc;
 
+/// `x / sqrt(mean(x²) + eps) ⊙ w` over the last dimension, in f64 (the result is f64).
+pub fn rms_norm_reference(x: &Tensor, weight: Option<&Tensor>, eps: f32) -> candle_core::Result<Tensor> {
+    let x = x.to_dtype(DType::F64)?;
+    let last = x.rank() - 1;
+    let inv_rms = ((x.sqr()?.mean_keepdim(last)? + eps as f64)?.sqrt()?).recip()?;
+    let y = x.broadcast_mul(&inv_rms)?;
+    match weight {
+        Some(w) => y.broadcast_mul(&w.to_dtype(DType::F64)?),
+        None => Ok(y),
+    }
+}
+
 pub struct RmsNormCase {
     n_elems: u32,
     n_rows: u32,
@@ -68,12 +80,9 @@ impl OpCase for RmsNormCase {
         let (n, rows) = (self.n_elems as usize, self.n_rows as usize);
         let x = seeded(&format!("{name}/x"), rows * n);
         let w = seeded(&format!("{name}/w"), n).iter().map(|v| 1.0 + v).collect::<Vec<f32>>();
-        let xt = Tensor::from_vec(x.clone(), (rows, n), &cpu())?.to_dtype(DType::F64)?;
-        let inv_rms = ((xt.sqr()?.mean_keepdim(1)? + self.eps as f64)?.sqrt()?).recip()?;
-        let mut y = xt.broadcast_mul(&inv_rms)?;
-        if self.weight {
-            y = y.broadcast_mul(&Tensor::from_vec(w.clone(), (1, n), &cpu())?.to_dtype(DType::F64)?)?;
-        }
+        let xt = Tensor::from_vec(x.clone(), (rows, n), &cpu())?;
+        let wt = Tensor::from_vec(w.clone(), n, &cpu())?;
+        let y = rms_norm_reference(&xt, self.weight.then_some(&wt), self.eps)?;
         let reference = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let src = upload_f32(ctx, "x", &x)?;
         let weight = if self.weight { Some(upload_f32(ctx, "w", &w)?) } else { None };

@@ -1,9 +1,9 @@
 //! Cases for ggml `rope` (NeoX pairing), out of place and in place, with and without frequency factors (Gemma 4
 //! proportional RoPE: ff = 1 for the first pairs, 1e30 beyond), small and large positions.
 //!
-//! The reference builds cos/sin tables with candle: inverse frequencies `base^(−2i/n_dims) / ff_i` in f64, cast
-//! to f32; angles `pos · inv_freq · freq_scale` as f32 tensor products (the f32 angle ggml computes), then f32
-//! cos/sin; the rotation is candle narrow/mul/sub/add/cat on `[n_tokens, n_heads, head_dim]`.
+//! The reference ([`rope_reference`]) builds cos/sin tables with candle: inverse frequencies `base^(−2i/n_dims) /
+//! ff_i` in f64, cast to f32; angles `pos · inv_freq · freq_scale` as f32 tensor products (the f32 angle ggml
+//! computes), then f32 cos/sin; the rotation is candle narrow/mul/sub/add/cat on `[n_tokens, n_heads, head_dim]`.
 
 use super::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
@@ -46,22 +46,65 @@ impl RopeCase {
     }
 
     fn positions(&self) -> Vec<u32> {
-        if self.max_pos < self.n_tokens {
-            return (0..self.n_tokens).collect();
-        }
-        let r = seeded(&format!("{}/pos", self.name()), self.n_tokens as usize);
-        let mut pos: Vec<u32> =
-            r.iter().map(|v| ((v + 1.0) / 2.0 * self.max_pos as f32) as u32 % (self.max_pos + 1)).collect();
-        pos[0] = self.max_pos;
-        if pos.len() > 1 {
-            pos[1] = self.max_pos - 1;
-        }
-        pos
+        case_positions(&self.name(), self.n_tokens, self.max_pos)
     }
 
     fn freq_factors(&self) -> Option<Vec<f32>> {
-        self.rotated_pairs.map(|k| (0..self.n_dims / 2).map(|i| if i < k { 1.0 } else { 1e30 }).collect())
+        freq_factors(self.n_dims, self.rotated_pairs)
     }
+}
+
+/// Positions 0..n_tokens when `max_pos` is below n_tokens, else seeded from `name` in [0, max_pos] with max_pos and
+/// max_pos − 1 included.
+pub fn case_positions(name: &str, n_tokens: u32, max_pos: u32) -> Vec<u32> {
+    if max_pos < n_tokens {
+        return (0..n_tokens).collect();
+    }
+    let r = seeded(&format!("{name}/pos"), n_tokens as usize);
+    let mut pos: Vec<u32> = r.iter().map(|v| ((v + 1.0) / 2.0 * max_pos as f32) as u32 % (max_pos + 1)).collect();
+    pos[0] = max_pos;
+    if pos.len() > 1 {
+        pos[1] = max_pos - 1;
+    }
+    pos
+}
+
+/// Gemma 4 proportional RoPE factors: 1 for the first `rotated_pairs` pairs, 1e30 (not rotated) beyond.
+pub fn freq_factors(n_dims: u32, rotated_pairs: Option<u32>) -> Option<Vec<f32>> {
+    rotated_pairs.map(|k| (0..n_dims / 2).map(|i| if i < k { 1.0 } else { 1e30 }).collect())
+}
+
+/// NeoX RoPE of `x` `[n_tokens, n_heads, head_dim]` (f32) at `positions`, built from candle ops: inverse
+/// frequencies `base^(−2i/n_dims) / ff_i` in f64 cast to f32, angles as f32 tensor products, f32 cos/sin; elements
+/// past `n_dims` pass through.
+pub fn rope_reference(
+    x: &Tensor,
+    positions: &[u32],
+    n_dims: usize,
+    base: f32,
+    freq_scale: f32,
+    ff: Option<&[f32]>,
+) -> candle_core::Result<Tensor> {
+    let (nt, _, hd) = x.dims3()?;
+    let half = n_dims / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| {
+            let f = (base as f64).powf(-2.0 * i as f64 / n_dims as f64);
+            (f / ff.map_or(1.0, |ff| ff[i] as f64)) as f32
+        })
+        .collect();
+    let pos_t = Tensor::from_vec(positions.iter().map(|&p| p as f32).collect::<Vec<f32>>(), (nt, 1), &cpu())?;
+    let inv_t = Tensor::from_vec(inv_freq, (1, half), &cpu())?;
+    let theta = pos_t.broadcast_mul(&inv_t)?.affine(freq_scale as f64, 0.0)?.reshape((nt, 1, half))?;
+    let (cos, sin) = (theta.cos()?, theta.sin()?);
+    let (x0, x1) = (x.narrow(2, 0, half)?, x.narrow(2, half, half)?);
+    let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+    let y1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
+    let mut parts = vec![y0, y1];
+    if n_dims < hd {
+        parts.push(x.narrow(2, n_dims, hd - n_dims)?);
+    }
+    Tensor::cat(&parts, 2)
 }
 
 /// The NMSE bound for angles up to `max_angle` radians (pair 0 turns by `freq_scale · pos`). Both the kernel and
@@ -147,32 +190,13 @@ impl OpCase for RopeCase {
 
     fn build(&self, ctx: &Context) -> CaseResult<Built> {
         let name = self.name();
-        let (hd, nd, nh, nt) =
-            (self.head_dim as usize, self.n_dims as usize, self.n_heads as usize, self.n_tokens as usize);
-        let half = nd / 2;
+        let (hd, nh, nt) = (self.head_dim as usize, self.n_heads as usize, self.n_tokens as usize);
         let x = seeded(&format!("{name}/x"), nt * nh * hd);
         let positions = self.positions();
         let ff = self.freq_factors();
-
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| {
-                let f = (self.base as f64).powf(-2.0 * i as f64 / nd as f64);
-                (f / ff.as_ref().map_or(1.0, |ff| ff[i] as f64)) as f32
-            })
-            .collect();
-        let pos_t = Tensor::from_vec(positions.iter().map(|&p| p as f32).collect::<Vec<f32>>(), (nt, 1), &cpu())?;
-        let inv_t = Tensor::from_vec(inv_freq, (1, half), &cpu())?;
-        let theta = pos_t.broadcast_mul(&inv_t)?.affine(self.freq_scale as f64, 0.0)?.reshape((nt, 1, half))?;
-        let (cos, sin) = (theta.cos()?, theta.sin()?);
         let xt = Tensor::from_vec(x.clone(), (nt, nh, hd), &cpu())?;
-        let (x0, x1) = (xt.narrow(2, 0, half)?, xt.narrow(2, half, half)?);
-        let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
-        let y1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
-        let mut parts = vec![y0, y1];
-        if nd < hd {
-            parts.push(xt.narrow(2, nd, hd - nd)?);
-        }
-        let reference = Tensor::cat(&parts, 2)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let y = rope_reference(&xt, &positions, self.n_dims as usize, self.base, self.freq_scale, ff.as_deref())?;
+        let reference = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
 
         let gpos = Rc::new(ctx.upload("positions", Category::Scratch, bytemuck::cast_slice(&positions))?);
         let gff: Option<Rc<GpuBuffer>> = match &ff {

@@ -1,22 +1,28 @@
 //! Recording one chunk of the forward pass into a batch, reading like gemma4.md §3.8 (Gemma 3 per §5): every op
 //! runs on the whole chunk at once. Embedding ×√H, the PLE inputs, then per layer: attention (q/k/v projections,
-//! per-head norms, the unweighted V norm on Gemma 4, RoPE, the KV write on owner layers, attention over the own or
-//! donor ring), attn_output, post-attention norm and residual; the GeGLU MLP, post-FFW norm and residual; the PLE
-//! injection and the layer scale. The head (final norm, LM head over the `token_embd` parts, softcap) runs on the
-//! rows the caller wants, copied out of the residual stream.
+//! per-head norms and RoPE in one pass, on owner layers together with the unweighted V norm (Gemma 4) and the KV
+//! write; attention over the own or donor ring), attn_output, post-attention norm and residual; the GeGLU MLP,
+//! post-FFW norm and residual; the PLE injection and the layer scale. Each post-norm runs inside its residual add,
+//! which also writes the pre-norm of the next consumer (`rms_norm_add`), and decoding fuses GeGLU into the gate/up
+//! and PLE-gate products. The head (final norm, LM head over the `token_embd` parts, softcap) runs on the rows the
+//! caller wants, copied out of the residual stream.
+//!
+//! Traces: `k` and `v` are read from the caches (chunks at position 0, f32 caches); `ple_injection` never exists
+//! on its own (it is added inside `rms_norm_add`), so it is not traced.
 
 use super::Gemma;
 use super::trace::Tracer;
 use crate::error::Result;
-use crate::gpu::Batch;
+use crate::gpu::{Batch, GpuBuffer};
 use crate::models::Arch;
-use crate::ops::attention::{AttentionShape, attention};
-use crate::ops::binary::{BinaryOp, StorageType, binary};
-use crate::ops::glu::geglu;
+use crate::ops::attention::{AttentionShape, CacheType, attention};
+use crate::ops::glu::{GluOperand, geglu_rows};
+use crate::ops::mul_mat::VEC_MAX_TOKENS;
 use crate::ops::norm::rms_norm;
-use crate::ops::rope::{RopeShape, rope_inplace};
-use crate::ops::set_rows::set_rows;
-use crate::ops::unary::{UnaryOp, mul_scalar, unary_inplace};
+use crate::ops::norm_add::{NormAdd, rms_norm_add};
+use crate::ops::norm_rope::{KvWrite, NormRope, rms_norm_rope, rms_norm_rope_kv};
+use crate::ops::rope::RopeShape;
+use crate::ops::unary::{UnaryOp, unary_inplace};
 
 impl Gemma {
     /// Queues the host-side inputs of a chunk (token ids, positions, ring slots, PLE rows); they land before the
@@ -51,6 +57,10 @@ impl Gemma {
             ple.record_inputs(batch, w, cfg, &s.h[0], &s.iota, n)?;
             tr.grab(batch, "per_layer_inputs", ple.inputs(), n as u64 * cfg.n_layers() as u64 * cfg.ple_dim as u64);
         }
+        // Layer 0's pre-norm; every later layer's comes out of the kernel that finishes the layer before it.
+        if let Some(first) = w.layers.first() {
+            rms_norm(batch, &s.h[0], Some(&first.attn_norm), &s.normed, n, cfg.hidden, cfg.rms_eps)?;
+        }
         let mut cur = 0;
         for l in 0..cfg.n_layers() {
             cur = self.record_layer(batch, l, n, pos0, cur, tr)?;
@@ -58,7 +68,8 @@ impl Gemma {
         Ok(cur)
     }
 
-    /// One decoder layer (§3.2–§3.3) on the residual `h[cur]`; returns the buffer index of its output.
+    /// One decoder layer (§3.2–§3.3) on the residual `h[cur]`, whose `attn_norm` is already in `normed`; returns the
+    /// buffer index of its output and leaves the next layer's `attn_norm` of it in `normed`.
     fn record_layer(
         &self,
         batch: &mut Batch,
@@ -77,23 +88,27 @@ impl Gemma {
         let name = |what: &str| format!("layer {l} {what}");
         tr.grab(batch, &name("input"), &s.h[cur], hidden_elems);
 
-        // Attention (§3.3).
-        rms_norm(batch, &s.h[cur], Some(&layer.attn_norm), &s.normed, n, h, eps)?;
+        // Attention (§3.3): per-head norms and RoPE in one pass; on owner layers the K/V norms ride with the cache
+        // write.
         layer.attn_q.forward(batch, &s.normed, n, &s.q_raw)?;
-        rms_norm(batch, &s.q_raw, Some(&layer.attn_q_norm), &s.q, n * nh, hd, eps)?;
         let freq_factors = if spec.sliding { None } else { self.weights.rope_freqs.as_ref() };
-        let rope = |n_heads| RopeShape {
-            n_tokens: n,
-            n_heads,
-            head_dim: hd,
-            n_dims: hd,
-            freq_base: spec.rope_base,
-            freq_scale: 1.0 / spec.rope_scale,
+        let norm_rope = |weight, n_heads| NormRope {
+            weight,
+            positions: &s.positions,
+            freq_factors,
+            shape: RopeShape {
+                n_tokens: n,
+                n_heads,
+                head_dim: hd,
+                n_dims: hd,
+                freq_base: spec.rope_base,
+                freq_scale: 1.0 / spec.rope_scale,
+            },
+            eps,
         };
-        rope_inplace(batch, &s.q, &s.positions, freq_factors, &rope(nh))?;
+        rms_norm_rope(batch, &s.q_raw, &s.q, &norm_rope(&layer.attn_q_norm, nh))?;
         tr.grab(batch, &name("q"), &s.q, n as u64 * (nh * hd) as u64);
         if let (Some(attn_k), Some(k_norm), Some(cache)) = (&layer.attn_k, &layer.attn_k_norm, &self.kv.layers[l]) {
-            let kv_elems = n as u64 * (nkv * hd) as u64;
             attn_k.forward(batch, &s.normed, n, &s.k_raw)?;
             // K = V files (no attn_v): V is the raw K projection, taken before the K norm.
             let v_raw = match &layer.attn_v {
@@ -103,21 +118,23 @@ impl Gemma {
                 }
                 None => &s.k_raw,
             };
-            rms_norm(batch, &s.k_raw, Some(k_norm), &s.k, n * nkv, hd, eps)?;
-            rope_inplace(batch, &s.k, &s.positions, freq_factors, &rope(nkv))?;
-            let v = match cfg.arch {
-                Arch::Gemma4 => {
-                    rms_norm(batch, v_raw, None, &s.v, n * nkv, hd, eps)?;
-                    &s.v
-                }
-                Arch::Gemma3 => v_raw,
+            let kv = KvWrite {
+                v: v_raw,
+                slots: &self.kv.slot_ids[cache.slots].1,
+                k_cache: &cache.k,
+                v_cache: &cache.v,
+                cache_type: self.kv.storage_type(),
+                n_dst_rows: cache.capacity,
+                v_norm: cfg.arch == Arch::Gemma4,
             };
-            tr.grab(batch, &name("k"), &s.k, kv_elems);
-            tr.grab(batch, &name("v"), v, kv_elems);
-            let slots = &self.kv.slot_ids[cache.slots].1;
-            let st = self.kv.storage_type();
-            set_rows(batch, &s.k, slots, n, &cache.k, st, cache.capacity, nkv * hd)?;
-            set_rows(batch, v, slots, n, &cache.v, st, cache.capacity, nkv * hd)?;
+            rms_norm_rope_kv(batch, &s.k_raw, &norm_rope(k_norm, nkv), &kv)?;
+            // The keys and values only exist in the caches; a chunk at position 0 fills the first slots in order,
+            // so in an f32 cache (what `check model` traces) they are the caches' first rows.
+            if pos0 == 0 && self.kv.cache_type == CacheType::F32 {
+                let kv_elems = n as u64 * (nkv * hd) as u64;
+                tr.grab(batch, &name("k"), &cache.k, kv_elems);
+                tr.grab(batch, &name("v"), &cache.v, kv_elems);
+            }
         }
         let cache = self.kv.for_layer(spec.kv_source);
         let shape = AttentionShape {
@@ -136,40 +153,54 @@ impl Gemma {
         tr.grab(batch, &name("attn_heads"), &s.heads, n as u64 * (nh * hd) as u64);
         layer.attn_output.forward(batch, &s.heads, n, &s.proj)?;
         tr.grab(batch, &name("attn_out"), &s.proj, hidden_elems);
-        rms_norm(batch, &s.proj, Some(&layer.post_attention_norm), &s.post, n, h, eps)?;
-        binary(batch, BinaryOp::Add, StorageType::F32, &s.h[cur], &s.post, &s.h[1 - cur], hidden_elems)?;
-        cur = 1 - cur;
+        // Post-norms are folded into the residual adds, each also writing the pre-norm of what reads it next.
+        let norm_add = |batch: &mut Batch,
+                        cur: &mut usize,
+                        weight: &GpuBuffer,
+                        scale: Option<&GpuBuffer>,
+                        next_norm: Option<(&GpuBuffer, &GpuBuffer)>| {
+            let (residual, dst) = (&s.h[*cur], &s.h[1 - *cur]);
+            *cur = 1 - *cur;
+            rms_norm_add(batch, &NormAdd { src: &s.proj, weight, residual, scale, dst, next_norm }, n, h, eps)
+        };
+        norm_add(batch, &mut cur, &layer.post_attention_norm, None, Some((&layer.ffn_norm, &s.normed)))?;
         tr.grab(batch, &name("attn_residual"), &s.h[cur], hidden_elems);
 
-        // MLP.
-        let ffn_elems = n as u64 * spec.ffn_dim as u64;
-        rms_norm(batch, &s.h[cur], Some(&layer.ffn_norm), &s.normed, n, h, eps)?;
-        layer.ffn_gate.forward(batch, &s.normed, n, &s.gate)?;
-        layer.ffn_up.forward(batch, &s.normed, n, &s.up)?;
-        geglu(batch, &s.gate, &s.up, &s.act, ffn_elems)?;
+        // MLP; GeGLU is fused into the gate/up product when decoding.
+        layer.ffn_gate_up.forward_geglu(batch, &s.normed, n, &s.gate_up, &s.act)?;
         layer.ffn_down.forward(batch, &s.act, n, &s.proj)?;
         tr.grab(batch, &name("mlp_out"), &s.proj, hidden_elems);
-        rms_norm(batch, &s.proj, Some(&layer.post_ffw_norm), &s.post, n, h, eps)?;
-        binary(batch, BinaryOp::Add, StorageType::F32, &s.h[cur], &s.post, &s.h[1 - cur], hidden_elems)?;
-        cur = 1 - cur;
-        tr.grab(batch, &name("mlp_residual"), &s.h[cur], hidden_elems);
-
-        // PLE injection, after the MLP residual and before the layer scale.
-        if let (Some(ple), Some([ple_l, gate, gated]), Some(inp_gate), Some(proj), Some(post_norm)) =
-            (&self.ple, &s.ple_layer, &layer.inp_gate, &layer.proj, &layer.post_norm)
-        {
-            ple.record_layer(batch, l, n, ple_l)?;
-            inp_gate.forward(batch, &s.h[cur], n, gate)?;
-            geglu(batch, gate, ple_l, gated, n as u64 * cfg.ple_dim as u64)?;
-            proj.forward(batch, gated, n, &s.proj)?;
-            rms_norm(batch, &s.proj, Some(post_norm), &s.post, n, h, eps)?;
-            tr.grab(batch, &name("ple_injection"), &s.post, hidden_elems);
-            binary(batch, BinaryOp::Add, StorageType::F32, &s.h[cur], &s.post, &s.h[1 - cur], hidden_elems)?;
-            cur = 1 - cur;
+        let next_norm = self.weights.layers.get(l + 1).map(|next| (&next.attn_norm, &s.normed));
+        let scale = layer.layer_output_scale.as_ref();
+        let ple = match (&self.ple, &s.ple_layer, &layer.inp_gate, &layer.proj, &layer.post_norm) {
+            (Some(ple), Some([gate, gated]), Some(inp_gate), Some(proj), Some(post_norm)) => {
+                Some((ple, gate, gated, inp_gate, proj, post_norm))
+            }
+            _ => None,
+        };
+        // Without PLE the MLP's residual add is the layer's last: the layer scale and the next pre-norm ride on it.
+        match ple {
+            Some(_) => norm_add(batch, &mut cur, &layer.post_ffw_norm, None, None)?,
+            None => norm_add(batch, &mut cur, &layer.post_ffw_norm, scale, next_norm)?,
         }
-        if let Some(scale) = &layer.layer_output_scale {
-            mul_scalar(batch, &s.h[cur], scale, &s.h[1 - cur], hidden_elems)?;
-            cur = 1 - cur;
+        if ple.is_some() || scale.is_none() {
+            tr.grab(batch, &name("mlp_residual"), &s.h[cur], hidden_elems);
+        }
+
+        // PLE injection (its post-norm, the layer scale and the next pre-norm in the last add): z = gelu(inp_gate·h)
+        // ⊙ ple[l], read in place from the token-major PLE inputs; fused into the gate product when decoding.
+        if let Some((ple, gate, gated, inp_gate, proj, post_norm)) = ple {
+            let p = cfg.ple_dim;
+            let row_stride_elems = cfg.n_layers() as u32 * p;
+            let ple_l = GluOperand { buffer: ple.inputs(), offset_elems: l as u32 * p, row_stride_elems };
+            if n <= VEC_MAX_TOKENS {
+                inp_gate.forward_geglu_vec(batch, &s.h[cur], n, gated, ple_l)?;
+            } else {
+                inp_gate.forward(batch, &s.h[cur], n, gate)?;
+                geglu_rows(batch, GluOperand::contiguous(gate, p), ple_l, gated, n, p)?;
+            }
+            proj.forward(batch, gated, n, &s.proj)?;
+            norm_add(batch, &mut cur, post_norm, scale, next_norm)?;
         }
         tr.grab(batch, &name("output"), &s.h[cur], hidden_elems);
         Ok(cur)

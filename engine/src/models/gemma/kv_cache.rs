@@ -33,28 +33,70 @@ pub struct KvCache {
     pub next_pos: u32,
 }
 
+/// The sizes [`KvCache::new`] allocates, computed without a device (memory plans use them too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvSizes {
+    /// `Some((capacity in positions, bytes of the K buffer = bytes of the V buffer))` for owner layers.
+    pub rings: Vec<Option<(u32, u64)>>,
+    /// The distinct ring capacities, in first-use order: one slot-id buffer each.
+    pub slot_capacities: Vec<u32>,
+    /// Bytes of one slot-id buffer (u32 `[max_chunk]`).
+    pub slot_ids_bytes: u64,
+}
+
+impl KvSizes {
+    pub fn new(cfg: &TextConfig, cache_type: CacheType, n_ctx: u32, max_chunk: u32) -> KvSizes {
+        let mut slot_capacities = Vec::new();
+        let rings = cfg
+            .layers
+            .iter()
+            .map(|spec| {
+                if !spec.owns_kv() {
+                    return None;
+                }
+                let capacity = match spec.window {
+                    Some(w) => (w as u64 + max_chunk as u64 - 1).min(n_ctx as u64) as u32,
+                    None => n_ctx,
+                };
+                if !slot_capacities.contains(&capacity) {
+                    slot_capacities.push(capacity);
+                }
+                let bytes = capacity as u64 * spec.n_kv_head as u64 * spec.head_dim as u64 * cache_type.elem_bytes();
+                Some((capacity, bytes))
+            })
+            .collect();
+        KvSizes { rings, slot_capacities, slot_ids_bytes: max_chunk as u64 * 4 }
+    }
+
+    /// K and V of every owner layer (`Category::Kv`).
+    pub fn cache_bytes(&self) -> u64 {
+        self.rings.iter().flatten().map(|(_, bytes)| 2 * bytes).sum()
+    }
+
+    /// The slot-id buffers (`Category::Scratch`).
+    pub fn slot_ids_total_bytes(&self) -> u64 {
+        self.slot_capacities.len() as u64 * self.slot_ids_bytes
+    }
+}
+
 impl KvCache {
     pub fn new(ctx: &Context, cfg: &TextConfig, cache_type: CacheType, n_ctx: u32, max_chunk: u32) -> Result<KvCache> {
+        let sizes = KvSizes::new(cfg, cache_type, n_ctx, max_chunk);
         let mut slot_ids: Vec<(u32, GpuBuffer)> = Vec::new();
         let mut layers = Vec::with_capacity(cfg.n_layers());
-        for spec in &cfg.layers {
-            if !spec.owns_kv() {
+        for (spec, ring) in cfg.layers.iter().zip(&sizes.rings) {
+            let Some((capacity, bytes)) = *ring else {
                 layers.push(None);
                 continue;
-            }
-            let capacity = match spec.window {
-                Some(w) => (w as u64 + max_chunk as u64 - 1).min(n_ctx as u64) as u32,
-                None => n_ctx,
             };
             let slots = match slot_ids.iter().position(|(c, _)| *c == capacity) {
                 Some(i) => i,
                 None => {
                     let label = format!("kv slot ids (ring of {capacity})");
-                    slot_ids.push((capacity, ctx.alloc(&label, Category::Scratch, max_chunk as u64 * 4, None)?));
+                    slot_ids.push((capacity, ctx.alloc(&label, Category::Scratch, sizes.slot_ids_bytes, None)?));
                     slot_ids.len() - 1
                 }
             };
-            let bytes = capacity as u64 * spec.n_kv_head as u64 * spec.head_dim as u64 * cache_type.elem_bytes();
             let k = ctx.alloc(&format!("blk.{}.k_cache", spec.index), Category::Kv, bytes, None)?;
             let v = ctx.alloc(&format!("blk.{}.v_cache", spec.index), Category::Kv, bytes, None)?;
             layers.push(Some(LayerCache { k, v, capacity, n_kv_head: spec.n_kv_head, head_dim: spec.head_dim, slots }));

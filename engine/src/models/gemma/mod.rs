@@ -19,15 +19,16 @@ mod scratch;
 mod trace;
 mod weights;
 
-pub use kv_cache::{KvCache, LayerCache};
-pub use ple::Ple;
-pub use scratch::Scratch;
+pub use kv_cache::{KvCache, KvSizes, LayerCache};
+pub use ple::{Ple, TABLE_NAME as PLE_TABLE_NAME};
+pub use scratch::{logit_rows, Scratch, ScratchSizes};
 pub use trace::Traced;
 pub use weights::{Layer, Linear, Weights};
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::{Context, Phase};
+use crate::models::plan::{refuse_unless_fits, Budget, MemoryPlan, PlanLimits, Sizing};
 use crate::models::{Arch, TextConfig};
 use crate::ops::attention::CacheType;
 use crate::source::ByteSource;
@@ -99,7 +100,9 @@ pub struct Gemma {
 
 impl Gemma {
     /// Uploads the text weights of `gguf` (read from `source`) in `Phase::Load`, and allocates the KV cache and
-    /// the scratch. Vision, audio and projector tensors are never read; neither is the PLE table.
+    /// the scratch. Vision, audio and projector tensors are never read; neither is the PLE table. Under a device
+    /// profile with a memory ceiling, a model whose [`MemoryPlan`] does not fit is refused before anything is
+    /// allocated, with what to change.
     pub fn load(ctx: &Context, gguf: &GgufFile, source: &dyn ByteSource, options: GemmaOptions) -> Result<Gemma> {
         let config = TextConfig::from_gguf(gguf)?;
         check_rope_dims(gguf, &config)?;
@@ -121,9 +124,16 @@ impl Gemma {
                 reason: "the device did not grant SHADER_F16; use CacheType::F32".into(),
             });
         }
+        let limits = PlanLimits::from_caps(ctx.caps());
+        if let (Some(profile), Some(ceiling_bytes)) = (&ctx.caps().profile, ctx.caps().ceiling_bytes) {
+            let plan = MemoryPlan::new(gguf, &config, &options, limits)?;
+            let room = Budget { profile, ceiling_bytes, live_bytes: ctx.memory().live_bytes };
+            refuse_unless_fits(&plan, gguf, &config, &options, limits, room)?;
+        }
+        let sizing = Sizing::new(&config, &options, limits.max_storage_buffer_binding_bytes);
         let previous = ctx.phase();
         ctx.set_phase(Phase::Load);
-        let loaded = Self::load_in_phase(ctx, gguf, source, options, config);
+        let loaded = Self::load_in_phase(ctx, gguf, source, options, config, sizing);
         ctx.set_phase(previous);
         loaded
     }
@@ -134,13 +144,11 @@ impl Gemma {
         source: &dyn ByteSource,
         options: GemmaOptions,
         config: TextConfig,
+        sizing: Sizing,
     ) -> Result<Gemma> {
         let weights = weights::Loader { ctx, gguf, source }.weights(&config)?;
-        let n_ctx = options.n_ctx.min(config.context_length).max(1);
-        let max_chunk = options.max_chunk.clamp(1, n_ctx);
+        let Sizing { n_ctx, max_chunk, logit_rows } = sizing;
         let kv = KvCache::new(ctx, &config, options.kv_cache, n_ctx, max_chunk)?;
-        let fit = ctx.caps().max_storage_buffer_binding_bytes / (config.vocab as u64 * 4);
-        let logit_rows = (max_chunk as u64).min(options.max_logit_rows as u64).min(fit).max(1) as u32;
         let scratch = Scratch::new(ctx, &config, max_chunk, logit_rows, options.kv_cache)?;
         let ple = match config.ple_dim {
             0 => None,

@@ -47,8 +47,6 @@ pub struct Ple {
     e: GpuBuffer,
     c: GpuBuffer,
     cn: GpuBuffer,
-    /// Per layer: the constant ids `t·L + l` for `t < max_chunk`.
-    layer_ids: Vec<GpuBuffer>,
 }
 
 impl Ple {
@@ -79,15 +77,6 @@ impl Ple {
         let chunk_elems = max_chunk as u64 * row_elems as u64;
         let table_bytes = (max_chunk as u64 * row_bytes).next_multiple_of(4);
         let f32_buffer = |label: &str| ctx.alloc(label, Category::Scratch, chunk_elems * 4, None);
-        let mut layer_ids = Vec::with_capacity(n_layers as usize);
-        for l in 0..n_layers {
-            let ids: Vec<u32> = (0..max_chunk).map(|t| t * n_layers + l).collect();
-            layer_ids.push(ctx.upload(
-                &format!("ple ids of layer {l}"),
-                Category::Scratch,
-                bytemuck::cast_slice(&ids),
-            )?);
-        }
         Ok(Ple {
             offset_bytes: info.offset_bytes(),
             source_len_bytes: source.len_bytes(),
@@ -101,7 +90,6 @@ impl Ple {
             e: f32_buffer("ple e")?,
             c: f32_buffer("ple c")?,
             cn: f32_buffer("ple c normed")?,
-            layer_ids,
         })
     }
 
@@ -156,12 +144,6 @@ impl Ple {
         rms_norm(batch, &self.c, Some(norm), &self.cn, n * self.n_layers, self.ple_dim, cfg.rms_eps)?;
         binary(batch, BinaryOp::Add, StorageType::F32, &self.cn, &self.e, &self.c, elems)?;
         unary_inplace(batch, UnaryOp::Scale, std::f32::consts::FRAC_1_SQRT_2, &self.c, elems)
-    }
-
-    /// Records `dst[t] = ple[t][layer]` ([n][P]) from the result of [`record_inputs`](Self::record_inputs).
-    pub fn record_layer(&self, batch: &mut Batch, layer: usize, n: u32, dst: &GpuBuffer) -> Result<()> {
-        let rows = n * self.n_layers;
-        get_rows(batch, &self.c, QuantType::F32, self.ple_dim, rows, &self.layer_ids[layer], n, dst)
     }
 
     /// The PLE inputs `ple` of the last recorded chunk, f32 `[n][L·P]` (for traces).

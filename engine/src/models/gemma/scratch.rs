@@ -14,26 +14,25 @@ pub struct Scratch {
     pub iota: GpuBuffer,
     /// The residual stream `[n][H]`, ping-ponged: an op never writes a buffer it reads.
     pub h: [GpuBuffer; 2],
-    /// `[n][H]`: pre-norm outputs (`a`, `g`), projections back to H (`o`, `f`, PLE `proj`), their post-norms.
+    /// `[n][H]`: pre-norm outputs (`a`, `g`) and projections back to H (`o`, `f`, PLE `proj`; their post-norms
+    /// run inside the residual adds).
     pub normed: GpuBuffer,
     pub proj: GpuBuffer,
-    pub post: GpuBuffer,
     /// `[n][n_head·head_dim]` (largest head dim): queries before and after q-norm + RoPE, and the heads'
     /// attention outputs.
     pub q_raw: GpuBuffer,
     pub q: GpuBuffer,
     pub heads: GpuBuffer,
-    /// `[n][n_kv_head·head_dim]` (largest over owner layers).
+    /// `[n][n_kv_head·head_dim]` (largest over owner layers): the K and V projections (normalized, rotated and
+    /// stored in the caches by one kernel).
     pub k_raw: GpuBuffer,
-    pub k: GpuBuffer,
     pub v_raw: GpuBuffer,
-    pub v: GpuBuffer,
-    /// `[n][ffn_dim]` (largest layer): gate, up, and `gelu(gate) ⊙ up`.
-    pub gate: GpuBuffer,
-    pub up: GpuBuffer,
+    /// `[n][2·ffn_dim]` (largest layer): each token's gate and up products side by side, where GeGLU is not fused
+    /// into them (prompts); `[n][ffn_dim]`: `gelu(gate) ⊙ up`.
+    pub gate_up: GpuBuffer,
     pub act: GpuBuffer,
-    /// `[n][P]` (PLE models): this layer's PLE input, the gate, and `gelu(gate) ⊙ ple`.
-    pub ple_layer: Option<[GpuBuffer; 3]>,
+    /// `[n][P]` (PLE models): the PLE gate product (prompts), and `gelu(gate) ⊙ ple[l]`.
+    pub ple_layer: Option<[GpuBuffer; 2]>,
     /// Split-KV attention partials, sized for the largest need of any chunk length.
     pub partials: Option<GpuBuffer>,
     /// `[logit_rows][H]`: the rows the LM head runs on, and their final norm.
@@ -46,21 +45,37 @@ pub struct Scratch {
     pub logit_rows: u32,
 }
 
-impl Scratch {
-    pub fn new(
-        ctx: &Context,
-        cfg: &TextConfig,
-        max_chunk: u32,
-        logit_rows: u32,
-        cache_type: CacheType,
-    ) -> Result<Scratch> {
+/// The sizes [`Scratch::new`] allocates, computed without a device (memory plans use them too). Every f32
+/// activation is rounded up to 16 bytes: some kernels view their buffers as arrays of vec4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchSizes {
+    /// u32 `[max_chunk]`: token ids, positions (allocated), and the uploaded ids 0..max_chunk.
+    pub ids_bytes: u64,
+    pub iota_bytes: u64,
+    /// `[n][H]`: each of the two residual buffers, `normed`, `proj`.
+    pub hidden_bytes: u64,
+    /// `[n][n_head·head_dim]`: `q_raw`, `q`, `heads`.
+    pub q_bytes: u64,
+    /// `[n][n_kv_head·head_dim]`: `k_raw`, `v_raw`.
+    pub kv_bytes: u64,
+    /// `[n][ffn_dim]`: `act`, and twice it for `gate_up`.
+    pub ffn_bytes: u64,
+    /// `[n][P]` for each of the two PLE buffers of a layer, on PLE models.
+    pub ple_layer_bytes: Option<u64>,
+    /// Split-KV attention partials; 0 means none are allocated.
+    pub partials_bytes: u64,
+    /// `[logit_rows][H]`: `head_in`, `head_normed`.
+    pub head_bytes: u64,
+    /// `[logit_rows][vocab]` f32 on the GPU, and its mappable copy (`Category::Staging`).
+    pub logits_bytes: u64,
+    pub staging_bytes: u64,
+}
+
+impl ScratchSizes {
+    pub fn new(cfg: &TextConfig, max_chunk: u32, logit_rows: u32, cache_type: CacheType) -> ScratchSizes {
         let n = max_chunk as u64;
-        // Rounded up to 16 bytes: some kernels view their buffers as arrays of vec4.
-        let f32s =
-            |label: &str, elems: u64| ctx.alloc(label, Category::Scratch, (elems * 4).next_multiple_of(16), None);
-        let h = cfg.hidden as u64;
+        let f32s = |elems: u64| (elems * 4).next_multiple_of(16);
         let max_hd = cfg.layers.iter().map(|l| l.head_dim as u64).max().unwrap_or(0);
-        let q_width = cfg.n_head as u64 * max_hd;
         let kv_width = cfg
             .layers
             .iter()
@@ -69,49 +84,85 @@ impl Scratch {
             .max()
             .unwrap_or(0);
         let ffn = cfg.layers.iter().map(|l| l.ffn_dim as u64).max().unwrap_or(0);
+        let logit_elems = logit_rows as u64 * cfg.vocab as u64;
+        ScratchSizes {
+            ids_bytes: f32s(n),
+            iota_bytes: crate::gpu::upload_size_bytes(n * 4),
+            hidden_bytes: f32s(n * cfg.hidden as u64),
+            q_bytes: f32s(n * cfg.n_head as u64 * max_hd),
+            kv_bytes: f32s(n * kv_width),
+            ffn_bytes: f32s(n * ffn),
+            ple_layer_bytes: (cfg.ple_dim > 0).then(|| f32s(n * cfg.ple_dim as u64)),
+            partials_bytes: partials_bytes(cfg, max_chunk, cache_type),
+            head_bytes: f32s(logit_rows as u64 * cfg.hidden as u64),
+            logits_bytes: f32s(logit_elems),
+            staging_bytes: (logit_elems * 4).next_multiple_of(16),
+        }
+    }
+
+    /// Everything but the staging copy (`Category::Scratch`).
+    pub fn scratch_bytes(&self) -> u64 {
+        2 * self.ids_bytes
+            + self.iota_bytes
+            + 4 * self.hidden_bytes
+            + 3 * self.q_bytes
+            + 2 * self.kv_bytes
+            + 3 * self.ffn_bytes
+            + 2 * self.ple_layer_bytes.unwrap_or(0)
+            + self.partials_bytes
+            + 2 * self.head_bytes
+            + self.logits_bytes
+    }
+}
+
+/// Logit rows per LM-head pass: at most `max_logit_rows` and `max_chunk`, and few enough that `[rows][vocab]` f32
+/// fits one storage binding.
+pub fn logit_rows(vocab: u32, max_chunk: u32, max_logit_rows: u32, max_binding_bytes: u64) -> u32 {
+    let fit = max_binding_bytes / (vocab as u64 * 4);
+    (max_chunk as u64).min(max_logit_rows as u64).min(fit).max(1) as u32
+}
+
+impl Scratch {
+    pub fn new(
+        ctx: &Context,
+        cfg: &TextConfig,
+        max_chunk: u32,
+        logit_rows: u32,
+        cache_type: CacheType,
+    ) -> Result<Scratch> {
+        let sizes = ScratchSizes::new(cfg, max_chunk, logit_rows, cache_type);
+        let alloc = |label: &str, bytes: u64| ctx.alloc(label, Category::Scratch, bytes, None);
         let ids: Vec<u32> = (0..max_chunk).collect();
-        let ple_layer = if cfg.ple_dim > 0 {
-            let p = cfg.ple_dim as u64;
-            Some([f32s("ple of the layer", n * p)?, f32s("ple gate", n * p)?, f32s("ple gated", n * p)?])
-        } else {
-            None
+        let ple_layer = match sizes.ple_layer_bytes {
+            Some(b) => Some([alloc("ple gate", b)?, alloc("ple gated", b)?]),
+            None => None,
         };
-        let partials_bytes = partials_bytes(cfg, max_chunk, cache_type);
-        let partials = match partials_bytes {
+        let partials = match sizes.partials_bytes {
             0 => None,
-            b => Some(ctx.alloc("attention partials", Category::Scratch, b, None)?),
+            b => Some(alloc("attention partials", b)?),
         };
-        let logits_bytes = logit_rows as u64 * cfg.vocab as u64 * 4;
         let mappable = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let (hidden, q, kv, ffn) = (sizes.hidden_bytes, sizes.q_bytes, sizes.kv_bytes, sizes.ffn_bytes);
         Ok(Scratch {
-            tokens: f32s("token ids", n)?,
-            positions: f32s("positions", n)?,
+            tokens: alloc("token ids", sizes.ids_bytes)?,
+            positions: alloc("positions", sizes.ids_bytes)?,
             iota: ctx.upload("ids 0..max_chunk", Category::Scratch, bytemuck::cast_slice(&ids))?,
-            h: [f32s("residual A", n * h)?, f32s("residual B", n * h)?],
-            normed: f32s("normed", n * h)?,
-            proj: f32s("projected", n * h)?,
-            post: f32s("post-normed", n * h)?,
-            q_raw: f32s("q raw", n * q_width)?,
-            q: f32s("q", n * q_width)?,
-            heads: f32s("attention heads", n * q_width)?,
-            k_raw: f32s("k raw", n * kv_width)?,
-            k: f32s("k", n * kv_width)?,
-            v_raw: f32s("v raw", n * kv_width)?,
-            v: f32s("v", n * kv_width)?,
-            gate: f32s("ffn gate", n * ffn)?,
-            up: f32s("ffn up", n * ffn)?,
-            act: f32s("ffn act", n * ffn)?,
+            h: [alloc("residual A", hidden)?, alloc("residual B", hidden)?],
+            normed: alloc("normed", hidden)?,
+            proj: alloc("projected", hidden)?,
+            q_raw: alloc("q raw", q)?,
+            q: alloc("q", q)?,
+            heads: alloc("attention heads", q)?,
+            k_raw: alloc("k raw", kv)?,
+            v_raw: alloc("v raw", kv)?,
+            gate_up: alloc("ffn gate and up", 2 * ffn)?,
+            act: alloc("ffn act", ffn)?,
             ple_layer,
             partials,
-            head_in: f32s("head rows", logit_rows as u64 * h)?,
-            head_normed: f32s("head rows normed", logit_rows as u64 * h)?,
-            logits: f32s("logits", logit_rows as u64 * cfg.vocab as u64)?,
-            staging: ctx.alloc(
-                "logits readback",
-                Category::Staging,
-                logits_bytes.next_multiple_of(16),
-                Some(mappable),
-            )?,
+            head_in: alloc("head rows", sizes.head_bytes)?,
+            head_normed: alloc("head rows normed", sizes.head_bytes)?,
+            logits: alloc("logits", sizes.logits_bytes)?,
+            staging: ctx.alloc("logits readback", Category::Staging, sizes.staging_bytes, Some(mappable))?,
             max_chunk,
             logit_rows,
         })
@@ -119,8 +170,8 @@ impl Scratch {
 
     pub fn size_bytes(&self) -> u64 {
         let mut all = vec![&self.tokens, &self.positions, &self.iota, &self.h[0], &self.h[1], &self.normed, &self.proj];
-        all.extend([&self.post, &self.q_raw, &self.q, &self.heads, &self.k_raw, &self.k, &self.v_raw, &self.v]);
-        all.extend([&self.gate, &self.up, &self.act, &self.head_in, &self.head_normed, &self.logits, &self.staging]);
+        all.extend([&self.q_raw, &self.q, &self.heads, &self.k_raw, &self.v_raw, &self.gate_up, &self.act]);
+        all.extend([&self.head_in, &self.head_normed, &self.logits, &self.staging]);
         all.extend(self.ple_layer.iter().flatten());
         all.extend(self.partials.iter());
         all.iter().map(|b| b.size_bytes()).sum()

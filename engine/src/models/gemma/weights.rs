@@ -8,7 +8,9 @@ use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::gpu::{Batch, Category, Context, GpuBuffer, SplitTensor};
 use crate::models::{Arch, LayerSpec, TextConfig};
 use crate::ops::get_rows::get_rows_part;
-use crate::ops::mul_mat::{MulMatArgs, MulMatPath, mul_mat_with};
+use crate::ops::glu::{GluOperand, geglu_rows};
+use crate::ops::mul_mat::{MulMatArgs, MulMatPath, VEC_MAX_TOKENS, mul_mat_with};
+use crate::ops::mul_mat_vec::{GluUp, mul_mat_vec_geglu};
 use crate::quant::QuantType;
 use crate::source::ByteSource;
 
@@ -26,10 +28,46 @@ pub struct Linear {
 impl Linear {
     /// y[t][..rows] = W · x[t] for `n` tokens: one `mul_mat` per row part.
     pub fn forward(&self, batch: &mut Batch, x: &GpuBuffer, n: u32, y: &GpuBuffer) -> Result<()> {
+        self.forward_into(batch, x, n, y, 0, self.rows)
+    }
+
+    /// `forward` into columns `first_col..first_col + rows` of a y whose rows are `y_row_elems` long.
+    pub fn forward_into(
+        &self,
+        batch: &mut Batch,
+        x: &GpuBuffer,
+        n: u32,
+        y: &GpuBuffer,
+        first_col: u32,
+        y_row_elems: u32,
+    ) -> Result<()> {
+        for (part, &(first, count)) in self.w.parts.iter().zip(&self.w.plan.parts) {
+            let args = MulMatArgs::new(part, self.wtype, count as u32, self.cols, x, n, y)
+                .part(first_col + first as u32, y_row_elems);
+            mul_mat_with(batch, &args, MulMatPath::Auto)?;
+        }
+        Ok(())
+    }
+
+    /// `y[t] = gelu(W·x[t]) ⊙ up[t]` with `up[t][c] = up[offset_elems + t·row_stride_elems + c]`, fused into the
+    /// mat-vec (for a few tokens).
+    pub fn forward_geglu_vec(
+        &self,
+        batch: &mut Batch,
+        x: &GpuBuffer,
+        n: u32,
+        y: &GpuBuffer,
+        up: GluOperand,
+    ) -> Result<()> {
         for (part, &(first, count)) in self.w.parts.iter().zip(&self.w.plan.parts) {
             let args =
                 MulMatArgs::new(part, self.wtype, count as u32, self.cols, x, n, y).part(first as u32, self.rows);
-            mul_mat_with(batch, &args, MulMatPath::Auto)?;
+            let up = GluUp::Vector {
+                buffer: up.buffer,
+                offset_elems: up.offset_elems,
+                row_stride_elems: up.row_stride_elems,
+            };
+            mul_mat_vec_geglu(batch, &args, &up)?;
         }
         Ok(())
     }
@@ -59,8 +97,7 @@ pub struct Layer {
     pub post_attention_norm: GpuBuffer,
     /// `ffn_norm`: the pre-FFN norm.
     pub ffn_norm: GpuBuffer,
-    pub ffn_gate: Linear,
-    pub ffn_up: Linear,
+    pub ffn_gate_up: GateUp,
     pub ffn_down: Linear,
     pub post_ffw_norm: GpuBuffer,
     /// PLE gate `inp_gate` [P][H], up-projection `proj` [H][P] and `post_norm` [H] (Gemma 4 E-models).
@@ -69,6 +106,58 @@ pub struct Layer {
     pub post_norm: Option<GpuBuffer>,
     /// `layer_output_scale` [1] f32: multiplies the layer's output when present.
     pub layer_output_scale: Option<GpuBuffer>,
+}
+
+/// `ffn_gate` and `ffn_up` of one layer.
+#[derive(Debug)]
+pub enum GateUp {
+    /// One `[gate; up]` matrix (2·ffn rows) in one binding: a decode step reads each gate row and its up row in one
+    /// GeGLU mat-vec, and a prompt makes both products in one tiled pass.
+    Stacked(Linear),
+    /// Different types, or too large for one binding together.
+    Separate { gate: Linear, up: Linear },
+}
+
+impl GateUp {
+    /// `act[t] = gelu(ffn_gate·x[t]) ⊙ (ffn_up·x[t])` (`[n][ffn]`) for `n` tokens; `gate_up` is `[n][2·ffn]`
+    /// scratch for the products where they are not fused (prompts, separate matrices).
+    pub fn forward_geglu(
+        &self,
+        batch: &mut Batch,
+        x: &GpuBuffer,
+        n: u32,
+        gate_up: &GpuBuffer,
+        act: &GpuBuffer,
+    ) -> Result<()> {
+        let ffn = self.ffn_dim();
+        match self {
+            GateUp::Stacked(w) if n <= VEC_MAX_TOKENS && w.w.parts.len() == 1 => {
+                let args = MulMatArgs::new(&w.w.parts[0], w.wtype, ffn, w.cols, x, n, act);
+                return mul_mat_vec_geglu(batch, &args, &GluUp::Stacked { up_row_offset: ffn });
+            }
+            GateUp::Stacked(w) => w.forward(batch, x, n, gate_up)?,
+            GateUp::Separate { gate, up } => {
+                gate.forward_into(batch, x, n, gate_up, 0, 2 * ffn)?;
+                up.forward_into(batch, x, n, gate_up, ffn, 2 * ffn)?;
+            }
+        }
+        let half = |offset_elems| GluOperand { buffer: gate_up, offset_elems, row_stride_elems: 2 * ffn };
+        geglu_rows(batch, half(0), half(ffn), act, n, ffn)
+    }
+
+    pub fn ffn_dim(&self) -> u32 {
+        match self {
+            GateUp::Stacked(w) => w.rows / 2,
+            GateUp::Separate { gate, .. } => gate.rows,
+        }
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        match self {
+            GateUp::Stacked(w) => w.w.size_bytes(),
+            GateUp::Separate { gate, up } => gate.w.size_bytes() + up.w.size_bytes(),
+        }
+    }
 }
 
 /// Every text weight on the GPU.
@@ -101,7 +190,8 @@ impl Weights {
         let mut total = lin(&self.token_embd) + opt_lin(&self.output) + opt_lin(&self.per_layer_model_proj);
         total += opt_buf(&self.per_layer_proj_norm) + buf(&self.output_norm) + opt_buf(&self.rope_freqs);
         for l in &self.layers {
-            total += [&l.attn_q, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down].into_iter().map(lin).sum::<u64>();
+            total +=
+                [&l.attn_q, &l.attn_output, &l.ffn_down].into_iter().map(lin).sum::<u64>() + l.ffn_gate_up.size_bytes();
             total += [&l.attn_k, &l.attn_v, &l.inp_gate, &l.proj].into_iter().map(opt_lin).sum::<u64>();
             total += [&l.attn_norm, &l.attn_q_norm, &l.post_attention_norm, &l.ffn_norm, &l.post_ffw_norm]
                 .into_iter()
@@ -145,6 +235,27 @@ impl Loader<'_> {
         let data = info.bytes(self.source)?;
         let w = SplitTensor::upload(self.ctx, name, Category::Weights, &data, row_bytes)?;
         Ok(Linear { w, wtype, rows, cols })
+    }
+
+    /// `ffn_gate` and `ffn_up` (`[ffn][h]` each), stacked into one buffer when they share a type and fit one
+    /// binding together.
+    pub fn gate_up(&self, gate_name: &str, up_name: &str, ffn: u32, h: u32) -> Result<GateUp> {
+        let (gate, up) = (self.info(gate_name)?, self.info(up_name)?);
+        let max_binding_bytes = self.ctx.caps().max_storage_buffer_binding_bytes.min(self.ctx.caps().max_buffer_bytes);
+        let stackable = gate.dtype() == up.dtype()
+            && gate.dims() == [h as u64, ffn as u64]
+            && up.dims() == gate.dims()
+            && (gate.size_bytes() + up.size_bytes()).next_multiple_of(4) <= max_binding_bytes;
+        if !stackable {
+            return Ok(GateUp::Separate { gate: self.linear(gate_name, ffn, h)?, up: self.linear(up_name, ffn, h)? });
+        }
+        let mut data = gate.bytes(self.source)?.to_vec();
+        data.extend_from_slice(&up.bytes(self.source)?);
+        let wtype = gate.dtype();
+        let row_bytes = gate.size_bytes() / ffn as u64;
+        let label = format!("{gate_name}+{up_name}");
+        let w = SplitTensor::upload(self.ctx, &label, Category::Weights, &data, row_bytes)?;
+        Ok(GateUp::Stacked(Linear { w, wtype, rows: 2 * ffn, cols: h }))
     }
 
     pub fn optional_linear(&self, name: &str, rows: u32, cols: u32) -> Result<Option<Linear>> {
@@ -210,8 +321,7 @@ impl Loader<'_> {
                 attn_k_norm: if owns { Some(self.vector(&name("attn_k_norm"), hd)?) } else { None },
                 post_attention_norm: self.vector(&name("post_attention_norm"), h)?,
                 ffn_norm: self.vector(&name("ffn_norm"), h)?,
-                ffn_gate: self.linear(&name("ffn_gate"), ffn, h)?,
-                ffn_up: self.linear(&name("ffn_up"), ffn, h)?,
+                ffn_gate_up: self.gate_up(&name("ffn_gate"), &name("ffn_up"), ffn, h)?,
                 ffn_down: self.linear(&name("ffn_down"), h, ffn)?,
                 post_ffw_norm: self.vector(&name("post_ffw_norm"), h)?,
                 inp_gate: if ple { Some(self.linear(&name("inp_gate"), p, h)?) } else { None },
