@@ -16,7 +16,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 cargo check --locked --benches -p ferrogem-harness
 
 # A GPU test binary that ran nothing is a failure, not a pass.
-for binary in gpu_runtime gpu_timing bench profile; do
+for binary in gpu_runtime gpu_timing bench profile generate; do
     ran=$(awk -v b="tests/$binary.rs" '$1=="Running" && $2==b {f=1; next} f && /^test result:/ {print $4; exit}' "$log")
     if [ -z "$ran" ] || [ "$ran" -eq 0 ]; then
         echo "ci/test.sh: the GPU test binary $binary executed no test" >&2

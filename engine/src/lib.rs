@@ -3,13 +3,17 @@
 //! The crate compiles natively and for `wasm32-unknown-unknown`. Code the browser build uses never blocks and
 //! never touches the filesystem; memory mapping and the Ollama store are native-only.
 
+pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod gpu;
 pub mod models;
 pub mod ops;
 pub mod quant;
+pub mod sampling;
+pub mod session;
 pub mod source;
+pub mod tokenizer;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod ollama;

@@ -4,6 +4,7 @@ mod bench;
 mod cases;
 mod check;
 mod dashboard;
+mod generate;
 mod inspect;
 mod load_check;
 mod logits_cmd;
@@ -15,6 +16,7 @@ mod profile;
 mod reference;
 mod report;
 mod synth;
+mod tokenize_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -45,6 +47,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write an HTML dashboard (inline SVG plots) from one or more `bench` CSV histories.
     Report(dashboard::ReportArgs),
+    /// Generate text from a prompt: streamed tokens, prefill and decode tok/s; Ctrl-C stops cleanly (exit 130).
+    Generate(generate::generate_cmd::GenerateArgs),
+    /// Chat with a model: multi-turn with the KV cache reused across turns; /save, /load, /reset, /stats.
+    Chat(generate::chat_cmd::ChatArgs),
+    /// Print the token ids (and pieces) of a text with a model's vocabulary; no GPU.
+    Tokenize(tokenize_cmd::TokenizeArgs),
+    /// Print the text of token ids with a model's vocabulary; no GPU.
+    Detokenize(tokenize_cmd::DetokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +67,10 @@ fn main() -> ExitCode {
         Command::Profile(args) => profile::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Report(args) => dashboard::run(args),
+        Command::Generate(args) => generate::generate_cmd::run(args),
+        Command::Chat(args) => generate::chat_cmd::run(args),
+        Command::Tokenize(args) => tokenize_cmd::run_tokenize(args),
+        Command::Detokenize(args) => tokenize_cmd::run_detokenize(args),
     };
     match result {
         Ok(code) => code,
