@@ -7,9 +7,15 @@ set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# No `grep -q` and no `ls` of globs in these tests: under pipefail, grep -q's early exit (SIGPIPE to the writer)
+# or ls's error for a missing folder would make a present driver look absent.
 have_vulkan_driver() {
-    ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' &&
-        ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/nvidia/share/vulkan/icd.d/*.json 2>/dev/null | grep -q .
+    ldconfig -p 2>/dev/null | grep 'libvulkan.so.1' >/dev/null || return 1
+    local icd
+    for icd in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d; do
+        compgen -G "$icd/*.json" >/dev/null && return 0
+    done
+    return 1
 }
 
 packages=()
@@ -22,7 +28,7 @@ if [ ${#packages[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
-if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+if ! rustup target list --installed 2>/dev/null | grep -x wasm32-unknown-unknown >/dev/null; then
     echo "ci/setup.sh: adding the wasm32-unknown-unknown target" >&2
     rustup target add wasm32-unknown-unknown >&2
 fi
