@@ -11,30 +11,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
 use ferrogem::gguf::{GgufError, GgufFile, Value, ValueType};
+use ferrogem::sampling::SplitMix64;
 
 fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../golden/fixtures")
 }
 
-/// splitmix64: tiny, fast, and good enough to pick positions.
-struct Rng(u64);
+/// Picks positions and values: the project's SplitMix64, seeded from the test's name.
+struct Rng(SplitMix64);
 
 impl Rng {
-    /// Seeded with the FNV-1a hash of `name`.
-    fn from_name(name: &str) -> Self {
-        Self(name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)))
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        (self.0.next_u64() % n as u64) as usize
     }
 }
 
@@ -255,7 +243,7 @@ fn run(
 }
 
 fn mutate_fixtures(test_name: &str, model: &str) {
-    let mut rng = Rng::from_name(test_name);
+    let mut rng = Rng(SplitMix64::from_name(test_name));
     let (mut failures, mut tally, mut total) = (Vec::new(), BTreeMap::new(), 0);
     for quant in ["f32", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"] {
         let name = format!("tiny-{model}-{quant}.gguf");

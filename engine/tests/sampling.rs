@@ -3,7 +3,9 @@
 
 use ferrogem::Error;
 use ferrogem::gguf::{GgufFile, GgufWriter, Value};
-use ferrogem::sampling::{REPEAT_WHOLE_CONTEXT, Sampler, SamplerConfig, SamplerState, StopMatcher, StopStep};
+use ferrogem::sampling::{
+    REPEAT_WHOLE_CONTEXT, Sampler, SamplerConfig, SamplerState, SplitMix64, StopMatcher, StopStep,
+};
 
 /// Plain sampling at temperature 1 with every filter off.
 fn plain(seed: u64) -> SamplerConfig {
@@ -12,16 +14,8 @@ fn plain(seed: u64) -> SamplerConfig {
 
 /// Logits seeded from a name (FNV-1a, then SplitMix64), in [-4, 4).
 fn seeded_logits(name: &str, n: usize) -> Vec<f32> {
-    let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 8.0 - 4.0
-        })
-        .collect()
+    let mut rng = SplitMix64::from_name(name);
+    (0..n).map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 8.0 - 4.0).collect()
 }
 
 fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {

@@ -3,7 +3,7 @@
 //! penalty over the last 64 tokens. Logits are seeded pseudo-random values, the same on every run.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrogem::sampling::{Sampler, SamplerConfig};
+use ferrogem::sampling::{Sampler, SamplerConfig, SplitMix64};
 use std::hint::black_box;
 
 /// Gemma 3 and Gemma 4 vocabulary size.
@@ -12,14 +12,10 @@ const RECENT_TOKENS: usize = 64;
 
 /// Logits spread like a real row: most near zero, a few standing out (splitmix64 from a fixed seed).
 fn logits() -> Vec<f32> {
-    let mut state = 0x7361_6d70_6c69_6e67_u64; // "sampling"
+    let mut rng = SplitMix64(0x7361_6d70_6c69_6e67); // "sampling"
     (0..VOCAB)
         .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            let unit = ((z ^ (z >> 31)) >> 11) as f32 / (1u64 << 53) as f32;
+            let unit = (rng.next_u64() >> 11) as f32 / (1u64 << 53) as f32;
             8.0 * unit.powi(8) - 2.0
         })
         .collect()

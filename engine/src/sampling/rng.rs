@@ -3,6 +3,26 @@
 //! from a crate: the engine builds for wasm32 with no OS entropy, the state must serialize into a chat snapshot
 //! as plain numbers, and the sequence must never change under us with a dependency's release.
 
+/// SplitMix64 (Steele, Lea and Flood; public domain): seeds xoshiro here, and is the one generator the harness
+/// and the tests draw reproducible inputs from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// Seeded with the FNV-1a hash of `name`, so inputs named after a case reproduce exactly.
+    pub fn from_name(name: &str) -> SplitMix64 {
+        SplitMix64(name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
 /// Four words of xoshiro256** state; never all zero (SplitMix64 cannot produce four zeros in a row).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Xoshiro256 {
@@ -11,15 +31,8 @@ pub struct Xoshiro256 {
 
 impl Xoshiro256 {
     pub fn seed_from_u64(seed: u64) -> Xoshiro256 {
-        let mut splitmix = seed;
-        let mut next = || {
-            splitmix = splitmix.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = splitmix;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        Xoshiro256 { words: [next(), next(), next(), next()] }
+        let mut splitmix = SplitMix64(seed);
+        Xoshiro256 { words: [splitmix.next_u64(), splitmix.next_u64(), splitmix.next_u64(), splitmix.next_u64()] }
     }
 
     /// State restored from a snapshot; an all-zero state (which would only ever yield zeros) is reseeded.

@@ -15,17 +15,8 @@ pub fn gpu(downlevel: bool) -> Context {
 
 /// Deterministic inputs seeded from a name, so a failure reproduces exactly.
 pub fn seeded_f32(name: &str, n: usize) -> Vec<f32> {
-    let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
+    let mut rng = ferrogem::sampling::SplitMix64::from_name(name);
+    (0..n).map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect()
 }
 
 pub fn read_f32(ctx: &Context, buffer: &ferrogem::gpu::GpuBuffer) -> Vec<f32> {

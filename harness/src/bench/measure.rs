@@ -5,6 +5,7 @@
 
 use ferrogem::gpu::{Context, GpuTimes, Phase, TimingMethod};
 use ferrogem::models::gemma::{Gemma, LogitRows};
+use ferrogem::sampling::SplitMix64;
 use ferrogem::source::ByteSource;
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -23,14 +24,8 @@ pub struct Plan {
 impl Plan {
     /// Fixed pseudo-random ids below `vocab` (splitmix64 from a constant seed: every run feeds the same ids).
     pub fn new(vocab: u32, prompt_tokens: u32, gen_tokens: u32, reps: u32) -> Plan {
-        let mut state = 0x6265_6e63_685f_6964_u64; // "bench_id"
-        let mut next = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) % vocab as u64) as u32
-        };
+        let mut rng = SplitMix64(0x6265_6e63_685f_6964); // "bench_id"
+        let mut next = move || (rng.next_u64() % vocab as u64) as u32;
         let prompt = (0..prompt_tokens).map(|_| next()).collect();
         let decode = (0..gen_tokens).map(|_| next()).collect();
         Plan { prompt, decode, reps }

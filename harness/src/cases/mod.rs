@@ -25,6 +25,7 @@ mod unary;
 
 use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Batch, Category, Context, GpuBuffer};
+use ferrogem::sampling::SplitMix64;
 use std::rc::Rc;
 
 pub type CaseResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -96,17 +97,8 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
 
 /// splitmix64 over an FNV-1a hash of `name`: values uniform in [-1, 1).
 pub fn seeded(name: &str, n: usize) -> Vec<f32> {
-    let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
+    let mut rng = SplitMix64::from_name(name);
+    (0..n).map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect()
 }
 
 /// Elements past every output that the kernel must not touch.

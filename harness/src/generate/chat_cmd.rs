@@ -64,7 +64,7 @@ struct Chat<'s> {
 
 pub fn run(args: ChatArgs) -> ferrogem::Result<ExitCode> {
     super::install_interrupt_handler();
-    let loaded = super::load(&args.model, true)?;
+    let loaded = super::load(&args.model)?;
     let (config, mut stops) = args.sampling.resolve(&loaded.opened)?;
     let template = ChatTemplate::for_model(&loaded.opened.gguf)?;
     stops.extend(template.stop_strings());
@@ -99,9 +99,12 @@ pub fn run(args: ChatArgs) -> ferrogem::Result<ExitCode> {
         match outcome {
             Ok(()) => {}
             // A turn that does not fit, a bad snapshot or a typo leaves the conversation as it was.
-            Err(e @ (Error::ContextOverflow { .. } | Error::BadSnapshot { .. } | Error::Unsupported { .. } | Error::Io { .. })) => {
-                chat.say(json!({"error": e.to_string()}), &format!("error: {e}"))
-            }
+            Err(
+                e @ (Error::ContextOverflow { .. }
+                | Error::BadSnapshot { .. }
+                | Error::Unsupported { .. }
+                | Error::Io { .. }),
+            ) => chat.say(json!({"error": e.to_string()}), &format!("error: {e}")),
             Err(e) => return Err(e),
         }
     }
@@ -137,7 +140,8 @@ impl Chat<'_> {
             match (self.args.context_shift, first_turn, last_user) {
                 (true, Some(first), Some(last)) if first < last => {
                     // Drop the oldest user message with everything up to the next user message.
-                    let end = (first + 1..self.messages.len()).find(|&i| self.messages[i].role == Role::User).unwrap_or(last);
+                    let end =
+                        (first + 1..self.messages.len()).find(|&i| self.messages[i].role == Role::User).unwrap_or(last);
                     dropped += end - first;
                     self.messages.drain(first..end);
                 }
@@ -161,8 +165,11 @@ impl Chat<'_> {
                 return Err(e);
             }
         };
-        let params =
-            GenerateParams { max_tokens: self.args.max_tokens, stop_strings: self.stops.clone(), stop_tokens: Vec::new() };
+        let params = GenerateParams {
+            max_tokens: self.args.max_tokens,
+            stop_strings: self.stops.clone(),
+            stop_tokens: Vec::new(),
+        };
         let mut streamer = Streamer::start(self.args.json, self.session.model().config.arch);
         let generation = pollster::block_on(self.session.generate(&ids, &mut self.sampler, &params, &mut streamer));
         let prefill = streamer.prefill;
@@ -194,13 +201,18 @@ impl Chat<'_> {
     fn save(&self, file: &str) -> ferrogem::Result<()> {
         let app = json!({"messages": self.messages, "think": self.args.think});
         let bytes = pollster::block_on(self.session.snapshot(self.sampler.state(), app))?;
-        std::fs::write(file, &bytes).map_err(|e| Error::Io { action: "write", path: file.into(), message: e.to_string() })?;
+        std::fs::write(file, &bytes).map_err(|e| Error::Io {
+            action: "write",
+            path: file.into(),
+            message: e.to_string(),
+        })?;
         self.say(json!({"saved": file, "bytes": bytes.len()}), &format!("saved {} bytes to {file}", bytes.len()));
         Ok(())
     }
 
     fn load(&mut self, file: &str) -> ferrogem::Result<()> {
-        let bytes = std::fs::read(file).map_err(|e| Error::Io { action: "read", path: file.into(), message: e.to_string() })?;
+        let bytes =
+            std::fs::read(file).map_err(|e| Error::Io { action: "read", path: file.into(), message: e.to_string() })?;
         let messages_of = |app: &serde_json::Value| -> ferrogem::Result<Vec<Message>> {
             serde_json::from_value(app["messages"].clone())
                 .map_err(|e| Error::BadSnapshot { reason: format!("its conversation is malformed: {e}") })
@@ -229,8 +241,12 @@ impl Chat<'_> {
             .iter()
             .map(|(c, live, peak)| (c.name().to_owned(), json!({"live_bytes": live, "peak_bytes": peak})))
             .collect();
-        let hit_rate: serde_json::Map<String, serde_json::Value> =
-            ctx.bind_cache_stats().by_phase.iter().map(|(phase, c)| (phase.name().to_owned(), json!(c.hit_rate()))).collect();
+        let hit_rate: serde_json::Map<String, serde_json::Value> = ctx
+            .bind_cache_stats()
+            .by_phase
+            .iter()
+            .map(|(phase, c)| (phase.name().to_owned(), json!(c.hit_rate())))
+            .collect();
         let value = json!({
             "cached_tokens": self.session.cached().len(),
             "n_ctx": self.session.n_ctx(),

@@ -67,7 +67,7 @@ pub fn prompt_ids(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
 
 pub fn run(args: GenerateArgs) -> ferrogem::Result<ExitCode> {
     super::install_interrupt_handler();
-    let loaded = super::load(&args.model, true)?;
+    let loaded = super::load(&args.model)?;
     let (config, mut stops) = args.sampling.resolve(&loaded.opened)?;
     let text = if args.chat {
         let template = ChatTemplate::for_model(&loaded.opened.gguf)?;
@@ -128,7 +128,10 @@ pub fn run(args: GenerateArgs) -> ferrogem::Result<ExitCode> {
         );
         let change = match live_bytes_after.cmp(&live_bytes_before) {
             std::cmp::Ordering::Equal => "same as before the prompt".to_owned(),
-            _ => format!("{:+} bytes of bind groups kept for the next run", live_bytes_after as i64 - live_bytes_before as i64),
+            _ => format!(
+                "{:+} bytes of bind groups kept for the next run",
+                live_bytes_after as i64 - live_bytes_before as i64
+            ),
         };
         eprintln!(
             "GPU memory: {live_bytes_before} bytes before the prompt, {live_bytes_after} after ({change}), \

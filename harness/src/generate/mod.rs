@@ -7,18 +7,18 @@ pub mod generate_cmd;
 
 use crate::model_source::{self, OpenedModel};
 use clap::{Args, ValueEnum};
-use ferrogem::gpu::{Category, Context, ContextOptions};
 use ferrogem::chat::ThinkingSplitter;
-use ferrogem::models::Arch;
+use ferrogem::gpu::{Category, Context, ContextOptions};
 use ferrogem::models::gemma::{Gemma, GemmaOptions};
+use ferrogem::models::plan::{MemoryPlan, PlanLimits};
+use ferrogem::models::{Arch, TextConfig};
 use ferrogem::ops::attention::CacheType;
 use ferrogem::sampling::SamplerConfig;
 use ferrogem::session::{Observer, Prefill};
 use ferrogem::tokenizer::Tokenizer;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -110,8 +110,9 @@ pub struct Loaded {
     pub load_s: f64,
 }
 
-/// Opens the model, reads its tokenizer, and uploads the weights with a progress bar on stderr.
-pub fn load(args: &ModelArgs, show_progress: bool) -> ferrogem::Result<Loaded> {
+/// Opens the model, reads its tokenizer, and uploads the weights with a progress bar on stderr (its total is the
+/// memory plan's weight bytes).
+pub fn load(args: &ModelArgs) -> ferrogem::Result<Loaded> {
     let started = Instant::now();
     let opened = match &args.model {
         Some(m) => model_source::open(m)?,
@@ -129,44 +130,12 @@ pub fn load(args: &ModelArgs, show_progress: bool) -> ferrogem::Result<Loaded> {
         },
         ..GemmaOptions::default()
     };
-    let weight_bytes: u64 = opened
-        .gguf
-        .tensors()
-        .iter()
-        .filter(|t| ferrogem::models::skipped_by_text_model(t.name()).is_none())
-        .filter(|t| !t.name().starts_with("per_layer_token_embd"))
-        .map(|t| t.size_bytes())
-        .sum();
-    let bar = if show_progress {
-        ProgressBar::with_draw_target(Some(weight_bytes), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("loading {msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(opened.display.clone());
-    // The upload runs on this thread; a watcher reads the accountant's live weight bytes, so loading needs no hooks.
-    let done = AtomicBool::new(false);
-    let model = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                bar.set_position(category_bytes(&ctx, Category::Weights).min(weight_bytes));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        let model = Gemma::load(&ctx, &opened.gguf, opened.source.as_ref(), gemma_options);
-        done.store(true, Ordering::Relaxed);
-        model
-    });
-    bar.finish_and_clear();
+    let config = TextConfig::from_gguf(&opened.gguf)?;
+    let plan = MemoryPlan::new(&opened.gguf, &config, &gemma_options, PlanLimits::from_caps(ctx.caps()))?;
+    let weight_bytes = plan.category_bytes(Category::Weights);
+    let model = model_source::load_with_progress(&ctx, &opened, gemma_options, weight_bytes);
     let model = model?;
     Ok(Loaded { opened, ctx, model, tokenizer, load_s: started.elapsed().as_secs_f64() })
-}
-
-fn category_bytes(ctx: &Context, category: Category) -> u64 {
-    ctx.memory().by_category.iter().find(|(c, _, _)| *c == category).map_or(0, |(_, live, _)| *live)
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

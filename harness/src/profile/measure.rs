@@ -2,14 +2,13 @@
 //! group counters, dispatches, submissions, wgpu's own counters). A failure at any step is kept, not returned: the
 //! trajectory up to it is the most useful output there is.
 
-use crate::model_source::OpenedModel;
-use ferrogem::gpu::{Category, Context, Phase, PhaseCounters, counters_agree};
+use crate::model_source::{OpenedModel, load_with_progress};
+use ferrogem::gpu::{Context, Phase, PhaseCounters, counters_agree};
 use ferrogem::models::TextConfig;
 use ferrogem::models::gemma::{Gemma, GemmaOptions, LogitRows};
+use ferrogem::sampling::SplitMix64;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 pub struct Settings {
     pub prompt_tokens: u32,
@@ -50,16 +49,8 @@ pub struct Measured {
 
 /// Deterministic prompt ids spread over the vocabulary (splitmix64 from a fixed seed).
 pub fn prompt_ids(n: u32, vocab: u32) -> Vec<u32> {
-    let mut state = 0x5eed_u64;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) % vocab as u64) as u32
-        })
-        .collect()
+    let mut rng = SplitMix64(0x5eed);
+    (0..n).map(|_| (rng.next_u64() % vocab as u64) as u32).collect()
 }
 
 fn argmax(row: &[f32]) -> u32 {
@@ -117,36 +108,6 @@ pub fn run(ctx: &Context, model: &OpenedModel, config: &TextConfig, s: &Settings
 
 fn unsupported(reason: String) -> ferrogem::Error {
     ferrogem::Error::Unsupported { op: "ferrogem profile".into(), reason }
-}
-
-/// `Gemma::load` with a progress bar on stderr fed by a watcher of the accountant's live weight bytes.
-fn load_with_progress(
-    ctx: &Context,
-    model: &OpenedModel,
-    options: GemmaOptions,
-    weight_bytes: u64,
-) -> ferrogem::Result<Gemma> {
-    let bar = ProgressBar::with_draw_target(Some(weight_bytes), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("loading {msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})") {
-        bar.set_style(style);
-    }
-    bar.set_message(model.display.clone());
-    let done = AtomicBool::new(false);
-    let loaded = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                let weights =
-                    ctx.memory().by_category.iter().find(|(c, _, _)| *c == Category::Weights).map_or(0, |c| c.1);
-                bar.set_position(weights.min(weight_bytes));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        let loaded = Gemma::load(ctx, &model.gguf, model.source.as_ref(), options);
-        done.store(true, Ordering::Relaxed);
-        loaded
-    });
-    bar.finish_and_clear();
-    loaded
 }
 
 fn prefill_and_decode(
