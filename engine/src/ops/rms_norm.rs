@@ -1,0 +1,106 @@
+//! ggml `rms_norm`, optionally fused with the multiply by a weight (ggml `rms_norm` + `mul`): over rows of
+//! `n_elems`, `y = x / sqrt(mean(x²) + eps) ⊙ w`. Without a weight it is Gemma 4's V norm. A per-head norm (Q/K
+//! norms, the PLE projection norm) is the same call over rows of `head_dim` with one `[head_dim]` weight shared by
+//! every row. Reduction in f32 through `shaders/include/reduce.wgsl`, with subgroups where the device grants them.
+
+use super::WG_SIZE;
+use super::args::{check_buffer, check_distinct, checked_u32};
+use crate::gpu::{GpuError, Result};
+use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use crate::gpu::{Batch, GpuBuffer, Grid};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RmsNormKey {
+    /// Multiply by a weight of one row's length.
+    pub weight: bool,
+    pub subgroups: bool,
+}
+
+/// Matches `Params` in `rms_norm.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RmsNormParams {
+    n_rows: u32,
+    n_elems: u32,
+    eps: f32,
+    _pad: u32,
+}
+const _: () = assert!(size_of::<RmsNormParams>() == 16);
+
+impl KernelKey for RmsNormKey {
+    const FILE: &'static str = "rms_norm.wgsl";
+    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+
+    fn name(&self) -> String {
+        let weight = if self.weight { "_mul" } else { "" };
+        let reduce = if self.subgroups { "sg" } else { "wgred" };
+        format!("rms_norm{weight}_f32_{reduce}_wg{WG_SIZE}")
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
+        if self.weight {
+            d.push(("WEIGHT", String::new()));
+        }
+        if self.subgroups {
+            d.push(("SUBGROUPS", String::new()));
+        }
+        d
+    }
+
+    fn requires(&self) -> Requires {
+        Requires { f16: false, subgroups: self.subgroups }
+    }
+
+    fn all_variants() -> Vec<Self> {
+        let mut v = Vec::new();
+        for weight in [false, true] {
+            for subgroups in [false, true] {
+                v.push(RmsNormKey { weight, subgroups });
+            }
+        }
+        v
+    }
+}
+
+/// `dst[r] = src[r] / sqrt(mean(src[r]²) + eps) ⊙ weight` for the `n_rows` rows of a row-major
+/// `[n_rows][n_elems]` f32 tensor; `weight` (f32, `n_elems` values) is optional. `dst` must be a different buffer
+/// from `src` (wgpu rejects a buffer bound both read-only and writable in one dispatch).
+pub fn rms_norm(
+    batch: &mut Batch,
+    src: &GpuBuffer,
+    weight: Option<&GpuBuffer>,
+    dst: &GpuBuffer,
+    n_rows: u32,
+    n_elems: u32,
+    eps: f32,
+) -> Result<()> {
+    let op = "rms_norm";
+    let total_elems = n_rows as u64 * n_elems as u64;
+    checked_u32(op, "n_rows × n_elems", total_elems)?;
+    if n_rows == 0 {
+        return Ok(());
+    }
+    if n_elems == 0 {
+        return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements have no mean".into() });
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(GpuError::Unsupported { op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}") });
+    }
+    check_distinct(op, src, dst)?;
+    check_buffer(op, "src", src, total_elems * 4)?;
+    check_buffer(op, "dst", dst, total_elems * 4)?;
+    if let Some(w) = weight {
+        check_buffer(op, "weight", w, n_elems as u64 * 4)?;
+    }
+    let key = RmsNormKey { weight: weight.is_some(), subgroups: batch.caps().subgroups };
+    let params = RmsNormParams { n_rows, n_elems, eps, _pad: 0 };
+    let grid = Grid::for_items(n_rows as u64, 1, batch.max_workgroups_per_dimension());
+    // Without a weight, src stands in for the unused weight binding (inputs are read-only, so they may alias).
+    batch.dispatch(&key, &[src, weight.unwrap_or(src), dst], &params, grid)
+}
+
+/// Every variant of this family's kernels.
+pub fn variants() -> Result<Vec<VariantSource>> {
+    variants_of::<RmsNormKey>()
+}

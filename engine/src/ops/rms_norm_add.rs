@@ -1,0 +1,154 @@
+//! `rms_norm_add`: a post-norm folded into the residual add that follows it (llama.cpp's Vulkan backend fuses
+//! RMS_NORM+MUL+ADD(+MUL) the same way): `h = (residual + rms(src) ⊙ w) · scale`, and optionally the pre-norm of
+//! whatever reads `h` next, `normed = rms(h) ⊙ next_w`, from the same workgroup. In a Gemma layer this turns
+//! post-norm, add, layer scale and the next pre-norm (four dispatches) into one.
+
+use super::WG_SIZE;
+use super::args::{check_buffer, check_distinct, checked_u32};
+use crate::gpu::{GpuError, Result};
+use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use crate::gpu::{Batch, GpuBuffer, Grid};
+
+/// `NEXT_NORM` adds the `normed` output binding, hence a const parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RmsNormAddKey<const NEXT_NORM: bool> {
+    /// Multiply the sum by a scalar read from a 1-element buffer.
+    pub scale: bool,
+    pub subgroups: bool,
+}
+
+/// Matches `Params` in `rms_norm_add.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RmsNormAddParams {
+    n_rows: u32,
+    n_elems: u32,
+    eps: f32,
+    _pad: u32,
+}
+const _: () = assert!(size_of::<RmsNormAddParams>() == 16);
+
+impl<const NEXT_NORM: bool> KernelKey for RmsNormAddKey<NEXT_NORM> {
+    const FILE: &'static str = "rms_norm_add.wgsl";
+    const BINDINGS: &'static [Access] = if NEXT_NORM {
+        &[
+            Access::Read,
+            Access::Read,
+            Access::Read,
+            Access::Read,
+            Access::Read,
+            Access::ReadWrite,
+            Access::ReadWrite,
+            Access::Uniform,
+        ]
+    } else {
+        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    };
+
+    fn name(&self) -> String {
+        let scale = if self.scale { "_scale" } else { "" };
+        let next = if NEXT_NORM { "_norm" } else { "" };
+        let reduce = if self.subgroups { "sg" } else { "wgred" };
+        format!("rms_norm_mul_add{scale}{next}_f32_{reduce}_wg{WG_SIZE}")
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
+        for (on, name) in [(self.scale, "SCALE"), (NEXT_NORM, "NEXT_NORM"), (self.subgroups, "SUBGROUPS")] {
+            if on {
+                d.push((name, String::new()));
+            }
+        }
+        d
+    }
+
+    fn requires(&self) -> Requires {
+        Requires { f16: false, subgroups: self.subgroups }
+    }
+
+    fn all_variants() -> Vec<Self> {
+        let mut v = Vec::new();
+        for scale in [false, true] {
+            for subgroups in [false, true] {
+                v.push(RmsNormAddKey { scale, subgroups });
+            }
+        }
+        v
+    }
+}
+
+/// The inputs and outputs of one [`rms_norm_add`] over `n_rows` rows of `n_elems` f32 values.
+#[derive(Debug, Clone, Copy)]
+pub struct NormAdd<'a> {
+    /// The vector to normalize (e.g. the attention output `o`), `[n_rows][n_elems]`.
+    pub src: &'a GpuBuffer,
+    /// The post-norm weight, `n_elems` values.
+    pub weight: &'a GpuBuffer,
+    /// The residual stream the normalized vector is added to, `[n_rows][n_elems]`.
+    pub residual: &'a GpuBuffer,
+    /// A 1-element buffer that multiplies the sum (`layer_output_scale`).
+    pub scale: Option<&'a GpuBuffer>,
+    /// The new residual, `[n_rows][n_elems]`.
+    pub dst: &'a GpuBuffer,
+    /// `(next_weight, normed)`: also write `rms(dst) ⊙ next_weight` into `normed`.
+    pub next_norm: Option<(&'a GpuBuffer, &'a GpuBuffer)>,
+}
+
+/// `dst = (residual + rms(src) ⊙ weight) · scale[0]` row by row, and `normed = rms(dst) ⊙ next_weight` when asked;
+/// one dispatch. Outputs must be distinct from every input and from each other.
+pub fn rms_norm_add(batch: &mut Batch, a: &NormAdd, n_rows: u32, n_elems: u32, eps: f32) -> Result<()> {
+    let op = "rms_norm_add";
+    let total_elems = n_rows as u64 * n_elems as u64;
+    checked_u32(op, "n_rows × n_elems", total_elems)?;
+    if n_rows == 0 {
+        return Ok(());
+    }
+    if n_elems == 0 {
+        return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements have no mean".into() });
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(GpuError::Unsupported { op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}") });
+    }
+    let row_bytes = n_elems as u64 * 4;
+    let mut inputs = vec![("src", a.src, total_elems * 4), ("weight", a.weight, row_bytes)];
+    inputs.push(("residual", a.residual, total_elems * 4));
+    inputs.extend(a.scale.map(|s| ("scale", s, 4)));
+    inputs.extend(a.next_norm.map(|(w, _)| ("next_weight", w, row_bytes)));
+    let mut outputs = vec![a.dst];
+    outputs.extend(a.next_norm.map(|(_, normed)| normed));
+    for &(what, buf, bytes) in &inputs {
+        check_buffer(op, what, buf, bytes)?;
+        for out in &outputs {
+            check_distinct(op, buf, out)?;
+        }
+    }
+    for out in &outputs {
+        check_buffer(op, "output", out, total_elems * 4)?;
+    }
+    if let Some((_, normed)) = a.next_norm {
+        check_distinct(op, a.dst, normed)?;
+    }
+    let params = RmsNormAddParams { n_rows, n_elems, eps, _pad: 0 };
+    let grid = Grid::for_items(n_rows as u64, 1, batch.max_workgroups_per_dimension());
+    let subgroups = batch.caps().subgroups;
+    // Absent optional inputs bind src as a stand-in (inputs are read-only, so they may alias).
+    let scale = a.scale.unwrap_or(a.src);
+    match a.next_norm {
+        Some((next_weight, normed)) => {
+            let key = RmsNormAddKey::<true> { scale: a.scale.is_some(), subgroups };
+            let buffers = [a.src, a.weight, a.residual, scale, next_weight, a.dst, normed];
+            batch.dispatch(&key, &buffers, &params, grid)
+        }
+        None => {
+            let key = RmsNormAddKey::<false> { scale: a.scale.is_some(), subgroups };
+            batch.dispatch(&key, &[a.src, a.weight, a.residual, scale, a.src, a.dst], &params, grid)
+        }
+    }
+}
+
+/// Every variant of this family's kernels.
+pub fn variants() -> Result<Vec<VariantSource>> {
+    let mut v = variants_of::<RmsNormAddKey<false>>()?;
+    v.extend(variants_of::<RmsNormAddKey<true>>()?);
+    Ok(v)
+}

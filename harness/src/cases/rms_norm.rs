@@ -1,0 +1,98 @@
+//! Cases for ggml `rms_norm`, with the fused weight multiply and without (Gemma 4's V norm). The reference is
+//! candle in f64: `x / sqrt(mean(x²) + eps) ⊙ w`.
+
+use crate::tolerance::max_nmse;
+use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use candle_core::{DType, Tensor};
+use ferrogem::gpu::Context;
+use ferrogem::ops::rms_norm::rms_norm;
+use std::rc::Rc;
+
+/// `x / sqrt(mean(x²) + eps) ⊙ w` over the last dimension, in f64 (the result is f64).
+pub fn rms_norm_reference(x: &Tensor, weight: Option<&Tensor>, eps: f32) -> candle_core::Result<Tensor> {
+    let x = x.to_dtype(DType::F64)?;
+    let last = x.rank() - 1;
+    let inv_rms = ((x.sqr()?.mean_keepdim(last)? + eps as f64)?.sqrt()?).recip()?;
+    let y = x.broadcast_mul(&inv_rms)?;
+    match weight {
+        Some(w) => y.broadcast_mul(&w.to_dtype(DType::F64)?),
+        None => Ok(y),
+    }
+}
+
+pub struct RmsNormCase {
+    n_elems: u32,
+    n_rows: u32,
+    weight: bool,
+    eps: f32,
+}
+
+impl RmsNormCase {
+    /// Rows of `n_elems` (hidden size, or head_dim for per-head norms), `n_rows` of them.
+    pub fn new(n_elems: u32, n_rows: u32, weight: bool, eps: f32) -> Self {
+        RmsNormCase { n_elems, n_rows, weight, eps }
+    }
+}
+
+pub fn cases() -> Vec<Box<dyn OpCase>> {
+    let mut cases: Vec<Box<dyn OpCase>> = Vec::new();
+    for n_elems in [1, 5, 7, 13, 32, 64, 128, 256, 512, 1536, 2048, 4099] {
+        let row_counts: &[u32] = if n_elems <= 256 { &[1, 5, 33] } else { &[1, 13] };
+        for &n_rows in row_counts {
+            for weight in [true, false] {
+                cases.push(Box::new(RmsNormCase::new(n_elems, n_rows, weight, 1e-6)));
+            }
+        }
+    }
+    // Gemma 3's eps, and an eps large enough to move the result visibly (mean(x²) ≈ 1/3 here).
+    cases.push(Box::new(RmsNormCase::new(640, 3, true, 1e-5)));
+    cases.push(Box::new(RmsNormCase::new(256, 2, false, 1e-2)));
+    cases
+}
+
+impl OpCase for RmsNormCase {
+    fn op(&self) -> &'static str {
+        "rms_norm"
+    }
+
+    fn vars(&self) -> String {
+        format!("type=f32,ne=[{},{}],weight={},eps={:e}", self.n_elems, self.n_rows, self.weight as u8, self.eps)
+    }
+
+    fn max_nmse(&self) -> f64 {
+        max_nmse("rms_norm", "f32")
+    }
+
+    fn flops(&self) -> u64 {
+        (3 + self.weight as u64) * self.elems()
+    }
+
+    fn bytes(&self) -> u64 {
+        4 * (2 * self.elems() + if self.weight { self.n_elems as u64 } else { 0 })
+    }
+
+    fn elems(&self) -> u64 {
+        self.n_elems as u64 * self.n_rows as u64
+    }
+
+    fn build(&self, ctx: &Context) -> CaseResult<Built> {
+        let name = self.name();
+        let (n, rows) = (self.n_elems as usize, self.n_rows as usize);
+        let x = seeded(&format!("{name}/x"), rows * n);
+        let w = seeded(&format!("{name}/w"), n).iter().map(|v| 1.0 + v).collect::<Vec<f32>>();
+        let xt = Tensor::from_vec(x.clone(), (rows, n), &cpu())?;
+        let wt = Tensor::from_vec(w.clone(), n, &cpu())?;
+        let y = rms_norm_reference(&xt, self.weight.then_some(&wt), self.eps)?;
+        let reference = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let src = upload_f32(ctx, "x", &x)?;
+        let weight = if self.weight { Some(upload_f32(ctx, "w", &w)?) } else { None };
+        let output = guarded_output(ctx, rows * n, OutType::F32)?;
+        let (out, n_rows, n_elems, eps) = (Rc::clone(&output), self.n_rows, self.n_elems, self.eps);
+        Ok(Built {
+            record: Box::new(move |batch| rms_norm(batch, &src, weight.as_deref(), &out, n_rows, n_elems, eps)),
+            output,
+            output_type: OutType::F32,
+            reference,
+        })
+    }
+}

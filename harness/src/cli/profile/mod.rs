@@ -1,0 +1,273 @@
+//! `ferrogem profile`: which phase of which model on which device crosses the memory line, and whether the
+//! bind-group cache does its job. Loads a model (optionally under a device profile, whose limits and features are
+//! all the device is asked for and whose ceiling the accountant enforces), prefills synthetic prompt tokens,
+//! decodes by feeding back the argmax, unloads, and writes into `--out`:
+//! - `trajectory.csv`: every alloc and free (time, label, category, bytes, running total, phase);
+//! - `summary.json`: peaks overall / per category / per phase (and phase × category), bind-group counters per
+//!   phase and over steady-state decode, dispatches and submissions per decoded token, growth over decode, the
+//!   accountant against wgpu's counters, adapter, granted limits and features, profile, commit, and the memory
+//!   plan against the measured peak;
+//! - `trajectory.svg`: live bytes by category over time as a stacked area, with phase bands and the ceiling.
+//!
+//! A ceiling crossed (the plan refused at load, or an allocation refused by the accountant) exits non-zero after
+//! printing the phase and the allocation that crossed it; the outputs are written either way. `--plan` prints the
+//! plan alone, with no GPU when a device profile gives the limits.
+
+mod measure;
+mod summary;
+mod svg;
+
+use crate::model_arg;
+use ferrogem::models::ModelFile;
+use clap::{Args, ValueEnum};
+use ferrogem::gpu::{Context, ContextOptions, DeviceProfile, human_bytes};
+use ferrogem::models::TextConfig;
+use ferrogem::models::gemma::{DEFAULT_N_CTX, GemmaOptions};
+use ferrogem::models::gemma::plan::{Budget, MemoryPlan, PlanLimits, refuse_unless_fits};
+use ferrogem::ops::attention::CacheType;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// A GGUF path or Ollama model name; default: the built-in tiny Gemma 4.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Synthetic prompt tokens to prefill (deterministic ids).
+    #[arg(long, default_value_t = 16)]
+    pub prompt_tokens: u32,
+    /// Tokens to decode, each the argmax of the previous logits.
+    #[arg(long, default_value_t = 16)]
+    pub gen_tokens: u32,
+    /// Context length the KV cache is sized for (capped at the model's).
+    #[arg(long, default_value_t = DEFAULT_N_CTX)]
+    pub ctx: u32,
+    /// A profile name (iphone-16e, webgpu-default, desktop-8gb, h200: profiles/*.toml, built in) or a path to a
+    /// profile TOML. The device is asked for exactly its limits and features; its ceiling is enforced.
+    #[arg(long)]
+    pub device_profile: Option<String>,
+    /// The webgpu-default profile (ignored when --device-profile is given).
+    #[arg(long, env = "FERROGEM_DOWNLEVEL")]
+    pub downlevel: bool,
+    #[arg(long, value_enum, default_value_t = KvCacheArg::F32)]
+    pub kv_cache: KvCacheArg,
+    /// Print the memory plan (and write plan.json) without running; needs no GPU when a device profile is given.
+    /// Without --plan the plan is still printed and compared with the measured peak in summary.json.
+    #[arg(long)]
+    pub plan: bool,
+    /// Directory for trajectory.csv, summary.json and trajectory.svg (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum KvCacheArg {
+    F32,
+    F16,
+}
+
+/// A named profile from the repository, or a profile file.
+pub fn resolve_profile(arg: &str) -> ferrogem::Result<DeviceProfile> {
+    if let Some(profile) = DeviceProfile::built_in(arg) {
+        return Ok(profile);
+    }
+    let path = Path::new(arg);
+    if !path.exists() {
+        let names: Vec<&str> = DeviceProfile::built_in_names().collect();
+        return Err(ferrogem::gpu::GpuError::BadProfile {
+            origin: arg.to_owned(),
+            message: format!("no such file, and not a built-in profile ({})", names.join(", ")),
+        }
+        .into());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| io_error("read", path, e))?;
+    Ok(DeviceProfile::parse(&text, arg)?)
+}
+
+pub fn io_error(action: &'static str, path: &Path, e: impl std::fmt::Display) -> ferrogem::Error {
+    ferrogem::Error::Io { action, path: path.display().to_string(), message: e.to_string() }
+}
+
+pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
+    let profile = match &args.device_profile {
+        Some(arg) => Some(resolve_profile(arg)?),
+        None => args.downlevel.then(DeviceProfile::webgpu_default),
+    };
+    let model = model_arg::open(args.model.as_deref())?;
+    let config = TextConfig::from_gguf(&model.gguf)?;
+    let options = GemmaOptions {
+        n_ctx: args.ctx,
+        kv_cache: match args.kv_cache {
+            KvCacheArg::F32 => CacheType::F32,
+            KvCacheArg::F16 => CacheType::F16,
+        },
+        ..GemmaOptions::default()
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| io_error("create", &args.out, e))?;
+
+    if args.plan {
+        let limits = match &profile {
+            Some(p) => PlanLimits::from_wgpu(&p.wgpu_limits()),
+            None => PlanLimits::from_caps(open_context(None)?.caps()),
+        };
+        return plan_only(&args, &model, &config, &options, profile.as_ref(), limits);
+    }
+    let ctx = open_context(profile.clone())?;
+    eprintln!("adapter: {}", ctx.caps().summary());
+    let limits = PlanLimits::from_caps(ctx.caps());
+    let plan = MemoryPlan::new(&model.gguf, &config, &options, limits)?;
+    print_plan(&model.display, &plan, profile.as_ref());
+    let settings = measure::Settings { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, options };
+    let measured =
+        measure::run(&ctx, &model, &config, &settings);
+    let summary = summary::Summary::new(&ctx, &model.display, profile.as_ref(), &settings, &plan, &measured);
+    write_outputs(&args.out, &ctx, &summary)?;
+    Ok(report(&summary))
+}
+
+fn open_context(profile: Option<DeviceProfile>) -> ferrogem::Result<Context> {
+    Ok(Context::new_blocking(ContextOptions { profile, ..ContextOptions::from_env() })?)
+}
+
+fn plan_only(
+    args: &ProfileArgs,
+    model: &ModelFile,
+    config: &TextConfig,
+    options: &GemmaOptions,
+    profile: Option<&DeviceProfile>,
+    limits: PlanLimits,
+) -> ferrogem::Result<ExitCode> {
+    let plan = MemoryPlan::new(&model.gguf, config, options, limits)?;
+    print_plan(&model.display, &plan, profile);
+    let path = args.out.join("plan.json");
+    let json = serde_json::json!({ "model": model.display, "profile": profile, "limits": limits, "plan": plan,
+        "total_bytes": plan.total_bytes(), "commit": env!("FERROGEM_COMMIT") });
+    let text = serde_json::to_string_pretty(&json).map_err(|e| io_error("serialize", &path, e))?;
+    std::fs::write(&path, text).map_err(|e| io_error("write", &path, e))?;
+    let fits = match profile.and_then(|p| p.ceiling_bytes.map(|c| (p, c))) {
+        Some((p, ceiling_bytes)) => {
+            let room = Budget { profile: &p.name, ceiling_bytes, live_bytes: 0 };
+            refuse_unless_fits(&plan, &model.gguf, config, options, limits, room)
+        }
+        None => Ok(()),
+    };
+    match fits {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            println!("CEILING: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn print_plan(model: &str, plan: &MemoryPlan, profile: Option<&DeviceProfile>) {
+    let s = &plan.sizing;
+    println!(
+        "memory plan for {model}: context {} positions, {}-token chunks, {} logit rows, {} KV cache",
+        s.n_ctx, s.max_chunk, s.logit_rows, plan.kv_cache
+    );
+    for line in &plan.lines {
+        let buffers = line.buffers.map_or("-".to_owned(), |b| b.to_string());
+        println!(
+            "  {:<9} {:>14} bytes {:>11}  {buffers:>5} buffers  {}",
+            line.category.name(),
+            line.bytes,
+            human_bytes(line.bytes),
+            line.what
+        );
+    }
+    for (category, bytes) in plan.by_category().into_iter().filter(|(_, b)| *b > 0) {
+        println!("  total {:<9} {:>14} bytes {:>11}", category.name(), bytes, human_bytes(bytes));
+    }
+    let total = plan.total_bytes();
+    println!("  planned peak    {total:>14} bytes {:>11}", human_bytes(total));
+    println!(
+        "  left on the host: PLE table {}, vision/audio towers {}",
+        human_bytes(plan.ple_table_bytes),
+        human_bytes(plan.skipped_tower_bytes)
+    );
+    if let Some((name, ceiling)) = profile.and_then(|p| p.ceiling_bytes.map(|c| (&p.name, c))) {
+        println!(
+            "  ceiling of {name}: {ceiling} bytes ({}), {:.1}% used by the plan",
+            human_bytes(ceiling),
+            100.0 * total as f64 / ceiling as f64
+        );
+    }
+}
+
+fn write_outputs(out: &Path, ctx: &Context, summary: &summary::Summary) -> ferrogem::Result<()> {
+    let csv_path = out.join("trajectory.csv");
+    let file = std::fs::File::create(&csv_path).map_err(|e| io_error("create", &csv_path, e))?;
+    ctx.write_trajectory_csv(std::io::BufWriter::new(file))?;
+    let json_path = out.join("summary.json");
+    let text = serde_json::to_string_pretty(summary).map_err(|e| io_error("serialize", &json_path, e))?;
+    std::fs::write(&json_path, text).map_err(|e| io_error("write", &json_path, e))?;
+    let svg_path = out.join("trajectory.svg");
+    let title = format!("{} on {}", summary.model, summary.environment.adapter);
+    let chart = svg::Chart {
+        title: &title,
+        profile: summary.profile.as_ref().map(|p| p.name.as_str()),
+        events: &ctx.memory_events(),
+        phases: &ctx.phase_marks(),
+        end_s: ctx.elapsed_s(),
+        ceiling_bytes: summary.ceiling.bytes,
+    };
+    std::fs::write(&svg_path, chart.render()).map_err(|e| io_error("write", &svg_path, e))?;
+    eprintln!("wrote {}, {}, {}", csv_path.display(), json_path.display(), svg_path.display());
+    Ok(())
+}
+
+/// Prints the headline numbers and picks the exit code: non-zero when the run failed or a ceiling was crossed.
+fn report(s: &summary::Summary) -> ExitCode {
+    println!("peak tracked: {} bytes ({})", s.peak_bytes, human_bytes(s.peak_bytes));
+    for (phase, bytes) in &s.peak_by_phase {
+        println!("  peak during {phase:<8} {bytes:>14} bytes {:>11}", human_bytes(*bytes));
+    }
+    if let Some(p) = &s.plan_vs_measured {
+        println!(
+            "plan vs measured peak: {} vs {} bytes ({:+.2}%)",
+            p.planned_bytes,
+            p.measured_peak_bytes,
+            100.0 * p.relative_error
+        );
+    }
+    if let Some(d) = &s.decode {
+        println!(
+            "decode: {} steps, {:.1} dispatches and {:.2} submissions per token; steady-state bind-group hit rate {:.4} \
+             (steps 2..{}); live buffers {} → {}, live bytes {} → {}",
+            d.steps,
+            d.dispatches_per_token,
+            d.submissions_per_token,
+            d.steady_state.hit_rate,
+            d.steps,
+            d.first_step.live_buffers,
+            d.last_step.live_buffers,
+            d.first_step.live_bytes,
+            d.last_step.live_bytes
+        );
+    }
+    for check in &s.counters {
+        println!(
+            "accountant vs wgpu counters ({}): {} buffers / {} bytes vs {} / {}: {}",
+            check.when,
+            check.accountant_buffers,
+            check.accountant_bytes,
+            check.wgpu_buffers,
+            check.wgpu_bytes,
+            if check.agree { "agree" } else { "DISAGREE" }
+        );
+    }
+    let mut failed = false;
+    if let Some(b) = &s.ceiling.breach {
+        println!("CEILING EXCEEDED in phase {} by allocation `{}`: {b}", b.phase.name(), b.label);
+        failed = true;
+    }
+    if let Some(e) = &s.error {
+        println!("FAILED: {e}");
+        failed = true;
+    }
+    if s.counters.iter().any(|c| !c.agree) {
+        failed = true;
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

@@ -1,0 +1,43 @@
+//! NMSE limits, one table keyed by (op, storage type). Each entry says where its number comes from.
+
+/// The largest NMSE against the candle reference that passes for `op` on tensors stored as `dtype` (ggml
+/// spelling, lower case: "f32", "f16", "q4_k", …).
+pub fn max_nmse(op: &str, dtype: &str) -> f64 {
+    match (op, dtype) {
+        // Every product in a ggml dequantizer is exact in f32 and rounds once, even when fused: our WGSL decoders
+        // must equal gguf-py's (and ggml's) values bit for bit. Any difference is a bug.
+        ("dequant", _) => 0.0,
+        // A gather only decodes: exact but for at most one fused multiply-add rounding in `d·q − m`. Measured 0 on
+        // lavapipe and an H100; the generic quant limit below would hide decoding bugs.
+        ("get_rows", _) => 1e-12,
+        // One f32 rounding of the same inputs in kernel and reference: only fused-multiply-add contraction
+        // differs. Measured ≤ 1e-15 on lavapipe.
+        ("add" | "mul" | "scale" | "mul_scalar", "f32") => 1e-12,
+        // A copy, or a copy with one f16 rounding that the reference rounds the same way: exact. Measured 0.
+        ("set_rows", _) => 0.0,
+        // Products of dequantized weights (any storage type) with f32 activations, accumulated in f32, against
+        // candle's dequantization of the same blocks times x in f64: only the f32 accumulation differs, NMSE
+        // ~k·2^-48 ≈ 4e-11 at k = 12288. Measured ≤ 3.3e-13. (ggml's own bound, 5e-4, is for 8-bit activations.)
+        ("mul_mat" | "mul_mat_vec", _) => 1e-9,
+        // The same products (NMSE ≤ 1e-9, above) through the f32 tanh-form gelu and a product, as `geglu`: the
+        // activation's f32 rounding bounds it, so the `geglu` f32 bound applies.
+        ("mul_mat_vec_geglu", _) => 1e-7,
+        // Two f32 row reductions (the post-norm's and the next pre-norm's) and an add: ~n·2^-24 relative per sum, the
+        // bound for f32 ops with reductions (as rms_norm).
+        ("rms_norm_add", "f32") => 1e-7,
+        // rms_norm then rope in f32; the position-dependent rope term is added by `cases::norm_rope`, and an f16 cache
+        // store falls to the f16 storage bound below.
+        ("rms_norm_rope" | "rms_norm_rope_kv", "f32") => 1e-7,
+        // A half-precision store rounds at 2^-11 relative: (2^-11)^2 / 3 ≈ 8e-8 NMSE; the reference rounds the
+        // same way, so only ties differ. Brief: "f16 storage ≥ 1e-6".
+        (_, "f16" | "bf16") => 1e-6,
+        // f32 sums in a different order: ~n·2^-24 relative per term; measured ≤ 1e-13 at n = 2048.
+        ("sum_rows", "f32") => 1e-10,
+        // rope's bound grows with the largest angle (see `cases::rope::rope_max_nmse`); this is its floor.
+        // The brief's bound for plain f32 ops with reductions, transcendental functions or dot products.
+        (_, "f32") => 1e-7,
+        // Quantized products with f32 dequantization and f32 activations differ from the reference on the same
+        // dequantized weights only by summation order; ggml's own bound with 8-bit activations is 5e-4 (the brief).
+        _ => 5e-4,
+    }
+}
