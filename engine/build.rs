@@ -25,7 +25,9 @@ fn main() {
     for (_, path) in &files {
         println!("cargo:rerun-if-changed={}", path.display());
     }
-    let mut table = String::from("/// Every file under `shaders/`: (path relative to it, text).\npub static SHADER_FILES: &[(&str, &str)] = &[\n");
+    let mut table = String::from(
+        "/// Every file under `shaders/`: (path relative to it, text).\npub static SHADER_FILES: &[(&str, &str)] = &[\n",
+    );
     for (rel, path) in &files {
         table.push_str(&format!("    ({rel:?}, include_str!({:?})),\n", path.display().to_string()));
     }

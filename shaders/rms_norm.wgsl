@@ -4,11 +4,11 @@
 // Bindings (group 0): 0 src: array<f32> read, 1 weight: array<f32> read (n_elems values; without WEIGHT the
 // dispatcher binds src again as a stand-in that is never read), 2 dst: array<f32> read_write, 3 params uniform.
 // dst must not alias src (there is no in-place variant).
-// Dispatch: one workgroup of WG_SIZE invocations per row (Grid::for_items(n_rows, 1)); each invocation sums the
-// squares of a strided slice of the row, the workgroup reduces (include/reduce.wgsl, subgroups when SUBGROUPS is
-// defined), then each invocation scales its slice.
+// Dispatch: one workgroup of WG_SIZE invocations per row (Grid::for_items(n_rows, 1)); the sum of squares is
+// include/row_rms.wgsl (subgroups when SUBGROUPS is defined), then each invocation scales its strided slice.
 
 #include "include/reduce.wgsl"
+#include "include/row_rms.wgsl"
 
 struct Params {
     n_rows: u32,
@@ -22,35 +22,21 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-@compute @workgroup_size(WG_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-    @builtin(subgroup_size) sg_size: u32,
-#endif
-) {
-    // Uniform across the workgroup, so the early exit cannot split a barrier.
-    let row = wid.x + wid.y * nwg.x;
+fn norm_input(i: u32) -> f32 {
+    return src[i];
+}
+
+#include "include/row_entry.wgsl"
+
+fn row_main(wg: u32, lane: Lane) {
+    let lid = lane.index;
+    let row = wg;
     if row >= params.n_rows {
         return;
     }
     let n = params.n_elems;
     let base = row * n;
-    var partial = 0.0;
-    for (var c = lid; c < n; c += WG_SIZE) {
-        let v = src[base + c];
-        partial += v * v;
-    }
-#ifdef SUBGROUPS
-    let sum_sq = workgroup_sum(partial, lid, sg_lane, sg_size);
-#else
-    let sum_sq = workgroup_sum(partial, lid);
-#endif
-    // 1/sqrt rather than inverseSqrt, which may be a low-precision approximation on some drivers.
-    let inv_rms = 1.0 / sqrt(sum_sq / f32(n) + params.eps);
+    let inv_rms = row_inv_rms(base, n, params.eps, lane);
     for (var c = lid; c < n; c += WG_SIZE) {
 #ifdef WEIGHT
         dst[base + c] = src[base + c] * inv_rms * weight[c];

@@ -11,9 +11,10 @@
 // NEXT_NORM: 6 normed: array<f32> read_write, 7 params uniform; else 6 params uniform.
 // dst and normed must not alias any input.
 // Dispatch: one workgroup of WG_SIZE invocations per row (Grid::for_items(n_rows, 1)); each invocation owns a
-// strided slice of the row; the sums of squares go through include/reduce.wgsl (subgroups when SUBGROUPS).
+// strided slice of the row; the sums of squares go through include/row_rms.wgsl (subgroups when SUBGROUPS).
 
 #include "include/reduce.wgsl"
+#include "include/row_rms.wgsl"
 
 struct Params {
     n_rows: u32,
@@ -35,35 +36,21 @@ struct Params {
 @group(0) @binding(6) var<uniform> params: Params;
 #endif
 
-@compute @workgroup_size(WG_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-    @builtin(subgroup_size) sg_size: u32,
-#endif
-) {
-    // Uniform across the workgroup, so the early exit cannot split a barrier.
-    let row = wid.x + wid.y * nwg.x;
+fn norm_input(i: u32) -> f32 {
+    return src[i];
+}
+
+#include "include/row_entry.wgsl"
+
+fn row_main(wg: u32, lane: Lane) {
+    let lid = lane.index;
+    let row = wg;
     if row >= params.n_rows {
         return;
     }
     let n = params.n_elems;
     let base = row * n;
-    var partial = 0.0;
-    for (var c = lid; c < n; c += WG_SIZE) {
-        let v = src[base + c];
-        partial += v * v;
-    }
-#ifdef SUBGROUPS
-    let sum_sq = workgroup_sum(partial, lid, sg_lane, sg_size);
-#else
-    let sum_sq = workgroup_sum(partial, lid);
-#endif
-    // 1/sqrt rather than inverseSqrt, which may be a low-precision approximation on some drivers.
-    let inv_rms = 1.0 / sqrt(sum_sq / f32(n) + params.eps);
+    let inv_rms = row_inv_rms(base, n, params.eps, lane);
 #ifdef SCALE
     let s = scale[0];
 #endif
@@ -77,12 +64,7 @@ fn main(
         partial_h += h * h;
     }
 #ifdef NEXT_NORM
-#ifdef SUBGROUPS
-    let sum_sq_h = workgroup_sum(partial_h, lid, sg_lane, sg_size);
-#else
-    let sum_sq_h = workgroup_sum(partial_h, lid);
-#endif
-    let inv_rms_h = 1.0 / sqrt(sum_sq_h / f32(n) + params.eps);
+    let inv_rms_h = inverse_rms(workgroup_sum(partial_h, lane), n, params.eps);
     // Each invocation reads back only the values it wrote itself.
     for (var c = lid; c < n; c += WG_SIZE) {
         normed[base + c] = dst[base + c] * inv_rms_h * next_weight[c];

@@ -14,7 +14,7 @@
 // KV_WRITE: 0 k: array<f32> read, 1 v: array<f32> read (may be k itself), 2 weight, 3 positions, 4 freq_factors,
 // 5 slots: array<u32> read, 6 k_cache: array<T> read_write, 7 v_cache: array<T> read_write, 8 params uniform.
 // Dispatch: one workgroup of WG_SIZE per row (per K row, then per V row): Grid::for_items(rows, 1); the sum of
-// squares goes through include/reduce.wgsl (subgroups when SUBGROUPS).
+// squares is include/row_rms.wgsl (subgroups when SUBGROUPS).
 
 #ifdef F16
 alias T = f16;
@@ -23,6 +23,7 @@ alias T = f32;
 #endif
 
 #include "include/reduce.wgsl"
+#include "include/row_rms.wgsl"
 
 struct Params {
     n_rows: u32,
@@ -57,18 +58,23 @@ struct Params {
 
 #include "include/rope_angle.wgsl"
 
-@compute @workgroup_size(WG_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-    @builtin(subgroup_size) sg_size: u32,
+#ifdef KV_WRITE
+// Whether this workgroup normalizes a V row rather than a K row (uniform across the workgroup).
+var<private> reads_v: bool;
+
+fn norm_input(i: u32) -> f32 {
+    return select(src[i], v_src[i], reads_v);
+}
+#else
+fn norm_input(i: u32) -> f32 {
+    return src[i];
+}
 #endif
-) {
-    // Uniform across the workgroup, so the early exits cannot split a barrier.
-    let wg = wid.x + wid.y * nwg.x;
+
+#include "include/row_entry.wgsl"
+
+fn row_main(wg: u32, lane: Lane) {
+    let lid = lane.index;
 #ifdef KV_WRITE
     let is_v = wg >= params.n_rows;
     let row = select(wg, wg - params.n_rows, is_v);
@@ -84,22 +90,10 @@ fn main(
     let hd = params.head_dim;
     let base = row * hd;
     let token = row / params.n_heads;
-    var partial = 0.0;
-    for (var c = lid; c < hd; c += WG_SIZE) {
 #ifdef KV_WRITE
-        let v = select(src[base + c], v_src[base + c], is_v);
-#else
-        let v = src[base + c];
+    reads_v = is_v;
 #endif
-        partial += v * v;
-    }
-#ifdef SUBGROUPS
-    let sum_sq = workgroup_sum(partial, lid, sg_lane, sg_size);
-#else
-    let sum_sq = workgroup_sum(partial, lid);
-#endif
-    // 1/sqrt rather than inverseSqrt, which may be a low-precision approximation on some drivers.
-    let inv_rms = 1.0 / sqrt(sum_sq / f32(hd) + params.eps);
+    let inv_rms = row_inv_rms(base, hd, params.eps, lane);
 
 #ifdef KV_WRITE
     let slot = slots[token];

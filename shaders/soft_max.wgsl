@@ -37,18 +37,11 @@ fn value_at(row: u32, c: u32) -> f32 {
 #endif
 }
 
-@compute @workgroup_size(WG_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-    @builtin(subgroup_size) sg_size: u32,
-#endif
-) {
-    // Uniform across the workgroup, so the early exit cannot split a barrier.
-    let row = wid.x + wid.y * nwg.x;
+#include "include/row_entry.wgsl"
+
+fn row_main(wg: u32, lane: Lane) {
+    let lid = lane.index;
+    let row = wg;
     if row >= params.n_rows {
         return;
     }
@@ -64,13 +57,8 @@ fn main(
             local_sum += exp(v - local_max);
         }
     }
-#ifdef SUBGROUPS
-    let row_max = workgroup_max(local_max, lid, sg_lane, sg_size);
-    let row_sum = workgroup_sum(local_sum * exp(local_max - row_max), lid, sg_lane, sg_size);
-#else
-    let row_max = workgroup_max(local_max, lid);
-    let row_sum = workgroup_sum(local_sum * exp(local_max - row_max), lid);
-#endif
+    let row_max = workgroup_max(local_max, lane);
+    let row_sum = workgroup_sum(local_sum * exp(local_max - row_max), lane);
     let base = row * n;
     for (var c = lid; c < n; c += WG_SIZE) {
         var y = 0.0;

@@ -16,18 +16,11 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-@compute @workgroup_size(WG_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-    @builtin(subgroup_size) sg_size: u32,
-#endif
-) {
-    // Uniform across the workgroup, so the early exit cannot split a barrier.
-    let row = wid.x + wid.y * nwg.x;
+#include "include/row_entry.wgsl"
+
+fn row_main(wg: u32, lane: Lane) {
+    let lid = lane.index;
+    let row = wg;
     if row >= params.n_rows {
         return;
     }
@@ -36,11 +29,7 @@ fn main(
     for (var c = lid; c < params.n_cols; c += WG_SIZE) {
         partial += src[base + c];
     }
-#ifdef SUBGROUPS
-    let total = workgroup_sum(partial, lid, sg_lane, sg_size);
-#else
-    let total = workgroup_sum(partial, lid);
-#endif
+    let total = workgroup_sum(partial, lane);
     if lid == 0u {
         dst[row] = total;
     }

@@ -29,12 +29,9 @@ struct Params {
 @group(0) @binding(BINDING_DST) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(BINDING_PARAMS) var<uniform> params: Params;
 
-@compute @workgroup_size(WG_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG_SIZE + lid;
-    if i >= params.n_elems {
-        return;
-    }
+#include "include/element_entry.wgsl"
+
+fn element_main(i: u32) {
 #ifdef INPLACE
     let x = dst[i];
 #else

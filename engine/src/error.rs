@@ -1,57 +1,21 @@
-//! The one error type of the engine. Every message says what happened and what to do about it.
+//! The engine's error: what the layers above the GPU report (files, sources, the Ollama store, models, sessions),
+//! wrapping the GPU runtime's [`GpuError`]. Every message says what happened and what to do about it.
 
-use crate::gpu::Phase;
+use crate::gpu::GpuError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "no GPU adapter found{detail}. Install a Vulkan driver (on Debian: `apt-get install mesa-vulkan-drivers libvulkan1` \
-         for the lavapipe software adapter), or unset FERROGEM_ADAPTER if it names an adapter that is not present"
-    )]
-    NoAdapter { detail: String },
-
-    #[error("could not open a device on adapter `{adapter}`: {message}. Try --downlevel, which asks only for WebGPU defaults")]
-    RequestDevice { adapter: String, message: String },
-
-    #[error("the GPU device was lost ({reason}) during {phase:?}; every buffer on it is gone — recreate the context and reload the model")]
-    DeviceLost { reason: String, phase: Phase },
-
-    #[error(
-        "out of GPU memory allocating {bytes} bytes for `{label}` ({live_bytes} bytes already live); \
-         use a shorter context, a smaller quant, or a device with more memory"
-    )]
-    OutOfMemory { label: String, bytes: u64, live_bytes: u64 },
-
-    #[error("{what} needs {requested}, but the device allows at most {limit}; {hint}")]
-    LimitExceeded { what: String, requested: u64, limit: u64, hint: &'static str },
-
-    #[error("device profile `{origin}` is not valid: {message}")]
-    BadProfile { origin: String, message: String },
-
-    #[error(
-        "device profile `{profile}` asks for {what} = {requested}, but adapter `{adapter}` offers {available}; \
-         pick a profile this adapter can serve (`webgpu-default` always can), or run on a device that has it"
-    )]
-    ProfileExceedsAdapter { profile: String, adapter: String, what: String, requested: String, available: String },
-
-    /// The memory accountant refused an allocation that would cross the device profile's ceiling.
-    #[error("{0}")]
-    CeilingExceeded(Box<crate::gpu::CeilingBreach>),
+    /// The GPU runtime or a kernel failed (no adapter, out of memory, a limit, a device lost, …).
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 
     /// The memory plan of a model does not fit under the ceiling; nothing was allocated.
+    /// The payload is the memory plan's refusal (`FitRefusal`, beside the model it plans), boxed so that this
+    /// error, which every layer above the GPU uses, does not depend on the models; `downcast_ref` reads it.
     #[error("{0}")]
-    ModelDoesNotFit(Box<crate::models::plan::FitRefusal>),
-
-    #[error("kernel `{kernel}` failed to {stage}: {message}")]
-    Shader { kernel: String, stage: &'static str, message: String },
-
-    #[error("GPU validation error in `{context}`: {message}")]
-    Validation { context: String, message: String },
-
-    #[error("could not map buffer `{label}` for reading: {message}")]
-    BufferMap { label: String, message: String },
+    ModelDoesNotFit(Box<dyn std::error::Error + Send + Sync>),
 
     #[error("bad model file: {0}")]
     BadModelFile(#[from] crate::gguf::GgufError),

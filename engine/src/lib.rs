@@ -1,4 +1,5 @@
-//! ferrogem: Gemma inference and LoRA training on hand-written WGSL kernels through wgpu.
+//! ferrogem: Gemma 4 and Gemma 3 inference on hand-written WGSL kernels through wgpu (LoRA adapters and training
+//! are planned, not built).
 //!
 //! The crate compiles natively and for `wasm32-unknown-unknown`. Code the browser build uses never blocks and
 //! never touches the filesystem; memory mapping and the Ollama store are native-only.

@@ -4,9 +4,9 @@
 mod common;
 
 use common::{gpu, read_f32, seeded_f32};
+use ferrogem::gpu::GpuError;
 use ferrogem::gpu::{Category, Phase, SplitTensor};
-use ferrogem::ops::binary::{binary, BinaryOp, StorageType};
-use ferrogem::Error;
+use ferrogem::ops::binary::{BinaryOp, StorageType, binary};
 
 fn upload_f32(ctx: &ferrogem::gpu::Context, label: &str, data: &[f32]) -> ferrogem::gpu::GpuBuffer {
     ctx.upload(label, Category::Scratch, bytemuck::cast_slice(data)).unwrap()
@@ -87,11 +87,18 @@ fn accountant_agrees_with_wgpu_counters() {
     let mem0 = ctx.memory();
     ctx.set_phase(Phase::Load);
     let sizes = [4u64, 1024, 65_536, 1 << 20, 3 << 20];
-    let buffers: Vec<_> = sizes.iter().enumerate().map(|(i, &s)| ctx.alloc(&format!("w{i}"), Category::Weights, s, None).unwrap()).collect();
+    let buffers: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| ctx.alloc(&format!("w{i}"), Category::Weights, s, None).unwrap())
+        .collect();
     let kv = ctx.alloc("kv", Category::Kv, 12_288, None).unwrap();
     ctx.wait_idle().unwrap();
     let (buffers1, bytes1) = ctx.wgpu_buffer_counters();
-    assert!(buffers1 > buffers0 && bytes1 > bytes0, "wgpu counters are live (feature `counters`): {buffers0}/{bytes0} -> {buffers1}/{bytes1}");
+    assert!(
+        buffers1 > buffers0 && bytes1 > bytes0,
+        "wgpu counters are live (feature `counters`): {buffers0}/{bytes0} -> {buffers1}/{bytes1}"
+    );
     let mem1 = ctx.memory();
     assert_eq!(buffers1 - buffers0, (mem1.live_buffers - mem0.live_buffers) as i64, "live buffer count");
     assert_eq!(bytes1 - bytes0, (mem1.live_bytes - mem0.live_bytes) as i64, "live bytes");
@@ -155,17 +162,17 @@ fn limits_are_typed_errors_not_panics() {
     let ctx = gpu(true);
     let too_big = ctx.caps().max_buffer_bytes + 1;
     match ctx.alloc("huge", Category::Kv, too_big, None) {
-        Err(Error::LimitExceeded { requested, .. }) => assert_eq!(requested, too_big),
+        Err(GpuError::LimitExceeded { requested, .. }) => assert_eq!(requested, too_big),
         other => panic!("expected LimitExceeded, got {other:?}"),
     }
     let a = upload_f32(&ctx, "a", &[0.0; 4]);
     let mut batch = ctx.batch("short");
     match binary(&mut batch, BinaryOp::Add, StorageType::F32, &a, &a, &a, 5) {
-        Err(Error::Unsupported { reason, .. }) => assert!(reason.contains("5 elements"), "{reason}"),
+        Err(GpuError::Unsupported { reason, .. }) => assert!(reason.contains("5 elements"), "{reason}"),
         other => panic!("expected Unsupported, got {other:?}"),
     }
     match binary(&mut batch, BinaryOp::Add, StorageType::F16, &a, &a, &a, 4) {
-        Err(Error::Unsupported { reason, .. }) => assert!(reason.contains("f16"), "{reason}"),
+        Err(GpuError::Unsupported { reason, .. }) => assert!(reason.contains("f16"), "{reason}"),
         other => panic!("a downlevel device has no f16: expected Unsupported, got {other:?}"),
     }
     assert_eq!(ctx.memory().live_buffers, 1, "failed calls leak nothing");
@@ -173,9 +180,10 @@ fn limits_are_typed_errors_not_panics() {
 
 #[test]
 fn an_adapter_filter_that_matches_nothing_names_the_adapters() {
-    let options = ferrogem::gpu::ContextOptions { adapter_filter: Some("no-such-adapter-xyz".into()), ..Default::default() };
+    let options =
+        ferrogem::gpu::ContextOptions { adapter_filter: Some("no-such-adapter-xyz".into()), ..Default::default() };
     match ferrogem::gpu::Context::new_blocking(options) {
-        Err(e @ Error::NoAdapter { .. }) => {
+        Err(e @ GpuError::NoAdapter { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("present:") && msg.contains("FERROGEM_ADAPTER"), "{msg}");
         }

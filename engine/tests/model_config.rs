@@ -59,7 +59,10 @@ fn real_model_shapes_come_from_metadata_alone() {
     assert!(e4b.layers[24..].iter().all(|l| l.kv_source == if l.sliding { 22 } else { 23 }));
     assert_eq!(e4b.layers.iter().filter(|l| l.owns_kv()).count(), 24);
     let g3 = shapes("gemma3-270m.gguf");
-    assert_eq!((g3.n_layers(), g3.hidden, g3.n_head, g3.layers[0].n_kv_head, g3.layers[0].head_dim), (18, 640, 4, 1, 256));
+    assert_eq!(
+        (g3.n_layers(), g3.hidden, g3.n_head, g3.layers[0].n_kv_head, g3.layers[0].head_dim),
+        (18, 640, 4, 1, 256)
+    );
     let full: Vec<usize> = g3.layers.iter().filter(|l| !l.sliding).map(|l| l.index).collect();
     assert_eq!(full, [5, 11, 17]);
     assert_eq!(g3.layers[5].rope_scale, 1.0);

@@ -345,3 +345,22 @@ fn store_errors_convert_into_the_engine_error() {
     let err: ferrogem::Error = StoreError::RootMissing { root: PathBuf::from("/nowhere") }.into();
     assert!(err.to_string().starts_with("no Ollama store at /nowhere"), "{err}");
 }
+
+#[test]
+fn a_model_opened_by_name_carries_its_store_entry_and_one_with_an_adapter_is_refused() {
+    use ferrogem::models::ModelFile;
+    let temp = TempStore::with_gemma("open");
+    let model = ModelFile::from_store(&temp.store(), "gemma4:e2b").unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(model.display, "gemma4:e2b");
+    assert_eq!(model.ollama.as_ref().and_then(|o| o.system.as_deref()), Some(SYSTEM_TEXT));
+    assert!(model.gguf.tensors().len() > 10, "the GGUF blob was parsed");
+
+    let mut layers = temp.gemma_layers();
+    layers.push(temp.blob("application/vnd.ollama.image.adapter", b"adapter gguf"));
+    temp.write_manifest("registry.ollama.ai/library/gemma4/tuned", &layers);
+    let Err(err) = ModelFile::from_store(&temp.store(), "gemma4:tuned") else {
+        panic!("a manifest with an adapter layer must not run as the base model");
+    };
+    let message = err.to_string();
+    assert!(message.contains("gemma4:tuned") && message.contains("1 LoRA adapter layer"), "{message}");
+}

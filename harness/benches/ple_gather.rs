@@ -23,7 +23,7 @@ fn ple_gather(c: &mut Criterion) {
         panic!("the PLE gather bench needs a GPU adapter (lavapipe will do; see ci/setup.sh): {e}")
     });
     let max_chunk = 64;
-    let ple = Ple::new(&ctx, &gguf, &source, &cfg, max_chunk).expect("PLE tables");
+    let ple = Ple::new(&ctx, &gguf, &cfg, max_chunk).expect("PLE tables");
     let table = gguf.require_tensor("per_layer_token_embd.weight").expect("PLE table");
     let row_bytes = table.size_bytes() / cfg.vocab as u64;
     let mut group = c.benchmark_group("ple_gather");

@@ -30,7 +30,7 @@ fn sampling(c: &mut Criterion) {
     let mut group = c.benchmark_group("sampling");
     group.throughput(Throughput::Elements(VOCAB as u64));
     for (name, config) in configs {
-        let mut sampler = Sampler::new(config);
+        let mut sampler = Sampler::new(config).expect("valid sampler settings");
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| sampler.sample(black_box(&logits), black_box(&recent)))
         });

@@ -1,12 +1,12 @@
 //! The model-load check: every text tensor uploaded (split under the binding limit), read back bit for bit, the
 //! accountant checked against wgpu's own counters while loaded, and everything released afterwards.
 
-use crate::model_source::OpenedModel;
 use ferrogem::gpu::{Category, Context, Phase, SplitTensor, counters_agree};
+use ferrogem::models::ModelFile;
 use ferrogem::models::skipped_by_text_model;
 
-pub fn round_trip(ctx: &Context, model: &OpenedModel) -> Result<String, String> {
-    let text = |e: ferrogem::Error| e.to_string();
+pub fn round_trip(ctx: &Context, model: &ModelFile) -> Result<String, String> {
+    let text = |e: ferrogem::gpu::GpuError| e.to_string();
     ctx.wait_idle().map_err(text)?;
     let (buffers0, bytes0) = ctx.wgpu_buffer_counters();
     let live0 = ctx.memory().live_bytes;
@@ -30,7 +30,8 @@ pub fn round_trip(ctx: &Context, model: &OpenedModel) -> Result<String, String> 
     let live1 = ctx.memory().live_bytes;
     let parts: usize = loaded.iter().map(|(_, s)| s.parts.len()).sum();
     let gpu_bytes: u64 = loaded.iter().map(|(_, s)| s.size_bytes()).sum();
-    if live1 - live0 != gpu_bytes || !counters_agree((parts as u64, gpu_bytes), (buffers1 - buffers0, bytes1 - bytes0)) {
+    if live1 - live0 != gpu_bytes || !counters_agree((parts as u64, gpu_bytes), (buffers1 - buffers0, bytes1 - bytes0))
+    {
         return Err(format!(
             "accountant {} bytes, wgpu counters {} bytes in {} buffers; expected {gpu_bytes} bytes in {parts} buffers",
             live1 - live0,

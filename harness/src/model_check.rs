@@ -1,4 +1,4 @@
-//! `ferrogem check model <gguf|ollama-name>`: the GPU forward pass against the CPU reference (`reference/`) on one
+//! The model check (`ferrogem check model <gguf|ollama-name>`): the GPU forward pass against the CPU reference (`reference/`) on one
 //! prompt — the golden prompt when `<file>.golden.json` sits beside the model, else a fixed one. Each line is one
 //! check with its verdict:
 //! - every intermediate the GPU can read back (embedding, PLE inputs, per layer q/k/v/attention/MLP/PLE/output,
@@ -8,28 +8,14 @@
 //!   at a time, the GPU's top-1 compared at every step;
 //! - prefill against token-by-token decode on the GPU.
 //!
-//! The closing line is `N passed, M failed`; any failure exits non-zero.
+//! [`check_counts`] returns the passed and failed counts; the command closes with them.
 
-use crate::model_source::{self, OpenedModel};
 use crate::npy;
 use crate::reference::{Forward, Reference};
-use clap::Args;
 use ferrogem::gpu::Context;
-use ferrogem::models::gemma::{Gemma, GemmaOptions, LogitRows, Logits};
-use std::process::ExitCode;
+use ferrogem::models::ModelFile;
+use ferrogem::models::gemma::{GemmaOptions, LogitRows, Logits};
 use std::time::Instant;
-
-#[derive(Args)]
-pub struct ModelArgs {
-    /// A GGUF path or an Ollama model name.
-    pub model: String,
-    /// Generated tokens to compare teacher-forced (the reference's greedy continuation, fed to the GPU).
-    #[arg(long, default_value_t = 8)]
-    pub tokens: usize,
-    /// Prompt token ids, comma-separated, instead of the golden or the fixed prompt.
-    #[arg(long)]
-    pub prompt: Option<String>,
-}
 
 /// Intermediates: NMSE = Σ(GPU − ref)² / Σ ref². Both sides are f32 math on the same dequantized weights, so only
 /// summation orders differ: measured ≤ 3.3e-12 on the 12 tiny goldens and ≤ 4.7e-12 on the real Gemma 3 270M (full
@@ -93,7 +79,7 @@ fn top_k(row: &[f32], k: usize) -> Vec<usize> {
 }
 
 /// The prompt: `--prompt`, else the golden beside the file, else [`FIXED_PROMPT`] (mod the vocabulary).
-pub fn prompt_for(model: &OpenedModel, explicit: Option<&str>, vocab: u32) -> Result<(Vec<u32>, String), String> {
+pub fn prompt_for(model: &ModelFile, explicit: Option<&str>, vocab: u32) -> Result<(Vec<u32>, String), String> {
     if let Some(list) = explicit {
         let ids = parse_ids(list)?;
         return Ok((ids, "--prompt".into()));
@@ -111,10 +97,14 @@ pub fn prompt_for(model: &OpenedModel, explicit: Option<&str>, vocab: u32) -> Re
     Ok((FIXED_PROMPT.iter().map(|t| t % vocab).collect(), "the fixed prompt".into()))
 }
 
+/// Comma-separated token ids; an empty entry (`2,,3`, a trailing comma) is an error, not a skip.
 pub fn parse_ids(list: &str) -> Result<Vec<u32>, String> {
     list.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse::<u32>().map_err(|e| format!("token id `{s}`: {e}")))
+        .enumerate()
+        .map(|(i, s)| match s.trim() {
+            "" => Err(format!("token id {} of `{list}` is empty", i + 1)),
+            id => id.parse::<u32>().map_err(|e| format!("token id {} `{id}`: {e}", i + 1)),
+        })
         .collect()
 }
 
@@ -127,26 +117,19 @@ fn logits_rows(t: &candle_core::Tensor) -> Result<Vec<f32>, String> {
     t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| e.to_string())
 }
 
-pub fn run(ctx: &Context, args: &ModelArgs) -> ferrogem::Result<ExitCode> {
-    let model = model_source::open(&args.model)?;
-    let (passed, failed) = check_counts(ctx, &model, args.tokens, args.prompt.as_deref());
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
 /// Runs every model check, printing one line each; returns (passed, failed). An error that stops the checks
 /// counts as one failure.
-pub fn check_counts(ctx: &Context, model: &OpenedModel, tokens: usize, prompt: Option<&str>) -> (usize, usize) {
+pub fn check_counts(ctx: &Context, model: &ModelFile, tokens: usize, prompt: Option<&str>) -> (usize, usize) {
     match check(ctx, model, tokens, prompt) {
         Ok(tally) => (tally.passed, tally.failed),
         Err(message) => {
-            println!("error: {message}");
+            eprintln!("error: {message}");
             (0, 1)
         }
     }
 }
 
-fn check(ctx: &Context, model: &OpenedModel, tokens: usize, prompt: Option<&str>) -> Result<Tally, String> {
+fn check(ctx: &Context, model: &ModelFile, tokens: usize, prompt: Option<&str>) -> Result<Tally, String> {
     let text = |e: ferrogem::Error| e.to_string();
     let source = model.source.as_ref();
     let t0 = Instant::now();
@@ -160,7 +143,7 @@ fn check(ctx: &Context, model: &OpenedModel, tokens: usize, prompt: Option<&str>
     }
     let n_ctx = (n + tokens + 1) as u32;
     let options = GemmaOptions { max_chunk: n as u32, n_ctx, ..GemmaOptions::default() };
-    let mut gpu = Gemma::load(ctx, &model.gguf, source, options).map_err(text)?;
+    let mut gpu = model.load(ctx, options, &mut |_| {}).map_err(text)?;
     println!(
         "{}: {:?}, {} layers, vocab {}; prompt of {n} tokens from {from}; loaded in {:.2?} ({} weight bytes on the GPU)",
         model.display,
@@ -176,7 +159,7 @@ fn check(ctx: &Context, model: &OpenedModel, tokens: usize, prompt: Option<&str>
     let mut cache = reference.new_cache();
     let cpu = reference.forward_incremental(&prompt, &mut cache).map_err(|e| format!("CPU reference: {e}"))?;
     let t1 = Instant::now();
-    let (prefill, traces) = gpu.forward_traced_blocking(source, &prompt, 0, LogitRows::All).map_err(text)?;
+    let (prefill, traces) = gpu.forward_traced_blocking(&prompt, 0, LogitRows::All).map_err(text)?;
     println!("GPU prefill (traced) in {:.2?}, {} dispatches", t1.elapsed(), gpu.last_dispatches);
     let want = reference_tensors(&cpu).map_err(|e| e.to_string())?;
     for traced in &traces {
@@ -226,7 +209,7 @@ fn check(ctx: &Context, model: &OpenedModel, tokens: usize, prompt: Option<&str>
         }
         let fed = want_next as u32;
         let pos = (n + i) as u32;
-        let step = gpu.forward_blocking(source, &[fed], pos, LogitRows::Last).map_err(text)?;
+        let step = gpu.forward_blocking(&[fed], pos, LogitRows::Last).map_err(text)?;
         decode_dispatches = gpu.last_dispatches;
         got_next = argmax(step.row(0));
         let cpu_step = reference.forward_incremental(&[fed], &mut cache).map_err(|e| format!("CPU reference: {e}"))?;
@@ -246,7 +229,7 @@ fn check(ctx: &Context, model: &OpenedModel, tokens: usize, prompt: Option<&str>
     gpu.reset();
     let mut decoded = Vec::with_capacity(n * vocab);
     for (i, &t) in prompt.iter().enumerate() {
-        decoded.extend(gpu.forward_blocking(source, &[t], i as u32, LogitRows::Last).map_err(text)?.values);
+        decoded.extend(gpu.forward_blocking(&[t], i as u32, LogitRows::Last).map_err(text)?.values);
     }
     let (nmse, max_abs) = nmse_and_max_abs(&decoded, &prefill.values);
     tally.check(
@@ -303,7 +286,7 @@ mod tests {
         let ctx = Context::new_blocking(ContextOptions::from_env()).expect("GPU test needs an adapter");
         for name in ["tiny-gemma4-Q4_K_M", "tiny-gemma3-Q6_K"] {
             let path = format!("{}/../golden/fixtures/{name}.gguf", env!("CARGO_MANIFEST_DIR"));
-            let model = model_source::open(&path).unwrap();
+            let model = ModelFile::open(&path).unwrap();
             let tally = check(&ctx, &model, 4, None).unwrap();
             assert_eq!(tally.failed, 0, "{name}");
             // Embedding, PLE inputs, 11 per owner layer (fewer on shared/PLE-less ones), final norm; 9 more checks.

@@ -72,7 +72,7 @@ pub fn encode_f32(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, String> {
     // A 1-tuple needs its trailing comma; longer ones may keep it (numpy accepts both).
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}");
     // The header ends in '\n' and the data starts on a 64-byte boundary, as numpy writes it.
-    while (MAGIC.len() + 4 + header.len() + 1) % 64 != 0 {
+    while !(MAGIC.len() + 4 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -14,10 +14,9 @@
 //! (1–32, default [`DEFAULT_TOKENS`]) how many greedy steps per prompt are compared. Run with `-- --nocapture` for
 //! the table. A GPU test never skips: no adapter fails it (CI has lavapipe).
 
-use ferrogem::gguf::GgufFile;
 use ferrogem::gpu::{Context, ContextOptions};
-use ferrogem::models::gemma::{Gemma, GemmaOptions, LogitRows};
-use ferrogem::source::MmapSource;
+use ferrogem::models::ModelFile;
+use ferrogem::models::gemma::{GemmaOptions, LogitRows};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -101,15 +100,14 @@ fn gpu_gemma3_270m_greedy_matches_llama_cpp() {
     });
     let (sha256, prompts) = golden();
     let n_steps = tokens_to_compare();
-    let source = MmapSource::open(&path).unwrap_or_else(|e| panic!("FERROGEM_GEMMA3_270M={path}: {e}"));
-    let gguf = GgufFile::read(&source).unwrap();
+    let file = ModelFile::open(&path).unwrap_or_else(|e| panic!("FERROGEM_GEMMA3_270M={path}: {e}"));
     let options = ContextOptions::from_env();
     let mode = if options.downlevel { "downlevel" } else { "full" };
     let ctx =
         Context::new_blocking(options).unwrap_or_else(|e| panic!("GPU test needs an adapter and found none: {e}"));
     let t0 = Instant::now();
     let n_ctx = prompts.iter().map(|p| p.ids.len() + GOLDEN_TOKENS).max().unwrap() as u32;
-    let mut model = Gemma::load(&ctx, &gguf, &source, GemmaOptions { n_ctx, ..GemmaOptions::default() }).unwrap();
+    let mut model = file.load(&ctx, GemmaOptions { n_ctx, ..GemmaOptions::default() }, &mut |_| {}).unwrap();
     println!(
         "Gemma 3 270M ({path}, golden made from sha256 {}…) on the GPU [{mode}], load {:.2?}; {n_steps} of {GOLDEN_TOKENS} \
          steps per prompt against llama.cpp (teacher-forced; MAX_FLIP_MARGIN {MAX_FLIP_MARGIN})",
@@ -125,7 +123,7 @@ fn gpu_gemma3_270m_greedy_matches_llama_cpp() {
         assert_eq!(p.greedy.len(), GOLDEN_TOKENS, "{}: golden length", p.name);
         let t = Instant::now();
         model.reset();
-        let mut logits = model.forward_blocking(&source, &p.ids, 0, LogitRows::Last).unwrap();
+        let mut logits = model.forward_blocking(&p.ids, 0, LogitRows::Last).unwrap();
         let mut divergences = Vec::new();
         for step in 0..n_steps {
             let row = logits.row(0);
@@ -142,7 +140,7 @@ fn gpu_gemma3_270m_greedy_matches_llama_cpp() {
             }
             if step + 1 < n_steps {
                 let pos = (p.ids.len() + step) as u32;
-                logits = model.forward_blocking(&source, &[want], pos, LogitRows::Last).unwrap();
+                logits = model.forward_blocking(&[want], pos, LogitRows::Last).unwrap();
             }
         }
         let matched = divergences.first().map_or(n_steps, |d| d.step);

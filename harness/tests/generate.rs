@@ -46,19 +46,25 @@ fn gpu_generate_real_gemma3_270m_follows_llama_cpp_up_to_near_ties() {
     });
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden/gemma3-270m/llama_completion.json");
     let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let u32s = |v: &serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
+    let u32s =
+        |v: &serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
     let cases = golden["cases"].as_array().unwrap();
     assert!(!cases.is_empty());
     let mut failures = Vec::new();
     for case in cases {
-        let (name, prompt, n) = (case["name"].as_str().unwrap(), case["prompt"].as_str().unwrap(), case["n"].as_u64().unwrap());
+        let (name, prompt, n) =
+            (case["name"].as_str().unwrap(), case["prompt"].as_str().unwrap(), case["n"].as_u64().unwrap());
         let out = ferrogem()
             .args(["generate", "--model", &model, "--prompt", prompt, "-n", &n.to_string(), "--temp", "0", "--json"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(report["prompt_tokens"].as_u64().unwrap() as usize, case["ids"].as_array().unwrap().len(), "{name}: prompt ids");
+        assert_eq!(
+            report["prompt_tokens"].as_u64().unwrap() as usize,
+            case["ids"].as_array().unwrap().len(),
+            "{name}: prompt ids"
+        );
         assert_eq!(report["live_bytes_after_unload"], 0, "{name}: unloading released every tracked byte");
         let (ours, theirs) = (u32s(&report["tokens"]), u32s(&case["greedy"]));
         let matched = ours.iter().zip(&theirs).take_while(|(a, b)| a == b).count();
@@ -73,7 +79,12 @@ fn gpu_generate_real_gemma3_270m_follows_llama_cpp_up_to_near_ties() {
                 format!("first difference at step {matched}, llama.cpp margin {margin}")
             }
         };
-        println!("{name:<8} {matched:>2}/{} tokens match: {verdict}\n  ours:      {:?}\n  llama.cpp: {:?}", theirs.len(), report["text"], case["greedy_text"]);
+        println!(
+            "{name:<8} {matched:>2}/{} tokens match: {verdict}\n  ours:      {:?}\n  llama.cpp: {:?}",
+            theirs.len(),
+            report["text"],
+            case["greedy_text"]
+        );
         if matched < theirs.len() && ours.len() < matched + 1 {
             failures.push(format!("{name}: generation stopped after {} tokens", ours.len()));
         }

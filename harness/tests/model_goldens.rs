@@ -9,65 +9,26 @@
 //! Run with `cargo test -p ferrogem-harness --test model_goldens -- --nocapture` to see the table. A GPU test never
 //! skips: no adapter fails it (CI has lavapipe).
 
-#[allow(dead_code)]
-#[path = "../src/npy.rs"]
-mod npy;
-
-use ferrogem::gguf::GgufFile;
 use ferrogem::gpu::{Context, ContextOptions};
-use ferrogem::models::gemma::{Gemma, GemmaOptions, LogitRows};
+use ferrogem::models::ModelFile;
+use ferrogem::models::gemma::{GemmaOptions, LogitRows};
 use ferrogem::ops::attention::CacheType;
-use ferrogem::source::MmapSource;
-use std::path::PathBuf;
-
-/// Max |GPU − HF| over all 33×512 logits. Measured 2.6e-6 … 5.7e-6 on the 12 files, full and downlevel (the CPU
-/// reference gets 2.2e-6 … 3.2e-6): 2e-5, the reference's own bound, leaves 3.5× headroom for other devices'
-/// summation orders (subgroup sizes, tile shapes) yet fails the near-misses the README's 1e-4 would pass: erf GELU
-/// instead of tanh (6.7e-4 … 9.2e-4), √H rounded to bf16 as HF does in bf16 (2.2e-4 … 4.4e-4), an f16 KV cache (1.2e-3).
-const MAX_ABS_VS_HF: f32 = 2e-5;
-/// NMSE = Σ(GPU − HF)² / Σ HF². Measured ≤ 4.4e-12; the bf16-√H probe gives 7e-9.
-const MAX_NMSE_VS_HF: f64 = 1e-10;
-/// llama.cpp agrees with HF on the argmax at 28–33 of 33 positions (README); we measured 28–33 too.
-const MIN_ARGMAX_AGREEMENT_VS_LLAMA: usize = 28;
-/// The one-chunk prefill against 16-token chunks, token-by-token decode and a rewound 3-token chunk: the same f32
-/// math in another order (mat-vec vs tiled mul_mat, split vs one-pass attention, wrapped rings). Measured ≤ 5.5e-6.
-const MAX_ABS_PREFILL_VS_DECODE: f32 = 2e-5;
-/// With K and V stored in f16: measured 1.2e-3 (tiny Gemma 4 f32) and 1.7e-3 (tiny Gemma 3 Q4_K_M), NMSE ≤ 2.6e-7.
-const MAX_ABS_VS_HF_F16_KV: f32 = 5e-3;
-
-const MODELS: [&str; 12] = [
-    "tiny-gemma4-f32",
-    "tiny-gemma4-Q8_0",
-    "tiny-gemma4-Q4_0",
-    "tiny-gemma4-Q4_K_M",
-    "tiny-gemma4-Q5_K_M",
-    "tiny-gemma4-Q6_K",
-    "tiny-gemma3-f32",
-    "tiny-gemma3-Q8_0",
-    "tiny-gemma3-Q4_0",
-    "tiny-gemma3-Q4_K_M",
-    "tiny-gemma3-Q5_K_M",
-    "tiny-gemma3-Q6_K",
-];
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../golden/fixtures").join(name)
-}
+use ferrogem_harness::golden::{
+    MAX_ABS_PREFILL_VS_DECODE, MAX_ABS_VS_HF, MAX_ABS_VS_HF_F16_KV, MAX_NMSE_VS_HF, MIN_ARGMAX_AGREEMENT_VS_LLAMA,
+    MODELS, Peer, fixture, within,
+};
+use ferrogem_harness::model_check::argmax;
 
 fn prompt(name: &str) -> Vec<u32> {
-    let text = std::fs::read_to_string(fixture(&format!("{name}.golden.json"))).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+    ferrogem_harness::golden::prompt(name).unwrap()
 }
 
-fn golden(name: &str, kind: &str) -> Vec<f32> {
-    let a = npy::read_f32(&fixture(&format!("{name}.{kind}.npy"))).unwrap();
-    assert_eq!(a.shape.len(), 2);
-    a.data
+fn golden(name: &str, peer: Peer) -> Vec<f32> {
+    ferrogem_harness::golden::logits(name, peer).unwrap().concat()
 }
 
-fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+fn open(name: &str) -> ModelFile {
+    ModelFile::open(fixture(&format!("{name}.gguf")).to_str().unwrap()).unwrap()
 }
 
 fn gpu(downlevel: bool) -> Context {
@@ -97,11 +58,6 @@ fn compare(values: &[f32], vocab: usize, hf: &[f32], llama: &[f32]) -> Stats {
     Stats { max_abs, nmse, agree_hf: agree(hf), agree_llama: agree(llama) }
 }
 
-/// `value ≤ bound`, false for NaN.
-fn within(value: f64, bound: f64) -> bool {
-    value <= bound
-}
-
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
@@ -116,31 +72,30 @@ fn goldens(downlevel: bool) {
         "model", "max|Δ|HF", "NMSE HF", "=HF", "=llama", "chunked", "decode", "rewind", "disp/token"
     );
     for name in MODELS {
-        let source = MmapSource::open(fixture(&format!("{name}.gguf"))).unwrap();
-        let gguf = GgufFile::read(&source).unwrap();
+        let file = open(name);
         let ids = prompt(name);
         let n = ids.len();
-        let hf = golden(name, "hf_dequant_logits");
-        let llama = golden(name, "llama_logits");
+        let hf = golden(name, Peer::Hf);
+        let llama = golden(name, Peer::Llama);
         let mut fail = |what: String| failures.push(format!("[{mode}] {name}: {what}"));
 
         // The whole prompt in one chunk (tiled mul_mat, one attention pass over 33 queries).
         let options = GemmaOptions { max_chunk: 64, n_ctx: 64, ..GemmaOptions::default() };
-        let mut model = Gemma::load(&ctx, &gguf, &source, options).unwrap();
-        let prefill = model.forward_blocking(&source, &ids, 0, LogitRows::All).unwrap();
+        let mut model = file.load(&ctx, options, &mut |_| {}).unwrap();
+        let prefill = model.forward_blocking(&ids, 0, LogitRows::All).unwrap();
         let vocab = prefill.vocab as usize;
         let st = compare(&prefill.values, vocab, &hf, &llama);
         drop(model);
 
         // Chunks of 16 (16 + 16 + 1): sliding rings of 8 + 16 − 1 slots wrap; then token by token, then a rewind.
         let options = GemmaOptions { max_chunk: 16, n_ctx: 64, ..GemmaOptions::default() };
-        let mut model = Gemma::load(&ctx, &gguf, &source, options).unwrap();
-        let chunked = model.forward_blocking(&source, &ids, 0, LogitRows::All).unwrap();
+        let mut model = file.load(&ctx, options, &mut |_| {}).unwrap();
+        let chunked = model.forward_blocking(&ids, 0, LogitRows::All).unwrap();
         let chunked_max = max_abs_diff(&chunked.values, &prefill.values);
         model.reset();
         let (mut decode_max, mut dispatches, mut misses_after_warmup) = (0.0f32, 0, 0);
         for (i, &t) in ids.iter().enumerate() {
-            let step = model.forward_blocking(&source, &[t], i as u32, LogitRows::Last).unwrap();
+            let step = model.forward_blocking(&[t], i as u32, LogitRows::Last).unwrap();
             decode_max = decode_max.max(max_abs_diff(step.row(0), prefill.row(i)));
             dispatches = model.last_dispatches;
             let misses = ctx.bind_cache_stats().by_phase.iter().map(|(_, c)| c.misses).sum::<u64>();
@@ -153,10 +108,10 @@ fn goldens(downlevel: bool) {
             }
         }
         // Rewind 3 positions (the rings still hold what they see) and redo them as one chunk.
-        let redo = model.forward_blocking(&source, &ids[n - 3..], (n - 3) as u32, LogitRows::All).unwrap();
+        let redo = model.forward_blocking(&ids[n - 3..], (n - 3) as u32, LogitRows::All).unwrap();
         let rewind_max = max_abs_diff(&redo.values, &prefill.values[(n - 3) * vocab..]);
         // Rewinding further than a sliding ring reaches is refused.
-        if model.forward_blocking(&source, &ids[..1], 2, LogitRows::Last).is_ok() {
+        if model.forward_blocking(&ids[..1], 2, LogitRows::Last).is_ok() {
             fail("a rewind past the sliding ring's reach was accepted".into());
         }
         println!(
@@ -198,25 +153,18 @@ fn gpu_model_f16_kv_cache() {
     let ctx = gpu(false);
     if !ctx.caps().f16 {
         // Refused with a typed error rather than silently run in f32.
-        let source = MmapSource::open(fixture("tiny-gemma4-f32.gguf")).unwrap();
-        let gguf = GgufFile::read(&source).unwrap();
+        let file = open("tiny-gemma4-f32");
         let options = GemmaOptions { kv_cache: CacheType::F16, ..GemmaOptions::default() };
-        assert!(Gemma::load(&ctx, &gguf, &source, options).is_err());
+        assert!(file.load(&ctx, options, &mut |_| {}).is_err());
         return;
     }
     for name in ["tiny-gemma4-f32", "tiny-gemma3-Q4_K_M"] {
-        let source = MmapSource::open(fixture(&format!("{name}.gguf"))).unwrap();
-        let gguf = GgufFile::read(&source).unwrap();
+        let file = open(name);
         let ids = prompt(name);
         let options = GemmaOptions { max_chunk: 16, n_ctx: 64, kv_cache: CacheType::F16, ..GemmaOptions::default() };
-        let mut model = Gemma::load(&ctx, &gguf, &source, options).unwrap();
-        let logits = model.forward_blocking(&source, &ids, 0, LogitRows::All).unwrap();
-        let st = compare(
-            &logits.values,
-            logits.vocab as usize,
-            &golden(name, "hf_dequant_logits"),
-            &golden(name, "llama_logits"),
-        );
+        let mut model = file.load(&ctx, options, &mut |_| {}).unwrap();
+        let logits = model.forward_blocking(&ids, 0, LogitRows::All).unwrap();
+        let st = compare(&logits.values, logits.vocab as usize, &golden(name, Peer::Hf), &golden(name, Peer::Llama));
         println!(
             "[f16 kv] {name:<20} max|Δ|HF {:.2e} NMSE {:.2e} argmax=HF {}/{}",
             st.max_abs,
@@ -248,23 +196,21 @@ fn gpu_real_gemma3_270m_greedy_matches_llama_cpp() {
     let path = std::env::var("FERROGEM_GEMMA3_270M").expect(
         "FERROGEM_GEMMA3_270M must name the real Gemma 3 270M: run `export FERROGEM_GEMMA3_270M=$(bash ci/fetch-models.sh)`",
     );
-    let source = MmapSource::open(&path).unwrap();
-    let gguf = GgufFile::read(&source).unwrap();
+    let file = ModelFile::open(&path).unwrap();
     let ids = [2u32, 818, 5279, 529, 7001, 563];
     for downlevel in [false, true] {
         let ctx = gpu(downlevel);
         let t0 = std::time::Instant::now();
-        let mut model =
-            Gemma::load(&ctx, &gguf, &source, GemmaOptions { n_ctx: 64, ..GemmaOptions::default() }).unwrap();
+        let mut model = file.load(&ctx, GemmaOptions { n_ctx: 64, ..GemmaOptions::default() }, &mut |_| {}).unwrap();
         assert!(model.weights.token_embd.w.parts.len() >= 2, "the embedding should be split under a 128 MiB binding");
         let t_load = t0.elapsed();
         let t1 = std::time::Instant::now();
-        let mut next = argmax(model.forward_blocking(&source, &ids, 0, LogitRows::Last).unwrap().row(0)) as u32;
+        let mut next = argmax(model.forward_blocking(&ids, 0, LogitRows::Last).unwrap().row(0)) as u32;
         let t_prefill = t1.elapsed();
         let mut greedy = vec![next];
         let t2 = std::time::Instant::now();
         for pos in ids.len()..ids.len() + 6 {
-            next = argmax(model.forward_blocking(&source, &[next], pos as u32, LogitRows::Last).unwrap().row(0)) as u32;
+            next = argmax(model.forward_blocking(&[next], pos as u32, LogitRows::Last).unwrap().row(0)) as u32;
             greedy.push(next);
         }
         println!(

@@ -5,7 +5,7 @@
 //! whose plan does not fit is refused with what to change, the accountant refuses an allocation that crosses it,
 //! and a profile asking for more than the adapter has is a typed error. A GPU test never skips (CI has lavapipe).
 
-use ferrogem::Error;
+use ferrogem::gpu::GpuError;
 use ferrogem::gpu::{Category, Context, ContextOptions, DeviceProfile, Phase};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -168,7 +168,7 @@ fn a_model_over_the_ceiling_is_refused_with_what_to_change() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-fn context(profile: DeviceProfile) -> Result<Context, Error> {
+fn context(profile: DeviceProfile) -> Result<Context, GpuError> {
     Context::new_blocking(ContextOptions { profile: Some(profile), ..ContextOptions::from_env() })
 }
 
@@ -185,10 +185,10 @@ fn the_accountant_refuses_the_allocation_that_crosses_the_ceiling() {
     ctx.set_phase(Phase::Prefill);
     let first = ctx.alloc("first", Category::Scratch, 600 << 10, None).unwrap();
     match ctx.alloc("second", Category::Kv, 600 << 10, None) {
-        Err(Error::CeilingExceeded(b)) => {
+        Err(GpuError::CeilingExceeded(b)) => {
             assert_eq!((b.phase, b.label.as_str(), b.category), (Phase::Prefill, "second", Category::Kv));
             assert_eq!((b.bytes, b.live_bytes, b.ceiling_bytes, b.refused), (600 << 10, 600 << 10, 1 << 20, true));
-            let message = Error::CeilingExceeded(b).to_string();
+            let message = GpuError::CeilingExceeded(b).to_string();
             assert!(
                 message.contains("prefill") && message.contains("`second`") && message.contains("one-mib"),
                 "{message}"
@@ -210,7 +210,7 @@ fn a_profile_beyond_the_adapter_names_the_limit() {
     profile.name = "impossible".into();
     profile.limits.max_storage_buffer_binding_size = Some(1 << 50);
     match context(profile) {
-        Err(e @ Error::ProfileExceedsAdapter { .. }) => {
+        Err(e @ GpuError::ProfileExceedsAdapter { .. }) => {
             let message = e.to_string();
             assert!(
                 message.contains("max_storage_buffer_binding_size") && message.contains(&(1u64 << 50).to_string()),

@@ -70,6 +70,21 @@ pub enum GgufError {
     #[error("tensor `{tensor}` needs {len_bytes} bytes at byte {offset}, past the end of the {file_bytes}-byte file")]
     TensorOutOfRange { tensor: String, offset: u64, len_bytes: u64, file_bytes: u64 },
 
+    #[error(
+        "tensor `{tensor}` has its data at byte {offset_bytes} of the data section, but the tensors before it end at \
+         {expected_bytes}: tensor data must follow in order without gaps or overlaps (a changed type or shape?)"
+    )]
+    TensorLayout { tensor: String, offset_bytes: u64, expected_bytes: u64 },
+
+    #[error(
+        "the file goes on {extra_bytes} bytes past the data of its last tensor `{tensor}`: a tensor's type or shape \
+         was changed, or the file was damaged"
+    )]
+    TrailingBytes { tensor: String, extra_bytes: u64 },
+
+    #[error("tensor `{tensor}` {problem}")]
+    BadTensor { tensor: String, problem: String },
+
     #[error("metadata key `{key}` is missing")]
     MissingKey { key: String },
 

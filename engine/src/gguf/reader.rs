@@ -69,14 +69,18 @@ pub(super) fn parse<S: ByteSource + ?Sized>(source: &S) -> Result<GgufFile, Gguf
     let tensors = raw_tensors
         .into_iter()
         .map(|raw| place_tensor(raw, data_offset_bytes, alignment_bytes, cursor.len_bytes()))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    check_layout(&tensors, data_offset_bytes, alignment_bytes, cursor.len_bytes())?;
     Ok(GgufFile { version, alignment_bytes, data_offset_bytes, metadata, key_index, tensors, tensor_index })
 }
 
 /// Entries in file order, and the index of each name in them.
 type Indexed<T> = (Vec<T>, HashMap<String, usize>);
 
-fn read_metadata<S: ByteSource + ?Sized>(cursor: &mut Cursor<'_, S>, kv_count: u64) -> Result<Indexed<(String, Value)>, GgufError> {
+fn read_metadata<S: ByteSource + ?Sized>(
+    cursor: &mut Cursor<'_, S>,
+    kv_count: u64,
+) -> Result<Indexed<(String, Value)>, GgufError> {
     let mut metadata = Vec::new();
     let mut key_index = HashMap::new();
     for index in 0..kv_count {
@@ -206,6 +210,36 @@ fn read_tensor_infos<S: ByteSource + ?Sized>(
         tensors.push(RawTensorInfo { name, dims, dtype, relative_offset });
     }
     Ok((tensors, tensor_index))
+}
+
+/// As llama.cpp's loader requires: the tensors' data follow one another in the order of their infos, each padded to
+/// the alignment. So no tensor's bytes overlap another's, and a tensor whose type or shape was changed (a different
+/// size) moves every offset after it and is caught. The last one is held to the file's end: its data (padded at
+/// most to the alignment, as writers leave it) ends the file.
+fn check_layout(
+    tensors: &[TensorInfo],
+    data_offset_bytes: u64,
+    alignment_bytes: u64,
+    file_bytes: u64,
+) -> Result<(), GgufError> {
+    let mut expected_bytes = 0u64;
+    for t in tensors {
+        let offset_bytes = t.offset_bytes() - data_offset_bytes;
+        if offset_bytes != expected_bytes {
+            return Err(GgufError::TensorLayout { tensor: t.name().to_owned(), offset_bytes, expected_bytes });
+        }
+        // place_tensor checked that the tensor ends inside the file, so neither sum overflows.
+        expected_bytes += t.size_bytes().next_multiple_of(alignment_bytes);
+    }
+    if let Some(last) = tensors.last()
+        && file_bytes > data_offset_bytes + expected_bytes
+    {
+        return Err(GgufError::TrailingBytes {
+            tensor: last.name().to_owned(),
+            extra_bytes: file_bytes - data_offset_bytes - expected_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Sizes a tensor and checks that its bytes are aligned and inside the file.

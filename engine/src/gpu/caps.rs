@@ -104,7 +104,7 @@ const OPTIONAL_FEATURES: [(&str, wgpu::Features); 6] = [
 pub(crate) fn device_request(
     adapter: &wgpu::Adapter,
     profile: Option<&DeviceProfile>,
-) -> crate::error::Result<(wgpu::Features, wgpu::Limits)> {
+) -> crate::gpu::Result<(wgpu::Features, wgpu::Limits)> {
     let timestamps = wgpu::Features::TIMESTAMP_QUERY
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;

@@ -5,7 +5,7 @@
 //! disk here (the browser build has no file system): the harness reads files, and the repository's own profiles
 //! are compiled in.
 
-use crate::error::{Error, Result};
+use super::{GpuError, ProfileMismatch, Result};
 use serde::{Deserialize, Serialize};
 
 /// The profile `--downlevel` and `FERROGEM_DOWNLEVEL=1` select.
@@ -73,7 +73,7 @@ struct ProfileFile {
 impl DeviceProfile {
     /// Parses a profile; `origin` (a path or a name) is only for the error message.
     pub fn parse(text: &str, origin: &str) -> Result<DeviceProfile> {
-        let bad = |message: String| Error::BadProfile { origin: origin.to_owned(), message };
+        let bad = |message: String| GpuError::BadProfile { origin: origin.to_owned(), message };
         let file: ProfileFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         if file.name.is_empty() {
             return Err(bad("`name` is empty".into()));
@@ -183,12 +183,14 @@ impl DeviceProfile {
 
     /// Fails with the first feature or limit this profile asks for beyond what the adapter offers.
     pub fn check_adapter(&self, adapter: &str, features: wgpu::Features, limits: &wgpu::Limits) -> Result<()> {
-        let exceeds = |what: String, requested: String, available: String| Error::ProfileExceedsAdapter {
-            profile: self.name.clone(),
-            adapter: adapter.to_owned(),
-            what,
-            requested,
-            available,
+        let exceeds = |what: String, requested: String, available: String| {
+            GpuError::ProfileExceedsAdapter(Box::new(ProfileMismatch {
+                profile: self.name.clone(),
+                adapter: adapter.to_owned(),
+                what,
+                requested,
+                available,
+            }))
         };
         let wanted = [
             ("shader-f16 (SHADER_F16)", self.features.shader_f16, wgpu::Features::SHADER_F16),

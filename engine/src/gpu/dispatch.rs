@@ -2,13 +2,13 @@
 //! come from the cache; parameters are written into the cached entry's uniform buffer. While GPU timing is on
 //! (`timing.rs`), each dispatch and copy is bracketed by timestamps, read back right after the submit.
 
-use super::bind_cache::{BindEntry, BindKey};
-use super::buffer::GpuBuffer;
+use super::context::bind_cache::{BindEntry, BindKey};
+use super::context::buffer::GpuBuffer;
+use super::context::timing::{BatchTimer, Span, TimingMethod};
 use super::context::{Context, State};
 use super::grid::Grid;
 use super::kernels::{Access, KernelKey, Pipeline};
-use super::timing::{BatchTimer, Span, TimingMethod};
-use crate::error::{Error, Result};
+use super::{GpuError, Result};
 use std::sync::Arc;
 
 pub struct Batch {
@@ -32,18 +32,24 @@ impl Context {
 
 impl Batch {
     /// Records one dispatch of `key` over `grid`, binding `buffers` in order and `params` as the uniform.
-    pub fn dispatch<K: KernelKey, P: bytemuck::Pod>(&mut self, key: &K, buffers: &[&GpuBuffer], params: &P, grid: Grid) -> Result<()> {
+    pub fn dispatch<K: KernelKey, P: bytemuck::Pod>(
+        &mut self,
+        key: &K,
+        buffers: &[&GpuBuffer],
+        params: &P,
+        grid: Grid,
+    ) -> Result<()> {
         let pipeline = self.ctx.pipeline(key)?;
         let storage_bindings = K::BINDINGS.iter().filter(|a| **a != Access::Uniform).count();
         if buffers.len() != storage_bindings {
-            return Err(Error::Unsupported {
+            return Err(GpuError::Unsupported {
                 op: pipeline.name.clone(),
                 reason: format!("takes {storage_bindings} buffers, {} were given", buffers.len()),
             });
         }
         let max_binding = self.ctx.caps().max_storage_buffer_binding_bytes;
         if let Some(big) = buffers.iter().find(|b| b.size_bytes() > max_binding) {
-            return Err(Error::LimitExceeded {
+            return Err(GpuError::LimitExceeded {
                 what: format!("binding `{}` of {}", big.label(), pipeline.name),
                 requested: big.size_bytes(),
                 limit: max_binding,
@@ -67,7 +73,9 @@ impl Batch {
             self.pass = Some(self.encoder.begin_compute_pass(&descriptor).forget_lifetime());
         }
         let pass = self.pass.get_or_insert_with(|| {
-            self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ferrogem"), timestamp_writes: None }).forget_lifetime()
+            self.encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ferrogem"), timestamp_writes: None })
+                .forget_lifetime()
         });
         if let Some((TimingMethod::InsidePass, (query_set, begin))) = &timed {
             pass.write_timestamp(query_set, *begin);
@@ -103,8 +111,11 @@ impl Batch {
                 mapped_at_creation: false,
             })
         });
-        let mut entries: Vec<wgpu::BindGroupEntry> =
-            buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.raw().as_entire_binding() }).collect();
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.raw().as_entire_binding() })
+            .collect();
         if let Some(u) = &uniform {
             entries.push(wgpu::BindGroupEntry { binding: buffers.len() as u32, resource: u.as_entire_binding() });
         }
@@ -115,7 +126,8 @@ impl Batch {
         });
         let time_s = shared.clock.elapsed_s();
         let State { bind_cache, accountant, .. } = &mut *state;
-        let (entry, evicted) = bind_cache.insert(key, BindEntry::new(bind_group, uniform, uniform_bytes), phase, accountant, time_s);
+        let (entry, evicted) =
+            bind_cache.insert(key, BindEntry::new(bind_group, uniform, uniform_bytes), phase, accountant, time_s);
         entry.write_params(&shared.queue, params);
         let bind_group = entry.bind_group.clone();
         drop(state);
@@ -124,7 +136,14 @@ impl Batch {
     }
 
     /// Records a buffer-to-buffer copy (ends the current compute pass).
-    pub fn copy(&mut self, src: &GpuBuffer, src_offset_bytes: u64, dst: &GpuBuffer, dst_offset_bytes: u64, size_bytes: u64) {
+    pub fn copy(
+        &mut self,
+        src: &GpuBuffer,
+        src_offset_bytes: u64,
+        dst: &GpuBuffer,
+        dst_offset_bytes: u64,
+        size_bytes: u64,
+    ) {
         self.pass = None;
         let timed = self.timer.as_mut().filter(|t| t.times_copies()).map(|t| t.next_pair(Span::Copy));
         if let Some((query_set, begin)) = &timed {

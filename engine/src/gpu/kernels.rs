@@ -2,12 +2,10 @@
 //! key type whose values name one variant each (`defines()` feed the preprocessor). Pipelines are built on first
 //! use and cached by the variant's name, which is also its label in profiles and tests.
 
-use super::context::Context;
 use super::preprocess::preprocess;
-use crate::error::{Error, Result};
+use super::{GpuError, Result};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
 
 include!(concat!(env!("OUT_DIR"), "/shader_files.rs"));
 
@@ -64,6 +62,40 @@ pub trait KernelKey: Copy + Eq + Hash + Debug + Send + Sync + 'static {
     fn all_variants() -> Vec<Self>;
 }
 
+/// Every variant of a key type from its declared axes, the first outermost:
+/// `key_variants!(RmsNormKey { weight in BOOLS, subgroups in BOOLS })` is the four keys of those two choices.
+macro_rules! key_variants {
+    ($key:ident { $($field:ident in $values:expr),+ $(,)? }) => {{
+        let mut all = Vec::new();
+        $crate::gpu::kernels::key_variants!(@nest all, $key, [$($field),+], $($field in $values),+);
+        all
+    }};
+    (@nest $all:ident, $key:ident, [$($f:ident),+], $field:ident in $values:expr $(, $rest:ident in $rv:expr)*) => {
+        for $field in $values {
+            $crate::gpu::kernels::key_variants!(@nest $all, $key, [$($f),+] $(, $rest in $rv)*);
+        }
+    };
+    (@nest $all:ident, $key:ident, [$($f:ident),+]) => {
+        $all.push($key { $($f),+ })
+    };
+}
+pub(crate) use key_variants;
+
+/// The two values of an on/off axis.
+pub const BOOLS: [bool; 2] = [false, true];
+
+/// A variant's preprocessor defines: `WG_SIZE` (as a u32 literal), then each flag that is on.
+pub fn defines_with(wg_size: u32, flags: &[(&'static str, bool)]) -> Vec<(&'static str, String)> {
+    let mut d = vec![("WG_SIZE", format!("{wg_size}u"))];
+    d.extend(flags.iter().filter(|(_, on)| *on).map(|(name, _)| (*name, String::new())));
+    d
+}
+
+/// How a row kernel reduces across its workgroup, as variant names spell it: subgroups or workgroup memory.
+pub fn reduction_name(subgroups: bool) -> &'static str {
+    if subgroups { "sg" } else { "wgred" }
+}
+
 /// A preprocessed variant, ready for naga or the device.
 #[derive(Debug, Clone)]
 pub struct VariantSource {
@@ -78,7 +110,7 @@ pub fn variant_source<K: KernelKey>(key: &K) -> Result<VariantSource> {
     if key.requires().f16 {
         defines.push(("F16", String::new()));
     }
-    let source = preprocess(K::FILE, &defines, &shader_file).map_err(|e| Error::Shader {
+    let source = preprocess(K::FILE, &defines, &shader_file).map_err(|e| GpuError::Shader {
         kernel: key.name(),
         stage: "preprocess",
         message: e.to_string(),
@@ -100,7 +132,7 @@ pub fn validate(variant: &VariantSource) -> Result<naga::Module> {
 
 /// Validates `variant` as if the device granted only `allowed`.
 pub fn validate_with(variant: &VariantSource, allowed: Requires) -> Result<naga::Module> {
-    let fail = |stage: &'static str, message: String| Error::Shader { kernel: variant.name.clone(), stage, message };
+    let fail = |stage: &'static str, message: String| GpuError::Shader { kernel: variant.name.clone(), stage, message };
     let module = naga::front::wgsl::parse_str(&variant.source)
         .map_err(|e| fail("parse", e.emit_to_string_with_path(&variant.source, variant.file)))?;
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), allowed.naga_capabilities())
@@ -116,72 +148,4 @@ pub struct Pipeline {
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
     pub(crate) bindings: &'static [Access],
-}
-
-impl Context {
-    /// The pipeline for `key`, built (and validated with naga first) on first use.
-    pub fn pipeline<K: KernelKey>(&self, key: &K) -> Result<Arc<Pipeline>> {
-        let name = key.name();
-        if let Some(p) = self.shared.lock_state().pipelines.get(&name) {
-            return Ok(Arc::clone(p));
-        }
-        if !key.requires().met_by(self.caps()) {
-            return Err(Error::Unsupported {
-                op: name,
-                reason: format!("needs {:?}, the device granted f16={} subgroups={}", key.requires(), self.caps().f16, self.caps().subgroups),
-            });
-        }
-        let variant = variant_source(key)?;
-        validate(&variant)?;
-        let device = self.device();
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&name),
-            source: wgpu::ShaderSource::Wgsl(variant.source.into()),
-        });
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = K::BINDINGS
-            .iter()
-            .enumerate()
-            .map(|(i, access)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: match access {
-                    Access::Read => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage { read_only: true },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    Access::ReadWrite => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage { read_only: false },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    Access::Uniform => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                },
-                count: None,
-            })
-            .collect();
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&name), entries: &entries });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(&name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&name),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        self.check_errors().map_err(|e| Error::Shader { kernel: name.clone(), stage: "create pipeline", message: e.to_string() })?;
-        let mut state = self.shared.lock_state();
-        let id = state.next_id();
-        let p = Arc::new(Pipeline { id, name: name.clone(), pipeline, layout, bindings: K::BINDINGS });
-        Ok(Arc::clone(state.pipelines.entry(name).or_insert(p)))
-    }
 }

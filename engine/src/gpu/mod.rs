@@ -1,30 +1,29 @@
 //! GPU runtime: one context per device, with the capabilities it was granted, a memory accountant that sees
 //! every buffer, a bind-group cache, and the kernel registry that turns WGSL files into pipelines.
 
-mod bind_cache;
-mod buffer;
 mod caps;
 mod clock;
 mod context;
 mod device_profile;
 mod dispatch;
+mod error;
 mod grid;
 pub mod kernels;
 mod memory;
 pub mod preprocess;
 mod split;
-mod timing;
 
-pub use bind_cache::{BindCacheStats, PhaseCounters};
-pub use buffer::{BufferId, GpuBuffer};
 pub use caps::{AdapterReport, Capabilities, ContextOptions};
-pub use context::{counters_agree, upload_size_bytes, Context, MAX_DRIVER_PADDING_PER_BUFFER_BYTES};
+pub use context::bind_cache::{BindCacheStats, PhaseCounters};
+pub use context::buffer::{BufferId, GpuBuffer};
+pub use context::timing::{COPY_SPAN_NAME, GpuTimes, KernelTime, TimingMethod};
+pub use context::{Context, MAX_DRIVER_PADDING_PER_BUFFER_BYTES, counters_agree, upload_size_bytes};
 pub use device_profile::{DeviceProfile, ProfileFeatures, ProfileLimits, WEBGPU_DEFAULT_PROFILE};
 pub use dispatch::Batch;
+pub use error::{GpuError, ProfileMismatch, Result};
 pub use grid::Grid;
-pub use memory::{human_bytes, Category, CeilingBreach, MemEvent, MemEventKind, MemorySnapshot, PhaseMark};
+pub use memory::{Category, CeilingBreach, MemEvent, MemEventKind, MemorySnapshot, PhaseMark, human_bytes};
 pub use split::{SplitPlan, SplitTensor};
-pub use timing::{GpuTimes, KernelTime, TimingMethod, COPY_SPAN_NAME};
 
 /// What the engine is doing; allocations and bind-group cache counters are attributed to the current phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

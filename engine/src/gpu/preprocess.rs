@@ -85,8 +85,9 @@ fn expand<'a>(
                 if depth >= MAX_INCLUDE_DEPTH {
                     return Err(err(line_no, format!("includes nested deeper than {MAX_INCLUDE_DEPTH} (a cycle?)")));
                 }
-                expand(path, defined, lookup, depth + 1, out)
-                    .map_err(|e| if e.line == 0 { err(line_no, format!("cannot include `{path}`: {}", e.message)) } else { e })?;
+                expand(path, defined, lookup, depth + 1, out).map_err(|e| {
+                    if e.line == 0 { err(line_no, format!("cannot include `{path}`: {}", e.message)) } else { e }
+                })?;
             }
             ("include", Some(_)) => {}
             _ => return Err(err(line_no, format!("unknown or malformed directive `#{directive}`"))),
@@ -127,7 +128,9 @@ mod tests {
 
     fn files(name: &str) -> Option<&'static str> {
         match name {
-            "main.wgsl" => Some("#include \"inc.wgsl\"\n#ifdef F16\nalias T = f16;\n#else\nalias T = f32;\n#endif\n@workgroup_size(WG_SIZE)\nlet x = WG_SIZEX;"),
+            "main.wgsl" => Some(
+                "#include \"inc.wgsl\"\n#ifdef F16\nalias T = f16;\n#else\nalias T = f32;\n#endif\n@workgroup_size(WG_SIZE)\nlet x = WG_SIZEX;",
+            ),
             "inc.wgsl" => Some("#ifndef F16\n// f32 only\n#endif\n#define HALF 0.5\nconst h = HALF;"),
             "loop.wgsl" => Some("#include \"loop.wgsl\""),
             "open.wgsl" => Some("#ifdef A\nx"),

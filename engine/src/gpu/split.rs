@@ -2,10 +2,10 @@
 //! Gemma 4 E2B tied embedding is ~330 MB) live in several buffers, split on whole rows so every kernel that reads
 //! a row finds it in one part.
 
-use super::buffer::GpuBuffer;
 use super::context::Context;
+use super::context::buffer::GpuBuffer;
 use super::memory::Category;
-use crate::error::{Error, Result};
+use super::{GpuError, Result};
 
 /// Which rows go into which part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ impl SplitPlan {
     pub fn new(n_rows: u64, row_bytes: u64, max_part_bytes: u64) -> Result<SplitPlan> {
         let usable = max_part_bytes - max_part_bytes % wgpu::COPY_BUFFER_ALIGNMENT;
         if row_bytes == 0 || row_bytes > usable {
-            return Err(Error::LimitExceeded {
+            return Err(GpuError::LimitExceeded {
                 what: "one tensor row".into(),
                 requested: row_bytes,
                 limit: usable,
@@ -64,7 +64,7 @@ impl SplitTensor {
     ) -> Result<SplitTensor> {
         let n_rows = (data.len() as u64).checked_div(row_bytes).unwrap_or(0);
         if row_bytes == 0 || n_rows * row_bytes != data.len() as u64 {
-            return Err(Error::Unsupported {
+            return Err(GpuError::Unsupported {
                 op: format!("upload of `{label}`"),
                 reason: format!("{} bytes is not a whole number of {row_bytes}-byte rows", data.len()),
             });

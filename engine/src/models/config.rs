@@ -1,6 +1,6 @@
 //! Hyperparameters of a Gemma text decoder, read from GGUF metadata alone, with every per-layer fact (sliding or
 //! full, head dim, KV heads, FFN width, whose KV cache it reads, RoPE) settled here so the forward pass never works
-//! them out again. Sources: `../shared/docs/gemma4.md` §1–§5.
+//! them out again. Sources: `docs/gemma4.md` §1–§5.
 
 use crate::gguf::{GgufError, GgufFile};
 
@@ -60,6 +60,9 @@ pub const GEMMA3_LONG_CONTEXT: u32 = 131_072;
 pub const GEMMA3_LONG_CONTEXT_ROPE_SCALE: f32 = 8.0;
 /// Gemma 3 files often omit the RMSNorm epsilon (Ollama conversions).
 pub const DEFAULT_RMS_EPS: f32 = 1e-6;
+/// The most layers a file may declare: the deepest Gemma (3 27B) has 62, so this only bounds what a hostile
+/// `block_count` can make the loader allocate.
+pub const MAX_LAYERS: usize = 1024;
 
 fn bad(key: &str, why: String) -> GgufError {
     GgufError::WrongType { key: key.to_owned(), expected: "a consistent Gemma configuration", found: why }
@@ -84,6 +87,11 @@ impl TextConfig {
         };
         let key = |k: &str| format!("{p}.{k}");
         let n_layers = g.get_u32(&key("block_count"))? as usize;
+        // Per-layer facts are vectors of n_layers: bound it before anything is sized by it.
+        if n_layers == 0 || n_layers > MAX_LAYERS {
+            return Err(bad(&key("block_count"), format!("{n_layers} layers; a Gemma has 1 to {MAX_LAYERS}")));
+        }
+        check_layer_tensors(g, n_layers, &key("block_count"))?;
         let hidden = g.get_u32(&key("embedding_length"))?;
         let n_head = g.get_u32(&key("attention.head_count"))?;
         let n_kv_heads = g.get_u32_per_layer(&key("attention.head_count_kv"), n_layers)?;
@@ -99,7 +107,10 @@ impl TextConfig {
         let sliding: Vec<bool> = match g.get_bool_array(&key("attention.sliding_window_pattern")) {
             Ok(pattern) if pattern.len() == n_layers => pattern.to_vec(),
             Ok(pattern) => {
-                return Err(bad(&key("attention.sliding_window_pattern"), format!("{} entries for {n_layers} layers", pattern.len())));
+                return Err(bad(
+                    &key("attention.sliding_window_pattern"),
+                    format!("{} entries for {n_layers} layers", pattern.len()),
+                ));
             }
             Err(GgufError::MissingKey { .. }) if arch == Arch::Gemma3 => {
                 (0..n_layers).map(|l| l % GEMMA3_SWA_PERIOD != GEMMA3_SWA_PERIOD - 1).collect()
@@ -144,7 +155,10 @@ impl TextConfig {
                 l
             } else {
                 (0..first_shared).rev().find(|&d| sliding[d] == sw).ok_or_else(|| {
-                    bad(&key("attention.shared_kv_layers"), format!("layer {l} shares KV but no earlier layer of its type owns any"))
+                    bad(
+                        &key("attention.shared_kv_layers"),
+                        format!("layer {l} shares KV but no earlier layer of its type owns any"),
+                    )
                 })?
             };
             layers.push(LayerSpec {
@@ -161,10 +175,24 @@ impl TextConfig {
         }
         for l in &layers {
             if l.n_kv_head == 0 || n_head % l.n_kv_head != 0 {
-                return Err(bad(&key("attention.head_count_kv"), format!("layer {}: {} KV heads for {n_head} heads", l.index, l.n_kv_head)));
+                return Err(bad(
+                    &key("attention.head_count_kv"),
+                    format!("layer {}: {} KV heads for {n_head} heads", l.index, l.n_kv_head),
+                ));
             }
         }
-        Ok(TextConfig { arch, hidden, n_head, vocab, context_length, rms_eps, attention_scale, final_softcap, ple_dim, layers })
+        Ok(TextConfig {
+            arch,
+            hidden,
+            n_head,
+            vocab,
+            context_length,
+            rms_eps,
+            attention_scale,
+            final_softcap,
+            ple_dim,
+            layers,
+        })
     }
 
     pub fn n_layers(&self) -> usize {
@@ -185,6 +213,17 @@ impl TextConfig {
 
 /// Rows of the embedding table: the tensor's own shape when present, else `<arch>.vocab_size`, else the tokenizer's
 /// token count (which can be longer than the table in Ollama files, so it comes last).
+/// Layer tensors (`blk.N.…`) must match the declared layer count exactly: a file whose `block_count` is smaller than
+/// its layers would run a truncated model. (Missing tensors of a declared layer are the loader's error; a file of
+/// metadata alone, as in `golden/shapes/`, has no layer tensors to compare.)
+fn check_layer_tensors(g: &GgufFile, n_layers: usize, key: &str) -> Result<(), GgufError> {
+    let layer_of = |name: &str| name.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok();
+    match g.tensors().iter().find(|t| layer_of(t.name()).is_some_and(|l| l >= n_layers)) {
+        Some(t) => Err(bad(key, format!("{n_layers} layers, but the file has tensor `{}`", t.name()))),
+        None => Ok(()),
+    }
+}
+
 fn vocab_size(g: &GgufFile, prefix: &str) -> Result<u32, GgufError> {
     if let Some(t) = g.tensor("token_embd.weight")
         && let Some(&rows) = t.dims().get(1)

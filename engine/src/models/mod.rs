@@ -2,9 +2,10 @@
 
 pub mod config;
 pub mod gemma;
-pub mod plan;
+mod model_file;
 
 pub use config::{Arch, LayerSpec, TextConfig};
+pub use model_file::ModelFile;
 
 /// Why a text model leaves a tensor unloaded, or `None` if it loads it. Ollama's Gemma 4 blobs carry the vision
 /// (`v.`) and audio (`a.`) towers and the multimodal projector (`mm.`) in the same file as the text weights.

@@ -4,9 +4,9 @@
 //! buffer, rows with many positions are split over workgroups and merged (flash decoding).
 
 use super::WG_SIZE;
-use crate::error::{Error, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 /// Invocations that share one position's q·k dot product; `WG_SIZE / KEY_LANES` positions are scored per tile.
 /// Eight consecutive lanes read 128 contiguous bytes of a key row (f32), a whole memory transaction.
@@ -95,7 +95,7 @@ impl AttentionShape {
 
     /// Checks everything the kernel relies on, without looking at buffers.
     pub fn validate(&self) -> Result<()> {
-        let fail = |reason: String| Err(Error::Unsupported { op: "attention".into(), reason });
+        let fail = |reason: String| Err(GpuError::Unsupported { op: "attention".into(), reason });
         let s = self;
         if s.n_head == 0 || s.n_kv_head == 0 || !s.n_head.is_multiple_of(s.n_kv_head) {
             return fail(format!("{} query heads cannot be grouped over {} kv heads", s.n_head, s.n_kv_head));
@@ -220,10 +220,8 @@ impl KernelKey for AttentionKey {
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u")), ("KEY_LANES", format!("{KEY_LANES}u"))];
-        if self.split {
-            d.push(("SPLIT", String::new()));
-        }
+        let mut d = defines_with(WG_SIZE, &[("SPLIT", self.split)]);
+        d.push(("KEY_LANES", format!("{KEY_LANES}u")));
         d
     }
 
@@ -232,13 +230,7 @@ impl KernelKey for AttentionKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        let mut v = Vec::new();
-        for cache_type in [CacheType::F32, CacheType::F16] {
-            for split in [false, true] {
-                v.push(AttentionKey { cache_type, split });
-            }
-        }
-        v
+        key_variants!(AttentionKey { cache_type in [CacheType::F32, CacheType::F16], split in BOOLS })
     }
 }
 
@@ -291,7 +283,7 @@ pub fn attention(
     shape: &AttentionShape,
 ) -> Result<()> {
     shape.validate()?;
-    let fail = |reason: String| Err(Error::Unsupported { op: "attention".into(), reason });
+    let fail = |reason: String| Err(GpuError::Unsupported { op: "attention".into(), reason });
     if shape.cache_type == CacheType::F16 && !batch.caps().f16 {
         return fail("an f16 KV cache needs SHADER_F16, which the device did not grant; allocate an f32 cache".into());
     }

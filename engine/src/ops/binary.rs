@@ -1,9 +1,9 @@
 //! Elementwise binary ops (ggml `add`, `mul`) on equally shaped f32 or f16 tensors.
 
 use super::WG_SIZE;
-use crate::error::{Error, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires};
+use crate::gpu::kernels::{Access, KernelKey, Requires, defines_with, key_variants};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
@@ -58,11 +58,7 @@ impl KernelKey for BinaryKey {
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
-        if self.op == BinaryOp::Mul {
-            d.push(("MUL", String::new()));
-        }
-        d
+        defines_with(WG_SIZE, &[("MUL", self.op == BinaryOp::Mul)])
     }
 
     fn requires(&self) -> Requires {
@@ -70,28 +66,34 @@ impl KernelKey for BinaryKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        let mut v = Vec::new();
-        for op in [BinaryOp::Add, BinaryOp::Mul] {
-            for storage in [StorageType::F32, StorageType::F16] {
-                v.push(BinaryKey { op, storage });
-            }
-        }
-        v
+        key_variants!(BinaryKey { op in [BinaryOp::Add, BinaryOp::Mul], storage in [StorageType::F32, StorageType::F16] })
     }
 }
 
 /// dst = a OP b over the first `n_elems` elements.
-pub fn binary(batch: &mut Batch, op: BinaryOp, storage: StorageType, a: &GpuBuffer, b: &GpuBuffer, dst: &GpuBuffer, n_elems: u64) -> Result<()> {
+pub fn binary(
+    batch: &mut Batch,
+    op: BinaryOp,
+    storage: StorageType,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    dst: &GpuBuffer,
+    n_elems: u64,
+) -> Result<()> {
     let needed_bytes = n_elems * storage.elem_bytes();
     for t in [a, b, dst] {
         if t.size_bytes() < needed_bytes {
-            return Err(Error::Unsupported {
+            return Err(GpuError::Unsupported {
                 op: "binary".into(),
-                reason: format!("`{}` holds {} bytes, {n_elems} elements need {needed_bytes}", t.label(), t.size_bytes()),
+                reason: format!(
+                    "`{}` holds {} bytes, {n_elems} elements need {needed_bytes}",
+                    t.label(),
+                    t.size_bytes()
+                ),
             });
         }
     }
-    let n_elems_u32 = u32::try_from(n_elems).map_err(|_| Error::Unsupported {
+    let n_elems_u32 = u32::try_from(n_elems).map_err(|_| GpuError::Unsupported {
         op: "binary".into(),
         reason: format!("{n_elems} elements exceed the 2^32 index range"),
     })?;

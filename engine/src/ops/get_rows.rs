@@ -7,10 +7,11 @@
 //! rows untouched, so one dispatch per part fills every row once.
 
 use super::WG_SIZE;
-use super::mul_mat::{WEIGHT_TYPES, check_binding, checked_row_bytes, type_stem, weight_defines};
-use crate::error::{Error, Result};
+use super::args::check_binding;
+use super::weights::{WEIGHT_TYPES, checked_row_bytes, type_stem, weight_defines};
 use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 use crate::quant::QuantType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,7 +105,7 @@ fn record(
     let op = "get_rows";
     let row_bytes = checked_row_bytes(op, ttype, row_elems)?;
     if row_elems == 0 {
-        return Err(Error::Unsupported { op: op.into(), reason: "rows of zero elements".into() });
+        return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements".into() });
     }
     if n_ids == 0 {
         return Ok(());

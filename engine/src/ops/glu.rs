@@ -4,9 +4,9 @@
 //! gate/up product instead (`mul_mat::mul_mat_vec_geglu`).
 
 use super::WG_SIZE;
-use super::unary::{check_buffer, check_distinct, checked_u32};
-use crate::error::Result;
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use super::args::{check_buffer, check_distinct, checked_u32};
+use crate::gpu::Result;
+use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, defines_with, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,7 +35,7 @@ impl KernelKey for GegluKey {
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        vec![("WG_SIZE", format!("{WG_SIZE}u"))]
+        defines_with(WG_SIZE, &[])
     }
 
     fn requires(&self) -> Requires {

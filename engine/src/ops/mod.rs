@@ -1,22 +1,24 @@
 //! Op dispatchers. Each validates its inputs, picks a variant key from the device's capabilities, fills its
 //! parameters and records one dispatch into a batch; none creates a device, submits or reads back.
 
+mod args;
 pub mod attention;
 pub mod binary;
 pub mod get_rows;
 pub mod glu;
 pub mod mul_mat;
 pub mod mul_mat_vec;
-pub mod norm;
-pub mod norm_add;
-pub mod norm_rope;
+pub mod rms_norm;
+pub mod rms_norm_add;
+pub mod rms_norm_rope;
 pub mod rope;
 pub mod set_rows;
 pub mod soft_max;
 pub mod sum_rows;
 pub mod unary;
+pub mod weights;
 
-use crate::error::Result;
+use crate::gpu::Result;
 use crate::gpu::kernels::{VariantSource, variants_of};
 
 /// Every variant of every kernel the engine can produce, for validation without a GPU.
@@ -28,9 +30,9 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
         get_rows::variants,
         glu::variants,
         mul_mat::variants,
-        norm::variants,
-        norm_add::variants,
-        norm_rope::variants,
+        rms_norm::variants,
+        rms_norm_add::variants,
+        rms_norm_rope::variants,
         rope::variants,
         set_rows::variants,
         soft_max::variants,

@@ -3,10 +3,11 @@
 //! the product with the up rows of a stacked `[gate; up]` matrix (the MLP: one dispatch and one binding read both
 //! rows) or a vector read per token (Gemma 4's PLE gate, `gelu(inp_gate·h) ⊙ ple[l]`).
 
-use super::mul_mat::{MulMatArgs, MulMatParams, WEIGHT_TYPES, check_binding, checked_args, type_stem, weight_defines};
-use crate::error::{Error, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use super::args::check_binding;
+use super::weights::{MulMatArgs, MulMatParams, WEIGHT_TYPES, checked_args, type_stem, weight_defines};
+use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 use crate::quant::QuantType;
 
 /// Up to this many tokens take the mat-vec path, which decodes each weight once for up to 4 tokens per workgroup;
@@ -90,15 +91,13 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
 
     fn all_variants() -> Vec<Self> {
         let ups: &[GluUpKind] = if GLU { &[GluUpKind::Stacked, GluUpKind::Vector] } else { &[GluUpKind::Stacked] };
-        let mut all = Vec::new();
-        for wtype in WEIGHT_TYPES {
-            for (subgroups, multi_token) in [(false, false), (false, true), (true, false), (true, true)] {
-                for lanes in [8, 32] {
-                    all.extend(ups.iter().map(|&up| MulMatVecKey { wtype, subgroups, multi_token, lanes, up }));
-                }
-            }
-        }
-        all
+        key_variants!(Self {
+            wtype in WEIGHT_TYPES,
+            subgroups in BOOLS,
+            multi_token in BOOLS,
+            lanes in [8, 32],
+            up in ups.iter().copied(),
+        })
     }
 }
 
@@ -179,7 +178,7 @@ pub fn mul_mat_vec_geglu(batch: &mut Batch, a: &MulMatArgs, up: &GluUp) -> Resul
             let elems = offset_elems as u64 + (a.n_tokens as u64 - 1) * row_stride_elems as u64 + last_col;
             check_binding(op, "up vector", buffer, elems * 4, max_binding)?;
             if buffer.id() == a.y.id() {
-                return Err(Error::Unsupported { op: op.into(), reason: "the up vector is also the output".into() });
+                return Err(GpuError::Unsupported { op: op.into(), reason: "the up vector is also the output".into() });
             }
         }
     }

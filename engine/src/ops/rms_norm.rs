@@ -5,9 +5,11 @@
 
 use super::WG_SIZE;
 use super::args::{check_buffer, check_distinct, checked_u32};
-use crate::gpu::{GpuError, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use crate::gpu::kernels::{
+    Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
+};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RmsNormKey {
@@ -33,19 +35,11 @@ impl KernelKey for RmsNormKey {
 
     fn name(&self) -> String {
         let weight = if self.weight { "_mul" } else { "" };
-        let reduce = if self.subgroups { "sg" } else { "wgred" };
-        format!("rms_norm{weight}_f32_{reduce}_wg{WG_SIZE}")
+        format!("rms_norm{weight}_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
-        if self.weight {
-            d.push(("WEIGHT", String::new()));
-        }
-        if self.subgroups {
-            d.push(("SUBGROUPS", String::new()));
-        }
-        d
+        defines_with(WG_SIZE, &[("WEIGHT", self.weight), ("SUBGROUPS", self.subgroups)])
     }
 
     fn requires(&self) -> Requires {
@@ -53,13 +47,7 @@ impl KernelKey for RmsNormKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        let mut v = Vec::new();
-        for weight in [false, true] {
-            for subgroups in [false, true] {
-                v.push(RmsNormKey { weight, subgroups });
-            }
-        }
-        v
+        key_variants!(RmsNormKey { weight in BOOLS, subgroups in BOOLS })
     }
 }
 
@@ -85,7 +73,9 @@ pub fn rms_norm(
         return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements have no mean".into() });
     }
     if !(eps.is_finite() && eps >= 0.0) {
-        return Err(GpuError::Unsupported { op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}") });
+        return Err(GpuError::Unsupported {
+            op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}")
+        });
     }
     check_distinct(op, src, dst)?;
     check_buffer(op, "src", src, total_elems * 4)?;

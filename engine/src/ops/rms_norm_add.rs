@@ -5,9 +5,11 @@
 
 use super::WG_SIZE;
 use super::args::{check_buffer, check_distinct, checked_u32};
-use crate::gpu::{GpuError, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use crate::gpu::kernels::{
+    Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
+};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 /// `NEXT_NORM` adds the `normed` output binding, hence a const parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,18 +50,11 @@ impl<const NEXT_NORM: bool> KernelKey for RmsNormAddKey<NEXT_NORM> {
     fn name(&self) -> String {
         let scale = if self.scale { "_scale" } else { "" };
         let next = if NEXT_NORM { "_norm" } else { "" };
-        let reduce = if self.subgroups { "sg" } else { "wgred" };
-        format!("rms_norm_mul_add{scale}{next}_f32_{reduce}_wg{WG_SIZE}")
+        format!("rms_norm_mul_add{scale}{next}_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
-        for (on, name) in [(self.scale, "SCALE"), (NEXT_NORM, "NEXT_NORM"), (self.subgroups, "SUBGROUPS")] {
-            if on {
-                d.push((name, String::new()));
-            }
-        }
-        d
+        defines_with(WG_SIZE, &[("SCALE", self.scale), ("NEXT_NORM", NEXT_NORM), ("SUBGROUPS", self.subgroups)])
     }
 
     fn requires(&self) -> Requires {
@@ -67,13 +62,7 @@ impl<const NEXT_NORM: bool> KernelKey for RmsNormAddKey<NEXT_NORM> {
     }
 
     fn all_variants() -> Vec<Self> {
-        let mut v = Vec::new();
-        for scale in [false, true] {
-            for subgroups in [false, true] {
-                v.push(RmsNormAddKey { scale, subgroups });
-            }
-        }
-        v
+        key_variants!(RmsNormAddKey { scale in BOOLS, subgroups in BOOLS })
     }
 }
 
@@ -107,7 +96,9 @@ pub fn rms_norm_add(batch: &mut Batch, a: &NormAdd, n_rows: u32, n_elems: u32, e
         return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements have no mean".into() });
     }
     if !(eps.is_finite() && eps >= 0.0) {
-        return Err(GpuError::Unsupported { op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}") });
+        return Err(GpuError::Unsupported {
+            op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}")
+        });
     }
     let row_bytes = n_elems as u64 * 4;
     let mut inputs = vec![("src", a.src, total_elems * 4), ("weight", a.weight, row_bytes)];

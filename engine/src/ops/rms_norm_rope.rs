@@ -5,12 +5,14 @@
 //! `set_rows` ops remain for other callers and as the references these kernels are tested beside.
 
 use super::WG_SIZE;
+use super::args::{check_buffer, check_distinct, checked_u32};
 use super::binary::StorageType;
 use super::rope::RopeShape;
-use super::args::{check_buffer, check_distinct, checked_u32};
-use crate::gpu::{GpuError, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use crate::gpu::kernels::{
+    Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
+};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 /// `KV` selects the cache-writing layout (two sources, slots, two caches), hence a const parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,7 +51,6 @@ impl<const KV: bool> KernelKey for RmsNormRopeKey<KV> {
 
     fn name(&self) -> String {
         let ff = if self.freq_factors { "_ff" } else { "" };
-        let reduce = if self.subgroups { "sg" } else { "wgred" };
         let kv = match (KV, self.cache, self.v_norm) {
             (false, ..) => String::new(),
             (true, cache, v_norm) => {
@@ -57,18 +58,17 @@ impl<const KV: bool> KernelKey for RmsNormRopeKey<KV> {
                 format!("_set_rows_{t}{}", if v_norm { "_vnorm" } else { "" })
             }
         };
-        format!("rms_norm_mul_rope_neox{ff}{kv}_f32_{reduce}_wg{WG_SIZE}")
+        format!("rms_norm_mul_rope_neox{ff}{kv}_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
-        let flags = [(self.freq_factors, "FREQ_FACTORS"), (self.subgroups, "SUBGROUPS"), (KV, "KV_WRITE")];
-        for (on, name) in flags.into_iter().chain([(KV && self.v_norm, "V_NORM")]) {
-            if on {
-                d.push((name, String::new()));
-            }
-        }
-        d
+        let flags = [
+            ("FREQ_FACTORS", self.freq_factors),
+            ("SUBGROUPS", self.subgroups),
+            ("KV_WRITE", KV),
+            ("V_NORM", KV && self.v_norm),
+        ];
+        defines_with(WG_SIZE, &flags)
     }
 
     fn requires(&self) -> Requires {
@@ -78,17 +78,12 @@ impl<const KV: bool> KernelKey for RmsNormRopeKey<KV> {
     fn all_variants() -> Vec<Self> {
         let caches: &[StorageType] = if KV { &[StorageType::F32, StorageType::F16] } else { &[StorageType::F32] };
         let v_norms: &[bool] = if KV { &[false, true] } else { &[false] };
-        let mut v = Vec::new();
-        for freq_factors in [false, true] {
-            for subgroups in [false, true] {
-                for &cache in caches {
-                    for &v_norm in v_norms {
-                        v.push(RmsNormRopeKey { freq_factors, subgroups, cache, v_norm });
-                    }
-                }
-            }
-        }
-        v
+        key_variants!(Self {
+            freq_factors in BOOLS,
+            subgroups in BOOLS,
+            cache in caches.iter().copied(),
+            v_norm in v_norms.iter().copied(),
+        })
     }
 }
 

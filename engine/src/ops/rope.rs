@@ -7,10 +7,10 @@
 //! ([`rope_inplace`], only the rotated pairs are rewritten). They bind differently, hence `RopeKey<INPLACE>`.
 
 use super::WG_SIZE;
-use super::unary::{check_buffer, check_distinct, checked_u32};
-use crate::error::{Error, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use super::args::{check_buffer, check_distinct, checked_u32};
+use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RopeKey<const INPLACE: bool> {
@@ -33,14 +33,7 @@ impl<const INPLACE: bool> KernelKey for RopeKey<INPLACE> {
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
-        if self.freq_factors {
-            d.push(("FREQ_FACTORS", String::new()));
-        }
-        if INPLACE {
-            d.push(("INPLACE", String::new()));
-        }
-        d
+        defines_with(WG_SIZE, &[("FREQ_FACTORS", self.freq_factors), ("INPLACE", INPLACE)])
     }
 
     fn requires(&self) -> Requires {
@@ -48,7 +41,7 @@ impl<const INPLACE: bool> KernelKey for RopeKey<INPLACE> {
     }
 
     fn all_variants() -> Vec<Self> {
-        vec![RopeKey { freq_factors: false }, RopeKey { freq_factors: true }]
+        key_variants!(RopeKey { freq_factors in BOOLS })
     }
 }
 
@@ -89,7 +82,7 @@ impl RopeShape {
 
     /// Errors unless the kernels can rotate this shape.
     pub(crate) fn check(&self, op: &str) -> Result<()> {
-        let unsupported = |reason: String| Err(Error::Unsupported { op: op.into(), reason });
+        let unsupported = |reason: String| Err(GpuError::Unsupported { op: op.into(), reason });
         if self.head_dim == 0 || self.n_dims < 2 || !self.n_dims.is_multiple_of(2) || self.n_dims > self.head_dim {
             return unsupported(format!("n_dims {} must be even, ≥ 2 and ≤ head_dim {}", self.n_dims, self.head_dim));
         }

@@ -4,11 +4,11 @@
 //! is never written; two equal ids race (unspecified winner, as in ggml).
 
 use super::WG_SIZE;
+use super::args::{check_buffer, check_distinct, checked_u32};
 use super::binary::StorageType;
-use super::unary::{check_buffer, check_distinct, checked_u32};
-use crate::error::{Error, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SetRowsKey {
@@ -40,7 +40,7 @@ impl KernelKey for SetRowsKey {
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        vec![("WG_SIZE", format!("{WG_SIZE}u"))]
+        defines_with(WG_SIZE, &[])
     }
 
     fn requires(&self) -> Requires {
@@ -48,7 +48,7 @@ impl KernelKey for SetRowsKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        vec![SetRowsKey { dst: StorageType::F32 }, SetRowsKey { dst: StorageType::F16 }]
+        key_variants!(SetRowsKey { dst in [StorageType::F32, StorageType::F16] })
     }
 }
 
@@ -67,7 +67,7 @@ pub fn set_rows(
 ) -> Result<()> {
     let op = "set_rows";
     if row_elems == 0 {
-        return Err(Error::Unsupported { op: op.into(), reason: "rows of zero elements".into() });
+        return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements".into() });
     }
     let n_elems = checked_u32(op, "n_ids × row_elems", n_ids as u64 * row_elems as u64)?;
     let dst_elems = n_dst_rows as u64 * row_elems as u64;

@@ -4,10 +4,12 @@
 //! For sampling and logit processing; attention fuses its own softmax.
 
 use super::WG_SIZE;
-use super::unary::{check_buffer, check_distinct, checked_u32};
-use crate::error::{Error, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
+use super::args::{check_buffer, check_distinct, checked_u32};
+use crate::gpu::kernels::{
+    Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
+};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SoftMaxKey {
@@ -32,19 +34,11 @@ impl KernelKey for SoftMaxKey {
 
     fn name(&self) -> String {
         let mask = if self.mask { "_mask" } else { "" };
-        let reduce = if self.subgroups { "sg" } else { "wgred" };
-        format!("soft_max{mask}_f32_{reduce}_wg{WG_SIZE}")
+        format!("soft_max{mask}_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
-        if self.mask {
-            d.push(("MASK", String::new()));
-        }
-        if self.subgroups {
-            d.push(("SUBGROUPS", String::new()));
-        }
-        d
+        defines_with(WG_SIZE, &[("MASK", self.mask), ("SUBGROUPS", self.subgroups)])
     }
 
     fn requires(&self) -> Requires {
@@ -52,13 +46,7 @@ impl KernelKey for SoftMaxKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        let mut v = Vec::new();
-        for mask in [false, true] {
-            for subgroups in [false, true] {
-                v.push(SoftMaxKey { mask, subgroups });
-            }
-        }
-        v
+        key_variants!(SoftMaxKey { mask in BOOLS, subgroups in BOOLS })
     }
 }
 
@@ -87,10 +75,10 @@ pub fn soft_max(
         return Ok(());
     }
     if n_elems == 0 {
-        return Err(Error::Unsupported { op: op.into(), reason: "rows of zero elements".into() });
+        return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements".into() });
     }
     if !scale.is_finite() {
-        return Err(Error::Unsupported { op: op.into(), reason: format!("scale {scale} is not finite") });
+        return Err(GpuError::Unsupported { op: op.into(), reason: format!("scale {scale} is not finite") });
     }
     check_buffer(op, "src", src, total_elems * 4)?;
     check_buffer(op, "dst", dst, total_elems * 4)?;
@@ -98,7 +86,7 @@ pub fn soft_max(
     let n_mask_rows = match mask {
         Some(m) => {
             if m.n_rows == 0 {
-                return Err(Error::Unsupported { op: op.into(), reason: "a mask of zero rows".into() });
+                return Err(GpuError::Unsupported { op: op.into(), reason: "a mask of zero rows".into() });
             }
             check_buffer(op, "mask", m.buffer, m.n_rows as u64 * n_elems as u64 * 4)?;
             checked_u32(op, "mask elements", m.n_rows as u64 * n_elems as u64)?;

@@ -1,9 +1,9 @@
 //! ggml `sum_rows`: one f32 sum per row, reduced with subgroups where the device grants them.
 
 use super::WG_SIZE;
-use crate::error::{Error, Result};
-use crate::gpu::kernels::{Access, KernelKey, Requires};
+use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, defines_with, key_variants, reduction_name};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SumRowsKey {
@@ -24,15 +24,11 @@ impl KernelKey for SumRowsKey {
     const BINDINGS: &'static [Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
 
     fn name(&self) -> String {
-        format!("sum_rows_f32_{}_wg{WG_SIZE}", if self.subgroups { "sg" } else { "wgred" })
+        format!("sum_rows_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = vec![("WG_SIZE", format!("{WG_SIZE}u"))];
-        if self.subgroups {
-            d.push(("SUBGROUPS", String::new()));
-        }
-        d
+        defines_with(WG_SIZE, &[("SUBGROUPS", self.subgroups)])
     }
 
     fn requires(&self) -> Requires {
@@ -40,7 +36,7 @@ impl KernelKey for SumRowsKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        vec![SumRowsKey { subgroups: false }, SumRowsKey { subgroups: true }]
+        key_variants!(SumRowsKey { subgroups in BOOLS })
     }
 }
 
@@ -48,9 +44,13 @@ impl KernelKey for SumRowsKey {
 pub fn sum_rows(batch: &mut Batch, src: &GpuBuffer, dst: &GpuBuffer, n_rows: u32, n_cols: u32) -> Result<()> {
     let (src_bytes, dst_bytes) = (n_rows as u64 * n_cols as u64 * 4, n_rows as u64 * 4);
     if src.size_bytes() < src_bytes || dst.size_bytes() < dst_bytes || n_rows as u64 * n_cols as u64 > u32::MAX as u64 {
-        return Err(Error::Unsupported {
+        return Err(GpuError::Unsupported {
             op: "sum_rows".into(),
-            reason: format!("[{n_rows}, {n_cols}] needs {src_bytes} source and {dst_bytes} destination bytes; got {} and {}", src.size_bytes(), dst.size_bytes()),
+            reason: format!(
+                "[{n_rows}, {n_cols}] needs {src_bytes} source and {dst_bytes} destination bytes; got {} and {}",
+                src.size_bytes(),
+                dst.size_bytes()
+            ),
         });
     }
     let key = SumRowsKey { subgroups: batch.caps().subgroups };

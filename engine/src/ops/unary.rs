@@ -4,47 +4,12 @@
 //!
 //! Each op has an out-of-place form (`dst` must be a different buffer from `src`) and an in-place form that
 //! rewrites one buffer; the two have different binding layouts, hence the `INPLACE` const parameter of the keys.
-//! Also home of the size checks the other row/elementwise dispatchers of this family share.
 
 use super::WG_SIZE;
-use crate::error::{Error, Result};
+use super::args::{check_buffer, check_distinct, checked_u32};
 use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
-
-/// `buf` must hold at least `needed_bytes`.
-pub(crate) fn check_buffer(op: &str, what: &str, buf: &GpuBuffer, needed_bytes: u64) -> Result<()> {
-    if buf.size_bytes() < needed_bytes {
-        return Err(Error::Unsupported {
-            op: op.into(),
-            reason: format!(
-                "{what} `{}` holds {} bytes, the shape needs {needed_bytes}",
-                buf.label(),
-                buf.size_bytes()
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// An output may not be an input of the same dispatch: wgpu rejects a buffer bound read-only and writable at once.
-pub(crate) fn check_distinct(op: &str, input: &GpuBuffer, output: &GpuBuffer) -> Result<()> {
-    if input.id() == output.id() {
-        return Err(Error::Unsupported {
-            op: op.into(),
-            reason: format!(
-                "`{}` is both an input and the output; use the in-place form or another buffer",
-                output.label()
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Element counts and indices are u32 in the kernels.
-pub(crate) fn checked_u32(op: &str, what: &str, n: u64) -> Result<u32> {
-    u32::try_from(n)
-        .map_err(|_| Error::Unsupported { op: op.into(), reason: format!("{what} = {n} exceeds the 2^32 index range") })
-}
+use crate::gpu::{GpuError, Result};
 
 /// Ops whose operand, if any, is a parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,7 +142,7 @@ fn check_value(op: UnaryOp, value: f32) -> Result<()> {
         UnaryOp::Gelu => true,
     };
     if !ok {
-        return Err(Error::Unsupported {
+        return Err(GpuError::Unsupported {
             op: op.ggml_name().into(),
             reason: format!("parameter {value} is out of range"),
         });

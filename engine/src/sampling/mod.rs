@@ -34,17 +34,42 @@ pub const DEFAULT_SEED: u64 = 0;
 /// `repeat_last_n` meaning "the whole context", which llama.cpp and Ollama both spell -1.
 pub const REPEAT_WHOLE_CONTEXT: u32 = u32::MAX;
 
+/// The valid range of each real-valued setting, one function each: the command line parses with them and
+/// [`SamplerConfig::validate`] checks with them, so every caller (the browser has no command line) gets the same
+/// message for the same mistake. Each returns the value, or what is wrong with it.
+pub mod ranges {
+    pub fn temperature(t: f32) -> Result<f32, String> {
+        check(t, t.is_finite() && t >= 0.0, "a finite number ≥ 0 (0 is greedy)")
+    }
+
+    pub fn top_p(p: f32) -> Result<f32, String> {
+        check(p, (0.0..=1.0).contains(&p), "in [0, 1] (1 is off, 0 keeps only the most likely token)")
+    }
+
+    pub fn min_p(p: f32) -> Result<f32, String> {
+        check(p, (0.0..=1.0).contains(&p), "in [0, 1] (0 is off)")
+    }
+
+    pub fn repeat_penalty(r: f32) -> Result<f32, String> {
+        check(r, r.is_finite() && r > 0.0, "a finite number > 0 (1 is off)")
+    }
+
+    fn check(value: f32, valid: bool, range: &str) -> Result<f32, String> {
+        if valid { Ok(value) } else { Err(format!("{value} is out of range: it must be {range}")) }
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct SamplerConfig {
-    /// ≤ 0 picks the argmax.
+    /// ≥ 0; 0 picks the argmax.
     pub temperature: f32,
     /// 0 turns top-k off.
     pub top_k: u32,
-    /// ≥ 1 turns top-p off.
+    /// In [0, 1]; 1 turns top-p off.
     pub top_p: f32,
-    /// ≤ 0 turns min-p off.
+    /// In [0, 1]; 0 turns min-p off.
     pub min_p: f32,
-    /// 1 turns the repetition penalty off.
+    /// > 0; 1 turns the repetition penalty off.
     pub repeat_penalty: f32,
     /// How many of the most recent tokens the penalty looks at; 0 is none, [`REPEAT_WHOLE_CONTEXT`] all.
     pub repeat_last_n: u32,
@@ -66,6 +91,20 @@ impl Default for SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// Every setting within its range ([`ranges`]); the error names the setting.
+    pub fn validate(&self) -> Result<()> {
+        let settings = [
+            ("temperature", ranges::temperature(self.temperature)),
+            ("top_p", ranges::top_p(self.top_p)),
+            ("min_p", ranges::min_p(self.min_p)),
+            ("repeat_penalty", ranges::repeat_penalty(self.repeat_penalty)),
+        ];
+        match settings.into_iter().find_map(|(name, checked)| checked.err().map(|reason| (name, reason))) {
+            Some((name, reason)) => Err(Error::Unsupported { op: format!("sampler setting `{name}`"), reason }),
+            None => Ok(()),
+        }
+    }
+
     /// The defaults with every filter off and temperature 0: always the argmax.
     pub fn greedy() -> SamplerConfig {
         SamplerConfig {
@@ -80,8 +119,8 @@ impl SamplerConfig {
     }
 
     /// The defaults overridden by the GGUF's `general.sampling.{temp, top_k, top_p, min_p, penalty_repeat,
-    /// penalty_last_n}` (gguf-py `Keys.General.SAMPLING_*`). A key of the wrong type is skipped, not an error: a
-    /// suggestion in metadata should never stop a model from loading.
+    /// penalty_last_n}` (gguf-py `Keys.General.SAMPLING_*`). A key of the wrong type or out of range is skipped, not
+    /// an error: a suggestion in metadata should never stop a model from loading.
     pub fn from_gguf(gguf: &GgufFile) -> SamplerConfig {
         let mut config = SamplerConfig::default();
         let float = |key: &str| match gguf.get(key) {
@@ -91,19 +130,19 @@ impl SamplerConfig {
             None => None,
         };
         let integer = |key: &str| gguf.get(key).and_then(Value::as_integer);
-        if let Some(t) = float("general.sampling.temp") {
+        if let Some(t) = float("general.sampling.temp").and_then(|t| ranges::temperature(t).ok()) {
             config.temperature = t;
         }
         if let Some(k) = integer("general.sampling.top_k") {
             config.top_k = u32::try_from(k).unwrap_or(if k < 0 { 0 } else { u32::MAX });
         }
-        if let Some(p) = float("general.sampling.top_p") {
+        if let Some(p) = float("general.sampling.top_p").and_then(|p| ranges::top_p(p).ok()) {
             config.top_p = p;
         }
-        if let Some(p) = float("general.sampling.min_p") {
+        if let Some(p) = float("general.sampling.min_p").and_then(|p| ranges::min_p(p).ok()) {
             config.min_p = p;
         }
-        if let Some(r) = float("general.sampling.penalty_repeat") {
+        if let Some(r) = float("general.sampling.penalty_repeat").and_then(|r| ranges::repeat_penalty(r).ok()) {
             config.repeat_penalty = r;
         }
         if let Some(n) = integer("general.sampling.penalty_last_n").and_then(|n| last_n_from_signed(n).ok()) {
@@ -121,10 +160,10 @@ impl SamplerConfig {
         let mut stops = Vec::new();
         for (key, value) in object {
             match key.as_str() {
-                "temperature" => self.temperature = param_f32(key, value)?,
-                "top_p" => self.top_p = param_f32(key, value)?,
-                "min_p" => self.min_p = param_f32(key, value)?,
-                "repeat_penalty" => self.repeat_penalty = param_f32(key, value)?,
+                "temperature" => self.temperature = param_in(key, value, ranges::temperature)?,
+                "top_p" => self.top_p = param_in(key, value, ranges::top_p)?,
+                "min_p" => self.min_p = param_in(key, value, ranges::min_p)?,
+                "repeat_penalty" => self.repeat_penalty = param_in(key, value, ranges::repeat_penalty)?,
                 "top_k" => self.top_k = u32::try_from(param_integer(key, value)?.max(0)).unwrap_or(u32::MAX),
                 "repeat_last_n" => {
                     let n = param_integer(key, value)?;
@@ -158,11 +197,10 @@ fn bad_param(key: &str, expected: &str, found: &serde_json::Value) -> Error {
     }
 }
 
-fn param_f32(key: &str, value: &serde_json::Value) -> Result<f32> {
-    match value.as_f64() {
-        Some(x) if x.is_finite() => Ok(x as f32),
-        _ => Err(bad_param(key, "a number", value)),
-    }
+/// A number within the setting's range.
+fn param_in(key: &str, value: &serde_json::Value, range: fn(f32) -> Result<f32, String>) -> Result<f32> {
+    let x = value.as_f64().ok_or_else(|| bad_param(key, "a number", value))?;
+    range(x as f32).map_err(|reason| bad_param(key, &format!("a number that is not out of range ({reason})"), value))
 }
 
 /// An integer, also when written as a float with no fraction (`40.0`): Ollama's params arrive through JSON,

@@ -7,6 +7,7 @@
 
 use super::SamplerConfig;
 use super::rng::Xoshiro256;
+use crate::error::Result;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -32,17 +33,22 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(config: SamplerConfig) -> Sampler {
+    /// A sampler for `config`, refused (naming the setting) when a setting is out of range.
+    pub fn new(config: SamplerConfig) -> Result<Sampler> {
+        config.validate()?;
         let rng = Xoshiro256::seed_from_u64(config.seed);
-        Sampler { config, rng }
+        Ok(Sampler { config, rng })
     }
 
     pub fn state(&self) -> SamplerState {
         SamplerState { config: self.config.clone(), rng_words: self.rng.words }
     }
 
-    pub fn from_state(state: SamplerState) -> Sampler {
-        Sampler { config: state.config, rng: Xoshiro256::from_words(state.rng_words) }
+    /// A sampler resumed from a saved state, refused like [`new`](Self::new) when the state's settings are out of
+    /// range (a snapshot file is input like any other).
+    pub fn from_state(state: SamplerState) -> Result<Sampler> {
+        state.config.validate()?;
+        Ok(Sampler { config: state.config, rng: Xoshiro256::from_words(state.rng_words) })
     }
 
     pub fn config(&self) -> &SamplerConfig {

@@ -66,7 +66,7 @@ pub struct Generation {
     pub reused_tokens: u32,
 }
 
-impl Session<'_> {
+impl Session {
     /// Generates after `prompt` (which replaces the cached sequence, reusing its common prefix).
     pub async fn generate(
         &mut self,
@@ -77,8 +77,11 @@ impl Session<'_> {
     ) -> Result<Generation> {
         let prefill = self.set_sequence(prompt).await?;
         observer.prefilled(&prefill);
-        let stop_tokens =
-            if params.stop_tokens.is_empty() { self.tokenizer.end_of_generation().to_vec() } else { params.stop_tokens.clone() };
+        let stop_tokens = if params.stop_tokens.is_empty() {
+            self.tokenizer.end_of_generation().to_vec()
+        } else {
+            params.stop_tokens.clone()
+        };
         let mut stops = StopMatcher::new(params.stop_strings.clone());
         let mut decoder = StreamDecoder::new();
         let mut out = Generation {

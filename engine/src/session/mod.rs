@@ -11,13 +11,11 @@ pub use generate::{GenerateParams, Generation, Observer, StopReason};
 
 use crate::error::{Error, Result};
 use crate::models::gemma::{Gemma, LogitRows};
-use crate::source::ByteSource;
 use crate::tokenizer::Tokenizer;
 
-pub struct Session<'s> {
+pub struct Session {
     model: Gemma,
     tokenizer: Tokenizer,
-    source: &'s dyn ByteSource,
     /// Identifies the weights, so a snapshot is only restored into the model it came from.
     fingerprint: String,
     /// The ids at positions `0..` whose K/V the cache holds.
@@ -35,11 +33,10 @@ pub struct Prefill {
     pub logits: Vec<f32>,
 }
 
-impl<'s> Session<'s> {
-    /// `source` is the file `model` was loaded from (the PLE rows are read from it per call); `fingerprint` comes
-    /// from [`snapshot::fingerprint`] of the same file.
-    pub fn new(model: Gemma, tokenizer: Tokenizer, source: &'s dyn ByteSource, fingerprint: String) -> Self {
-        Session { model, tokenizer, source, fingerprint, cached: Vec::new() }
+impl Session {
+    /// `fingerprint` comes from [`snapshot::fingerprint`] of the file `model` was loaded from.
+    pub fn new(model: Gemma, tokenizer: Tokenizer, fingerprint: String) -> Self {
+        Session { model, tokenizer, fingerprint, cached: Vec::new() }
     }
 
     pub fn model(&self) -> &Gemma {
@@ -82,7 +79,11 @@ impl<'s> Session<'s> {
         self.check_fits("the prompt", ids.len() as u64)?;
         let common = self.cached.iter().zip(ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
         let rest = ids.len() - common;
-        let reused = if self.model.kv.check_chunk(&self.model.config, common as u32, rest.min(self.max_chunk()) as u32).is_ok()
+        let reused = if self
+            .model
+            .kv
+            .check_chunk(&self.model.config, common as u32, rest.min(self.max_chunk()) as u32)
+            .is_ok()
         {
             common
         } else {
@@ -102,7 +103,7 @@ impl<'s> Session<'s> {
     /// Runs `ids` after the cached sequence. The cache state is only extended once the forward pass succeeded.
     async fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
         let pos0 = self.cached.len() as u32;
-        let logits = self.model.forward(self.source, ids, pos0, LogitRows::Last).await;
+        let logits = self.model.forward(ids, pos0, LogitRows::Last).await;
         let logits = match logits {
             Ok(logits) => logits,
             Err(e) => {

@@ -62,7 +62,7 @@ pub struct Restored {
     pub app: serde_json::Value,
 }
 
-impl Session<'_> {
+impl Session {
     pub async fn snapshot(&self, sampler: SamplerState, app: serde_json::Value) -> Result<Vec<u8>> {
         let ctx = self.model.context();
         let mut layers = Vec::new();
@@ -70,7 +70,12 @@ impl Session<'_> {
         for (index, cache) in self.model.kv.layers.iter().enumerate() {
             let Some(cache) = cache else { continue };
             let (k, v) = (ctx.read_bytes(&cache.k).await?, ctx.read_bytes(&cache.v).await?);
-            layers.push(LayerEntry { index, capacity: cache.capacity, k_bytes: k.len() as u64, v_bytes: v.len() as u64 });
+            layers.push(LayerEntry {
+                index,
+                capacity: cache.capacity,
+                k_bytes: k.len() as u64,
+                v_bytes: v.len() as u64,
+            });
             payload.extend_from_slice(&k);
             payload.extend_from_slice(&v);
         }
@@ -107,7 +112,8 @@ impl Session<'_> {
         if header.cache_type != cache_type {
             return Err(bad(format!("its KV cache is {}, this session's is {cache_type}", header.cache_type)));
         }
-        let owners: Vec<_> = self.model.kv.layers.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|c| (i, c))).collect();
+        let owners: Vec<_> =
+            self.model.kv.layers.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|c| (i, c))).collect();
         if owners.len() != header.layers.len() {
             return Err(bad(format!("it holds {} cache layers, this model has {}", header.layers.len(), owners.len())));
         }
@@ -132,6 +138,11 @@ impl Session<'_> {
         if header.cached.len() as u64 > self.n_ctx() as u64 {
             return Err(bad(format!("it holds {} positions, this cache {}", header.cached.len(), self.n_ctx())));
         }
+        let vocab = self.model.config.vocab;
+        if let Some(&id) = header.cached.iter().find(|&&id| id >= vocab) {
+            return Err(bad(format!("it caches token id {id}, outside this model's vocabulary of {vocab}")));
+        }
+        header.sampler.config.validate().map_err(|e| bad(format!("its sampler settings are invalid: {e}")))?;
         let queue = self.model.context().queue();
         let mut at = 0usize;
         for ((_, cache), entry) in owners.iter().zip(&header.layers) {
@@ -161,7 +172,8 @@ fn parse(bytes: &[u8]) -> Result<(Header, &[u8])> {
     let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
     let header_bytes =
         body.get(16..16 + header_len).ok_or_else(|| bad(format!("its header of {header_len} bytes is cut short")))?;
-    let header: Header = serde_json::from_slice(header_bytes).map_err(|e| bad(format!("its header is malformed: {e}")))?;
+    let header: Header =
+        serde_json::from_slice(header_bytes).map_err(|e| bad(format!("its header is malformed: {e}")))?;
     Ok((header, &body[16 + header_len..]))
 }
 

@@ -83,6 +83,15 @@ impl Vocab {
         if u32::try_from(n_tokens).is_err() {
             return Err(bad_vocab(format!("{TOKENS_KEY} has {n_tokens} entries, more than token ids can count")));
         }
+        // Every id the LM head can produce must have a text: a shorter vocabulary is another model's.
+        if let Some(rows) = gguf.tensor("token_embd.weight").and_then(|t| t.dims().get(1).copied())
+            && rows > n_tokens as u64
+        {
+            return Err(bad_vocab(format!(
+                "{TOKENS_KEY} has {n_tokens} entries but token_embd.weight has {rows} rows: the model can produce ids \
+                 the vocabulary cannot spell"
+            )));
+        }
         let mut all_texts = String::with_capacity(file_texts.iter().map(String::len).sum());
         let mut text_ends = Vec::with_capacity(n_tokens);
         for (id, text) in file_texts.iter().enumerate() {
@@ -153,8 +162,12 @@ impl Vocab {
             if gguf.get(key).is_none() {
                 return Ok(None);
             }
-            // llama.cpp ignores an id past the vocabulary (with a warning); so do we.
-            Ok(Some(gguf.get_u32(key)?).filter(|&id| (id as usize) < n_tokens))
+            // llama.cpp ignores an id past the vocabulary with a warning; a file that names one is broken, and a
+            // prompt would start with a token that does not exist, so it is refused here.
+            match gguf.get_u32(key)? {
+                id if (id as usize) < n_tokens => Ok(Some(id)),
+                id => Err(bad_vocab(format!("{key} = {id} is outside the vocabulary of {n_tokens} tokens"))),
+            }
         };
         self.bos = special_id("tokenizer.ggml.bos_token_id")?;
         self.eos = special_id("tokenizer.ggml.eos_token_id")?;

@@ -3,8 +3,9 @@
 //! each slot holds, builds the score matrix with a 0/−inf mask from absolute positions, and takes the softmax
 //! and the weighted sum with candle ops in f64.
 
-use super::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::reference::ops;
+use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Category, Context, GpuBuffer};
@@ -262,7 +263,7 @@ impl OpCase for AttentionCase {
             false => None,
         };
         let dst = Rc::clone(&output);
-        let record = move |batch: &mut ferrogem::gpu::Batch| -> ferrogem::Result<()> {
+        let record = move |batch: &mut ferrogem::gpu::Batch| -> ferrogem::gpu::Result<()> {
             let (shape, q) = &queries[0];
             attention(batch, q, &k_cache, &v_cache, &dst, partials.as_ref(), shape)?;
             if let (Some((shape, q)), Some(out)) = (queries.get(1), &sharer_out) {
@@ -275,8 +276,7 @@ impl OpCase for AttentionCase {
     }
 }
 
-/// Attention computed the textbook way in f64: gather the key held by each ring slot, score every query against
-/// every key, mask with 0/−inf by absolute position, softmax, weight the values.
+/// `reference::ops::attention` in f64 on what the rings hold: the key of each occupied slot at its absolute position.
 fn reference_attention(s: &AttentionShape, q: &[f32], k_cache: &[f32], v_cache: &[f32]) -> CaseResult<Vec<f32>> {
     let (n, nh, nkv, hd, cap) =
         (s.n_tokens as usize, s.n_head as usize, s.n_kv_head as usize, s.head_dim as usize, s.kv_capacity as u64);
@@ -286,31 +286,16 @@ fn reference_attention(s: &AttentionShape, q: &[f32], k_cache: &[f32], v_cache: 
     let (slots, key_pos): (Vec<u32>, Vec<u64>) =
         (0..cap).filter(|&slot| slot < end).map(|slot| (slot as u32, slot + (end - 1 - slot) / cap * cap)).unzip();
     let slot_idx = Tensor::from_vec(slots, key_pos.len(), &dev)?;
-    let kv_of_head = Tensor::from_vec((0..nh).map(|h| (h / (nh / nkv)) as u32).collect::<Vec<_>>(), nh, &dev)?;
-    // [cap, nkv, hd] → the occupied slots → [nkv, keys, hd] → one copy per query head: [nh, keys, hd].
-    let per_head = |cache: &[f32]| -> CaseResult<Tensor> {
+    let occupied = |cache: &[f32]| -> CaseResult<Tensor> {
         let t = Tensor::from_slice(cache, (cap as usize, nkv, hd), &dev)?.to_dtype(DType::F64)?;
-        Ok(t.index_select(&slot_idx, 0)?.transpose(0, 1)?.contiguous()?.index_select(&kv_of_head, 0)?)
+        Ok(t.index_select(&slot_idx, 0)?)
     };
-    let (k, v) = (per_head(k_cache)?, per_head(v_cache)?);
-    let q = Tensor::from_slice(q, (n, nh, hd), &dev)?.to_dtype(DType::F64)?.transpose(0, 1)?.contiguous()?;
-    let mut scores = (q.matmul(&k.t()?.contiguous()?)? * s.scale as f64)?;
-    if s.softcap > 0.0 {
-        scores = ((scores / s.softcap as f64)?.tanh()? * s.softcap as f64)?;
-    }
     let window = match s.window {
-        NO_WINDOW | u32::MAX => u64::MAX,
-        w => w as u64,
+        NO_WINDOW | u32::MAX => None,
+        w => Some(w),
     };
-    let mask: Vec<f64> = (0..n as u64)
-        .flat_map(|t| {
-            let pos = s.q_pos0 as u64 + t;
-            key_pos.iter().map(move |&kp| if kp <= pos && pos - kp < window { 0.0 } else { f64::NEG_INFINITY })
-        })
-        .collect();
-    let scores = scores.broadcast_add(&Tensor::from_vec(mask, (1, n, key_pos.len()), &dev)?)?;
-    let weights = scores.broadcast_sub(&scores.max_keepdim(2)?)?.exp()?;
-    let weights = weights.broadcast_div(&weights.sum_keepdim(2)?)?;
-    let out = weights.matmul(&v)?.transpose(0, 1)?.flatten_all()?.to_dtype(DType::F32)?;
-    Ok(out.to_vec1()?)
+    let q = Tensor::from_slice(q, (n, nh, hd), &dev)?.to_dtype(DType::F64)?;
+    let (k, v) = (occupied(k_cache)?, occupied(v_cache)?);
+    let out = ops::attention(&q, &k, &v, s.q_pos0 as u64, &key_pos, window, s.scale, s.softcap)?;
+    Ok(out.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
 }

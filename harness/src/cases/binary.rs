@@ -1,11 +1,11 @@
 //! Cases for ggml `add` and `mul` in f32 and f16 storage.
 
-use super::tolerance::max_nmse;
-use super::{cpu, guarded_output, seeded, Built, CaseResult, OpCase, OutType};
+use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded};
+use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Category, Context};
-use ferrogem::ops::binary::{binary, BinaryOp, StorageType};
+use ferrogem::ops::binary::{BinaryOp, StorageType, binary};
 use std::rc::Rc;
 
 pub struct BinaryCase {

@@ -26,7 +26,10 @@ pub fn judge(got: &[f32], want: &[f32], max_nmse: f64) -> Verdict {
         return Verdict::fail(format!("wrote past the end of the output (guard {i} is {})", got[n + i]));
     }
     for (i, (&g, &w)) in got[..n].iter().zip(want).enumerate() {
-        if g.is_nan() != w.is_nan() || g.is_infinite() != w.is_infinite() || (g.is_infinite() && g.signum() != w.signum()) {
+        if g.is_nan() != w.is_nan()
+            || g.is_infinite() != w.is_infinite()
+            || (g.is_infinite() && g.signum() != w.signum())
+        {
             return Verdict::fail(format!("NaN/Inf mismatch at {i}: got {g}, want {w}"));
         }
     }

@@ -88,7 +88,7 @@ impl OpCase for DequantCase {
     }
 
     fn max_nmse(&self) -> f64 {
-        super::tolerance::max_nmse("dequant", &self.fixture.ttype.name().to_lowercase())
+        crate::tolerance::max_nmse("dequant", &self.fixture.ttype.name().to_lowercase())
     }
 
     fn flops(&self) -> u64 {

@@ -88,7 +88,7 @@ impl OpCase for GetRowsCase {
     }
 
     fn max_nmse(&self) -> f64 {
-        super::tolerance::max_nmse("get_rows", &self.ttype.name().to_lowercase())
+        crate::tolerance::max_nmse("get_rows", &self.ttype.name().to_lowercase())
     }
 
     fn flops(&self) -> u64 {

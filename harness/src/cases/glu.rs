@@ -1,8 +1,9 @@
 //! Cases for ggml `geglu` with separate gate and up tensors: `gelu(gate) ⊙ up`, gelu the tanh approximation.
 //! The reference is candle's `Tensor::gelu` (the tanh form; `gelu_erf` is the exact one) times `up`, in f32.
 
-use super::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::reference::ops;
+use crate::tolerance::max_nmse;
 use candle_core::Tensor;
 use ferrogem::gpu::Context;
 use ferrogem::ops::glu::geglu;
@@ -61,7 +62,7 @@ impl OpCase for GegluCase {
         let up: Vec<f32> = seeded(&format!("{name}/up"), self.n).iter().map(|v| v * self.range).collect();
         let g = Tensor::from_vec(gate.clone(), self.n, &cpu())?;
         let u = Tensor::from_vec(up.clone(), self.n, &cpu())?;
-        let reference = (g.gelu()? * u)?.to_vec1::<f32>()?;
+        let reference = ops::geglu(&g, &u)?.to_vec1::<f32>()?;
         let (ggate, gup) = (upload_f32(ctx, "gate", &gate)?, upload_f32(ctx, "up", &up)?);
         let output = guarded_output(ctx, self.n, OutType::F32)?;
         let (out, n) = (Rc::clone(&output), self.n as u64);

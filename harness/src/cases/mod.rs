@@ -11,16 +11,17 @@ mod get_rows;
 mod glu;
 mod model_shapes;
 mod mul_mat;
-mod mul_mat_glu;
-mod norm;
-mod norm_add;
-mod norm_rope;
+mod mul_mat_vec;
+mod mul_mat_vec_geglu;
+mod rms_norm;
+mod rms_norm_add;
+mod rms_norm_rope;
 mod rope;
 pub mod runner;
 mod set_rows;
 mod soft_max;
 mod sum_rows;
-pub mod tolerance;
+
 mod unary;
 
 use ferrogem::gpu::kernels::Requires;
@@ -37,10 +38,13 @@ pub enum OutType {
     F16,
 }
 
+/// Records a case's op into a batch.
+pub type Record = Box<dyn Fn(&mut Batch) -> ferrogem::gpu::Result<()>>;
+
 /// A case with its GPU buffers uploaded and its reference computed.
 pub struct Built {
     /// Records the op into a batch; called once in test mode, many times in perf mode.
-    pub record: Box<dyn Fn(&mut Batch) -> ferrogem::Result<()>>,
+    pub record: Record,
     /// The output buffer, `output_elems` values followed by guard values that must survive.
     pub output: Rc<GpuBuffer>,
     pub output_type: OutType,
@@ -76,11 +80,12 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
     cases.extend(sum_rows::cases());
     for family in [
         mul_mat::cases,
-        mul_mat_glu::cases,
+        mul_mat_vec::cases,
+        mul_mat_vec_geglu::cases,
         get_rows::cases,
-        norm::cases,
-        norm_add::cases,
-        norm_rope::cases,
+        rms_norm::cases,
+        rms_norm_add::cases,
+        rms_norm_rope::cases,
         rope::cases,
         glu::cases,
         soft_max::cases,
@@ -122,4 +127,77 @@ pub fn upload_f32(ctx: &Context, label: &str, data: &[f32]) -> ferrogem::Result<
 /// The CPU device of the reference.
 pub fn cpu() -> candle_core::Device {
     candle_core::Device::Cpu
+}
+
+/// One test per op family: `cargo test -p ferrogem-harness --lib rms_norm` runs the cases of `rms_norm` (and of the
+/// ops whose names contain it) on the adapter, in test mode on the full device, as `ferrogem check` runs them.
+/// CI runs the whole registry through `ferrogem check` (full and downlevel) and skips these.
+#[cfg(test)]
+mod family_tests {
+    use super::all_cases;
+    use super::runner::{Mode, RunOptions, run_case};
+    use ferrogem::gpu::{Context, ContextOptions};
+
+    fn run_family(op: &str) {
+        let ctx = Context::new_blocking(ContextOptions::from_env())
+            .unwrap_or_else(|e| panic!("op cases need a GPU adapter and found none: {e}"));
+        let options = RunOptions { mode: Mode::Test, max_elements: 1 << 24, copy_gb_per_s: None };
+        let (mut ran, mut failures) = (0, Vec::new());
+        for case in all_cases().into_iter().filter(|c| c.op() == op) {
+            let row = run_case(&ctx, case.as_ref(), &options);
+            println!("{}", row.line());
+            match row.status.as_str() {
+                "ok" => ran += 1,
+                "fail" => failures.push(format!("{}\n  re-run: --filter '^{}$'", row.line(), regex::escape(&row.case))),
+                _ => {}
+            }
+        }
+        assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+        assert!(ran > 0, "no case of `{op}` ran");
+    }
+
+    macro_rules! families {
+        ($($op:ident),* $(,)?) => {
+            $(#[test] fn $op() { run_family(stringify!($op)) })*
+            pub(super) const FAMILIES: &[&str] = &[$(stringify!($op)),*];
+        };
+    }
+
+    families!(
+        add,
+        mul,
+        scale,
+        softcap,
+        gelu,
+        mul_scalar,
+        sum_rows,
+        mul_mat,
+        mul_mat_vec,
+        mul_mat_vec_geglu,
+        get_rows,
+        rms_norm,
+        rms_norm_add,
+        rms_norm_rope,
+        rms_norm_rope_kv,
+        rope,
+        geglu,
+        soft_max,
+        set_rows,
+        attention,
+        dequant,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_cases;
+    use super::family_tests::FAMILIES;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_op_of_the_registry_has_a_family_test() {
+        let ops: BTreeSet<&str> = all_cases().iter().map(|c| c.op()).collect();
+        let families: BTreeSet<&str> = FAMILIES.iter().copied().collect();
+        assert_eq!(ops, families, "add or remove the family tests to match the registry's ops");
+    }
 }

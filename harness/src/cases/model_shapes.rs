@@ -7,10 +7,10 @@ use super::attention::{AttentionCase, shape as attention_shape};
 use super::get_rows::GetRowsCase;
 use super::glu::GegluCase;
 use super::mul_mat::MulMatCase;
-use super::mul_mat_glu::{MulMatGluCase, UpSource};
-use super::norm::RmsNormCase;
-use super::norm_add::RmsNormAddCase;
-use super::norm_rope::{KvCase, RmsNormRopeCase};
+use super::mul_mat_vec_geglu::{MulMatGluCase, UpSource};
+use super::rms_norm::RmsNormCase;
+use super::rms_norm_add::RmsNormAddCase;
+use super::rms_norm_rope::{KvCase, RmsNormRopeCase};
 use super::rope::RopeCase;
 use super::unary::{UnaryCase, UnaryCaseOp};
 use ferrogem::gguf::GgufFile;
@@ -146,14 +146,14 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         push(Box::new(GetRowsCase::new(embd_type, c.vocab, h, 7, false, 1)));
         // The tied LM head (the embedding table as a matrix) runs for the last token only, also after a prefill.
         // It is split on rows under the WebGPU default binding limit, as the model loads it.
-        for wtype in DECODE_TYPES.into_iter().filter(|t| h as u64 % t.block_elems() == 0) {
+        for wtype in DECODE_TYPES.into_iter().filter(|t| (h as u64).is_multiple_of(t.block_elems())) {
             let table_bytes = c.vocab as u64 * (h as u64 / wtype.block_elems()) * wtype.block_bytes();
             let parts = table_bytes.div_ceil(WEBGPU_DEFAULT_BINDING_BYTES) as u32;
             push(Box::new(MulMatCase::new(wtype, c.vocab, h, 1, MulMatPath::Vec, parts)));
         }
         for (m, k) in matmuls {
             // A row must be whole blocks: quantizers fall back to other types where it is not.
-            let fits = |t: QuantType| k as u64 % t.block_elems() == 0;
+            let fits = |t: QuantType| (k as u64).is_multiple_of(t.block_elems());
             for wtype in DECODE_TYPES.into_iter().filter(|t| fits(*t)) {
                 push(Box::new(MulMatCase::new(wtype, m, k, 1, MulMatPath::Vec, 1)));
             }

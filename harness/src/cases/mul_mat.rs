@@ -1,10 +1,12 @@
-//! Cases for ggml `mul_mat` with block-quantized weights: y = x · Wᵀ, W [m][k] in F32/F16/BF16/Q4_0/Q4_1/Q5_0/
+//! Cases for ggml `mul_mat` (the tiled prefill kernel, and the dispatcher's own choice) with block-quantized weights: y = x · Wᵀ, W [m][k] in F32/F16/BF16/Q4_0/Q4_1/Q5_0/
 //! Q5_1/Q8_0/Q4_K/Q5_K/Q6_K, x [n][k] f32. Random f32 weights are quantized by candle; the GPU gets candle's raw
 //! block bytes and the reference multiplies candle's own dequantization of them by x (in f64), so the comparison
-//! is on identical weights and only the kernels' f32 arithmetic differs.
+//! is on identical weights and only the kernels' f32 arithmetic differs. The decode kernel's cases, built from the
+//! same [`MulMatCase`], are in `mul_mat_vec.rs`.
 
-use super::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::reference::ops;
+use crate::tolerance::max_nmse;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::{Category, Context, SplitTensor};
@@ -61,13 +63,6 @@ impl MulMatCase {
     }
 }
 
-/// Decode shapes (m, k, n): a row, odd row counts around the 4-row groups, short rows (8 lanes) and long ones (32),
-/// a few tokens on both.
-const VEC_SHAPES: [(u32, u32, u32); 8] =
-    [(1, 256, 1), (7, 512, 1), (13, 768, 1), (64, 1024, 1), (5, 256, 2), (3, 4096, 1), (7, 256, 5), (6, 1024, 3)];
-/// Dense rows need only be multiples of 8: a last chunk of 32 that passes the row's end (k = 16 is the tiny
-/// Gemma 4's PLE projection).
-const DENSE_TAIL_SHAPES: [(u32, u32, u32); 3] = [(5, 40, 1), (3, 16, 2), (9, 1000, 1)];
 /// Prefill shapes: within one 64×64 tile, odd edges, and edges past one tile in both directions.
 const TILED_SHAPES: [(u32, u32, u32); 6] =
     [(16, 256, 8), (33, 512, 13), (64, 768, 32), (7, 256, 5), (5, 256, 2), (70, 256, 65)];
@@ -75,28 +70,23 @@ const TILED_SHAPES: [(u32, u32, u32); 6] =
 pub fn cases() -> Vec<Box<dyn OpCase>> {
     let mut cases: Vec<Box<dyn OpCase>> = Vec::new();
     for wtype in WEIGHT_TYPES {
-        for (m, k, n) in VEC_SHAPES {
-            cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Vec, 1)));
-        }
-        if wtype.block_elems() == 1 {
-            for (m, k, n) in DENSE_TAIL_SHAPES {
-                cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Vec, 1)));
-            }
-        }
         for (m, k, n) in TILED_SHAPES {
             cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Tiled, 1)));
         }
         // The dispatcher's own choice, and weights split on rows into parts of one shared y.
         cases.push(Box::new(MulMatCase::new(wtype, 9, 512, 3, MulMatPath::Auto, 1)));
-        cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 2)));
         cases.push(Box::new(MulMatCase::new(wtype, 33, 512, 13, MulMatPath::Tiled, 3)));
     }
     cases
 }
 
 impl OpCase for MulMatCase {
+    /// The decode kernel has its own name, as in the engine (`ops/mul_mat_vec.rs`, `mul_mat_vec.wgsl`).
     fn op(&self) -> &'static str {
-        "mul_mat"
+        match self.path {
+            MulMatPath::Vec => "mul_mat_vec",
+            MulMatPath::Auto | MulMatPath::Tiled => "mul_mat",
+        }
     }
 
     fn vars(&self) -> String {
@@ -110,7 +100,7 @@ impl OpCase for MulMatCase {
     }
 
     fn max_nmse(&self) -> f64 {
-        max_nmse("mul_mat", &self.wtype.name().to_lowercase())
+        max_nmse(self.op(), &self.wtype.name().to_lowercase())
     }
 
     fn flops(&self) -> u64 {
@@ -133,7 +123,7 @@ impl OpCase for MulMatCase {
         let (bytes, w) = quantized_weights(&name, self.wtype, m, k)?;
         let x = seeded(&format!("{name}/x"), n * k);
         let xt = Tensor::from_vec(x.clone(), (n, k), &cpu())?;
-        let reference = xt.to_dtype(DType::F64)?.matmul(&w.to_dtype(DType::F64)?.t()?)?;
+        let reference = ops::mul_mat(&xt.to_dtype(DType::F64)?, &w.to_dtype(DType::F64)?)?;
         let reference = reference.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
 
         let row_bytes = bytes.len() as u64 / self.m as u64;

@@ -1,11 +1,12 @@
 //! Cases for the mat-vec with GeGLU fused into its epilogue (ggml mul_mat + geglu): `y = gelu(x·W_gateᵀ) ⊙ up`,
 //! with `up = x·W_upᵀ` from the up half of a stacked `[gate; up]` matrix, or `up` a strided vector per token (Gemma
 //! 4's PLE gate times `ple[l]`). Weights are quantized by candle; the reference multiplies candle's dequantization by
-//! x in f64, then applies candle's `gelu` (tanh form) and the product, in f64.
+//! x in f64, then applies `reference::ops::geglu` (tanh-form gelu, and the product) in f64.
 
 use super::mul_mat::quantized_weights;
-use crate::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::reference::ops;
+use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::{Category, Context, SplitTensor};
 use ferrogem::ops::mul_mat::MulMatArgs;
@@ -110,7 +111,7 @@ impl OpCase for MulMatGluCase {
         let x_range = 3.0 / (k as f32).sqrt();
         let x: Vec<f32> = seeded(&format!("{name}/x"), n * k).iter().map(|v| v * x_range).collect();
         let xt = Tensor::from_vec(x.clone(), (n, k), &cpu())?.to_dtype(DType::F64)?;
-        let products = xt.matmul(&w.to_dtype(DType::F64)?.t()?)?;
+        let products = ops::mul_mat(&xt, &w.to_dtype(DType::F64)?)?;
         let gate = products.narrow(1, 0, m)?;
         let (up, vector) = match self.up {
             UpSource::Stacked => (products.narrow(1, m, m)?, None),
@@ -121,7 +122,7 @@ impl OpCase for MulMatGluCase {
                 (vt.to_dtype(DType::F64)?, Some(v))
             }
         };
-        let reference = (gate.gelu()? * up)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let reference = ops::geglu(&gate, &up)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
 
         let row_bytes = bytes.len() as u64 / stacked_rows as u64;
         let part_limit = ((m as u64).div_ceil(self.parts as u64) * row_bytes).next_multiple_of(4);

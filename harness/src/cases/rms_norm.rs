@@ -1,24 +1,13 @@
 //! Cases for ggml `rms_norm`, with the fused weight multiply and without (Gemma 4's V norm). The reference is
-//! candle in f64: `x / sqrt(mean(x²) + eps) ⊙ w`.
+//! `reference::ops::rms_norm` in f64: `x / sqrt(mean(x²) + eps) ⊙ w`.
 
-use crate::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::reference::ops;
+use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::Context;
 use ferrogem::ops::rms_norm::rms_norm;
 use std::rc::Rc;
-
-/// `x / sqrt(mean(x²) + eps) ⊙ w` over the last dimension, in f64 (the result is f64).
-pub fn rms_norm_reference(x: &Tensor, weight: Option<&Tensor>, eps: f32) -> candle_core::Result<Tensor> {
-    let x = x.to_dtype(DType::F64)?;
-    let last = x.rank() - 1;
-    let inv_rms = ((x.sqr()?.mean_keepdim(last)? + eps as f64)?.sqrt()?).recip()?;
-    let y = x.broadcast_mul(&inv_rms)?;
-    match weight {
-        Some(w) => y.broadcast_mul(&w.to_dtype(DType::F64)?),
-        None => Ok(y),
-    }
-}
 
 pub struct RmsNormCase {
     n_elems: u32,
@@ -82,7 +71,7 @@ impl OpCase for RmsNormCase {
         let w = seeded(&format!("{name}/w"), n).iter().map(|v| 1.0 + v).collect::<Vec<f32>>();
         let xt = Tensor::from_vec(x.clone(), (rows, n), &cpu())?;
         let wt = Tensor::from_vec(w.clone(), n, &cpu())?;
-        let y = rms_norm_reference(&xt, self.weight.then_some(&wt), self.eps)?;
+        let y = ops::rms_norm(&xt.to_dtype(DType::F64)?, self.weight.then_some(&wt), self.eps)?;
         let reference = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let src = upload_f32(ctx, "x", &x)?;
         let weight = if self.weight { Some(upload_f32(ctx, "w", &w)?) } else { None };

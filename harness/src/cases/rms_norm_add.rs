@@ -2,9 +2,9 @@
 //! reference composes candle ops in f64, `h = (residual + rms(src) ⊙ w) · scale`, `normed = rms(h) ⊙ next_w`.
 //! A case checks one of the two outputs (`out=h` or `out=normed`); both come from the same dispatch.
 
-use super::rms_norm::rms_norm_reference;
-use crate::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::reference::ops::rms_norm;
+use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::Context;
 use ferrogem::ops::rms_norm_add::{NormAdd, rms_norm_add};
@@ -81,14 +81,13 @@ impl OpCase for RmsNormAddCase {
         let weight: Vec<f32> = seeded(&format!("{name}/w"), n).iter().map(|v| 1.0 + v).collect();
         let next_weight: Vec<f32> = seeded(&format!("{name}/next_w"), n).iter().map(|v| 1.0 + v).collect();
 
-        let t = |v: &[f32], shape: (usize, usize)| Tensor::from_vec(v.to_vec(), shape, &cpu());
-        let normed_src = rms_norm_reference(&t(&src, (rows, n))?, Some(&t(&weight, (1, n))?), self.eps)?;
-        let mut h = (t(&residual, (rows, n))?.to_dtype(DType::F64)? + normed_src)?;
+        let t = |v: &[f32], shape: (usize, usize)| Tensor::from_vec(v.to_vec(), shape, &cpu())?.to_dtype(DType::F64);
+        let normed_src = rms_norm(&t(&src, (rows, n))?, Some(&t(&weight, (1, n))?), self.eps)?;
+        let mut h = (t(&residual, (rows, n))? + normed_src)?;
         if let Some(s) = self.scale {
             h = h.affine(s as f64, 0.0)?;
         }
-        let want =
-            if self.check_normed { rms_norm_reference(&h, Some(&t(&next_weight, (1, n))?), self.eps)? } else { h };
+        let want = if self.check_normed { rms_norm(&h, Some(&t(&next_weight, (1, n))?), self.eps)? } else { h };
         let reference = want.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
 
         let gsrc = upload_f32(ctx, "src", &src)?;

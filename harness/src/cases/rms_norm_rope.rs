@@ -1,13 +1,13 @@
 //! Cases for `rms_norm_rope` (ggml rms_norm + mul + rope, NeoX) and its KV-writing form (+ set_rows of the keys,
 //! and the values after Gemma 4's unweighted norm or as they are), into f32 and f16 caches. The reference composes
-//! the candle references of the separate ops: `rms_norm_reference` (f64), then `rope_reference` (f32 angles), then
+//! the references of the separate ops (`reference::ops`): `rms_norm` (f64), then `rope` (f64 angles, f32 rotation), then
 //! `Tensor::scatter` into the seeded cache rows (skipped slots mapped to u32::MAX). A KV case checks one cache
 //! (`out=k` or `out=v`); the whole cache is compared, so rows that must stay untouched are checked too.
 
-use super::rms_norm::rms_norm_reference;
-use super::rope::{case_positions, freq_factors, rope_max_nmse, rope_reference};
-use crate::tolerance::max_nmse;
+use super::rope::{case_positions, freq_factors, rope_max_nmse};
 use super::{Built, CaseResult, GUARD_ELEMS, GUARD_VALUE, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::reference::ops::{rms_norm, rope};
+use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Category, Context, GpuBuffer};
@@ -150,8 +150,8 @@ impl OpCase for RmsNormRopeCase {
         let positions = case_positions(&name, self.n_tokens, self.max_pos);
         let ff = freq_factors(self.head_dim, self.rotated_pairs);
         let xt = Tensor::from_vec(x.clone(), (nt, nh, hd), &cpu())?;
-        let normed = rms_norm_reference(&xt, Some(&Tensor::from_vec(w.clone(), hd, &cpu())?), self.eps)?;
-        let roped = rope_reference(&normed.to_dtype(DType::F32)?, &positions, hd, self.base, 1.0, ff.as_deref())?;
+        let normed = rms_norm(&xt.to_dtype(DType::F64)?, Some(&Tensor::from_vec(w.clone(), hd, &cpu())?), self.eps)?;
+        let roped = rope(&normed.to_dtype(DType::F32)?, &positions, hd, self.base, 1.0, ff.as_deref())?;
 
         let gx = upload_f32(ctx, "x", &x)?;
         let gw = upload_f32(ctx, "w", &w)?;
@@ -187,7 +187,8 @@ impl OpCase for RmsNormRopeCase {
         // The V heads, and what lands in the V cache.
         let v = if kv.v_is_k { x.clone() } else { seeded(&format!("{name}/v"), nt * nh * hd) };
         let vt = Tensor::from_vec(v.clone(), (nt, nh, hd), &cpu())?;
-        let v_stored = if kv.v_norm { rms_norm_reference(&vt, None, eps)?.to_dtype(DType::F32)? } else { vt };
+        let v_stored =
+            if kv.v_norm { rms_norm(&vt.to_dtype(DType::F64)?, None, eps)?.to_dtype(DType::F32)? } else { vt };
         let row = nh * hd;
         let n_dst = kv.n_dst_rows as usize;
         let slots = self.slots(&kv);

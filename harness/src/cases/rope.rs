@@ -1,12 +1,13 @@
 //! Cases for ggml `rope` (NeoX pairing), out of place and in place, with and without frequency factors (Gemma 4
 //! proportional RoPE: ff = 1 for the first pairs, 1e30 beyond), small and large positions.
 //!
-//! The reference ([`rope_reference`]) builds cos/sin tables with candle: inverse frequencies `base^(−2i/n_dims) /
-//! ff_i` in f64, cast to f32; angles `pos · inv_freq · freq_scale` as f32 tensor products (the f32 angle ggml
-//! computes), then f32 cos/sin; the rotation is candle narrow/mul/sub/add/cat on `[n_tokens, n_heads, head_dim]`.
+//! The reference is `reference::ops::rope`, the one the reference model uses: angles `pos · freq_scale ·
+//! base^(−2i/n_dims) / ff_i` and their cos/sin in f64, rounded once to f32; the rotation is candle
+//! narrow/mul/sub/add/cat on `[n_tokens, n_heads, head_dim]` in f32.
 
-use super::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::reference::ops;
+use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::{Category, Context, GpuBuffer};
 use ferrogem::ops::rope::{RopeShape, rope, rope_inplace};
@@ -74,47 +75,14 @@ pub fn freq_factors(n_dims: u32, rotated_pairs: Option<u32>) -> Option<Vec<f32>>
     rotated_pairs.map(|k| (0..n_dims / 2).map(|i| if i < k { 1.0 } else { 1e30 }).collect())
 }
 
-/// NeoX RoPE of `x` `[n_tokens, n_heads, head_dim]` (f32) at `positions`, built from candle ops: inverse
-/// frequencies `base^(−2i/n_dims) / ff_i` in f64 cast to f32, angles as f32 tensor products, f32 cos/sin; elements
-/// past `n_dims` pass through.
-pub fn rope_reference(
-    x: &Tensor,
-    positions: &[u32],
-    n_dims: usize,
-    base: f32,
-    freq_scale: f32,
-    ff: Option<&[f32]>,
-) -> candle_core::Result<Tensor> {
-    let (nt, _, hd) = x.dims3()?;
-    let half = n_dims / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| {
-            let f = (base as f64).powf(-2.0 * i as f64 / n_dims as f64);
-            (f / ff.map_or(1.0, |ff| ff[i] as f64)) as f32
-        })
-        .collect();
-    let pos_t = Tensor::from_vec(positions.iter().map(|&p| p as f32).collect::<Vec<f32>>(), (nt, 1), &cpu())?;
-    let inv_t = Tensor::from_vec(inv_freq, (1, half), &cpu())?;
-    let theta = pos_t.broadcast_mul(&inv_t)?.affine(freq_scale as f64, 0.0)?.reshape((nt, 1, half))?;
-    let (cos, sin) = (theta.cos()?, theta.sin()?);
-    let (x0, x1) = (x.narrow(2, 0, half)?, x.narrow(2, half, half)?);
-    let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
-    let y1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
-    let mut parts = vec![y0, y1];
-    if n_dims < hd {
-        parts.push(x.narrow(2, n_dims, hd - n_dims)?);
-    }
-    Tensor::cat(&parts, 2)
-}
-
-/// The NMSE bound for angles up to `max_angle` radians (pair 0 turns by `freq_scale · pos`). Both the kernel and
-/// the reference compute the angle in f32, so each carries an error proportional to ulp(θ) ≤ θ·2^-23: ½ ulp in the
-/// reference's product, ~1–3 ulp in the kernel's `exp2`-based inverse frequency (22-bit exp2 on lavapipe, and on
-/// NVIDIA's ex2.approx). A rotation with angle errors δθ_i has NMSE ≈ mean_i(δθ_i²), and only the fastest pairs
-/// come near θ_max, so `(θ_max·2^-23)²/8` allows an RMS error of 0.35 ulp(θ_max) over all pairs; measured on
-/// lavapipe: ≤ 0.03·(θ_max·2^-23)² (4.6e-7 at position 32768, 5.9e-6 at 131071). For scale: the same f32-angle
-/// reference is itself 4.4e-8 (32768) and 6.3e-7 (131071) away in NMSE from f64 angles, so no fixed f32 bound holds
-/// at long context. Small angles fall back to the table's f32 entry.
+/// The NMSE bound for angles up to `max_angle` radians (pair 0 turns by `freq_scale · pos`). The kernel computes the
+/// angle in f32 (as ggml does), so it carries an error proportional to ulp(θ) ≤ θ·2^-23: ½ ulp in the product, ~1–3
+/// ulp in its `exp2`-based inverse frequency (22-bit exp2 on lavapipe, and on NVIDIA's ex2.approx); the reference's
+/// f64 angle is exact by comparison. A rotation with angle errors δθ_i has NMSE ≈ mean_i(δθ_i²), and only the
+/// fastest pairs come near θ_max, so `(θ_max·2^-23)²/8` allows an RMS error of 0.35 ulp(θ_max) over all pairs;
+/// measured on lavapipe against an f32-angle reference: ≤ 0.03·(θ_max·2^-23)² (4.6e-7 at position 32768, 5.9e-6 at
+/// 131071), and that reference is itself 4.4e-8 (32768) and 6.3e-7 (131071) away from f64 angles, so no fixed f32
+/// bound holds at long context. Small angles fall back to the table's f32 entry.
 // TODO(tolerance.rs): a ("rope", "f32") entry can't express the position dependence; keep this here.
 pub fn rope_max_nmse(max_angle: f64) -> f64 {
     let ulp = max_angle * (-23f64).exp2();
@@ -195,7 +163,7 @@ impl OpCase for RopeCase {
         let positions = self.positions();
         let ff = self.freq_factors();
         let xt = Tensor::from_vec(x.clone(), (nt, nh, hd), &cpu())?;
-        let y = rope_reference(&xt, &positions, self.n_dims as usize, self.base, self.freq_scale, ff.as_deref())?;
+        let y = ops::rope(&xt, &positions, self.n_dims as usize, self.base, self.freq_scale as f64, ff.as_deref())?;
         let reference = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
 
         let gpos = Rc::new(ctx.upload("positions", Category::Scratch, bytemuck::cast_slice(&positions))?);

@@ -3,8 +3,8 @@
 //! and the whole of it is compared, so rows that must stay untouched are checked too. Reference: candle
 //! `Tensor::scatter` along rows, with out-of-range ids mapped to u32::MAX (candle's "skip this index").
 
-use super::tolerance::max_nmse;
 use super::{Built, CaseResult, GUARD_ELEMS, GUARD_VALUE, OpCase, OutType, cpu, seeded, upload_f32};
+use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Category, Context};

@@ -1,8 +1,8 @@
 //! Cases for ggml `soft_max` (`soft_max_ext` without ALiBi): `softmax(x·scale + mask)` over rows, with an optional
 //! additive mask broadcast over rows (entries of −inf included). Reference: candle in f64, max-subtracted.
 
-use super::tolerance::max_nmse;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::tolerance::max_nmse;
 use candle_core::{D, DType, Tensor};
 use ferrogem::gpu::Context;
 use ferrogem::ops::soft_max::{SoftMaxMask, soft_max};

@@ -1,7 +1,7 @@
 //! Cases for ggml `sum_rows` (f32).
 
-use super::tolerance::max_nmse;
-use super::{cpu, guarded_output, seeded, upload_f32, Built, CaseResult, OpCase, OutType};
+use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use crate::tolerance::max_nmse;
 use candle_core::Tensor;
 use ferrogem::gpu::Context;
 use ferrogem::ops::sum_rows::sum_rows;

@@ -2,10 +2,13 @@
 //! |x| up to 10 and past the x³ overflow) and `mul_scalar` (scalar from a 1-element buffer), each out of place and in
 //! place. References in candle f32: `affine`, `(x/cap).tanh()·cap`, `Tensor::gelu` (the tanh form), `broadcast_mul`.
 
-use super::tolerance::max_nmse;
-use super::{Built, CaseResult, GUARD_ELEMS, GUARD_VALUE, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use super::{
+    Built, CaseResult, GUARD_ELEMS, GUARD_VALUE, OpCase, OutType, Record, cpu, guarded_output, seeded, upload_f32,
+};
+use crate::reference::ops;
+use crate::tolerance::max_nmse;
 use candle_core::Tensor;
-use ferrogem::gpu::{Batch, Context};
+use ferrogem::gpu::Context;
 use ferrogem::ops::unary::{UnaryOp, mul_scalar, mul_scalar_inplace, unary, unary_inplace};
 use std::rc::Rc;
 
@@ -18,8 +21,6 @@ pub enum UnaryCaseOp {
 }
 
 /// What `Built::record` holds.
-type Record = Box<dyn Fn(&mut Batch) -> ferrogem::Result<()>>;
-
 pub struct UnaryCase {
     op: UnaryCaseOp,
     n: usize,
@@ -71,7 +72,7 @@ impl UnaryCase {
         let t = Tensor::from_vec(x.to_vec(), x.len(), &cpu())?;
         let y = match self.op {
             UnaryCaseOp::Op(UnaryOp::Scale, s) => t.affine(s as f64, 0.0)?,
-            UnaryCaseOp::Op(UnaryOp::Softcap, cap) => (t / cap as f64)?.tanh()?.affine(cap as f64, 0.0)?,
+            UnaryCaseOp::Op(UnaryOp::Softcap, cap) => ops::softcap(&t, cap)?,
             UnaryCaseOp::Op(UnaryOp::Gelu, _) => t.gelu()?,
             UnaryCaseOp::MulScalar(s) => t.broadcast_mul(&Tensor::new(&[s], &cpu())?)?,
         };

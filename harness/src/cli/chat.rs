@@ -16,6 +16,13 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Type a message and press Enter; lines starting with / are commands:
+  /save FILE   write the KV cache, the sampler state and the conversation to FILE
+  /load FILE   continue a conversation saved with /save (same model and --ctx)
+  /reset       start a new conversation
+  /stats       tokens cached, memory and bind-group cache counters
+  /exit        leave (so does end of input)
+Ctrl-C stops the current reply and keeps what was said so far; at the prompt it exits.")]
 pub struct ChatArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -72,7 +79,7 @@ pub fn run(args: ChatArgs) -> ferrogem::Result<ExitCode> {
     let messages = system.map(|s| vec![message(Role::System, s, None)]).unwrap_or_default();
     let fingerprint = snapshot::fingerprint(&loaded.opened.gguf);
     let session = Session::new(loaded.model, loaded.tokenizer, fingerprint);
-    let sampler = Sampler::new(config.clone());
+    let sampler = Sampler::new(config.clone())?;
     let mut chat = Chat { args: &args, session, template, config, sampler, stops, messages, last_rates: (0.0, 0.0) };
     let interactive = std::io::stdin().is_terminal();
     let mut lines = std::io::stdin().lock().lines();
@@ -219,7 +226,7 @@ impl Chat<'_> {
         };
         let restored = pollster::block_on(self.session.restore(&bytes))?;
         let messages = messages_of(&restored.app)?;
-        self.sampler = Sampler::from_state(restored.sampler);
+        self.sampler = Sampler::from_state(restored.sampler)?;
         self.messages = messages;
         let cached = self.session.cached().len();
         self.say(json!({"loaded": file, "cached_tokens": cached}), &format!("loaded {file}: {cached} cached tokens"));
@@ -229,7 +236,7 @@ impl Chat<'_> {
     fn reset(&mut self) -> ferrogem::Result<()> {
         self.messages.retain(|m| m.role == Role::System);
         self.session.reset();
-        self.sampler = Sampler::new(self.config.clone());
+        self.sampler = Sampler::new(self.config.clone())?;
         self.say(json!({"reset": true}), "conversation reset");
         Ok(())
     }

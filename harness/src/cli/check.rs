@@ -4,15 +4,15 @@
 //! `check ops` runs the op registry alone, with filters, perf mode and JSON/CSV output. Every line is one case;
 //! the closing line is `N passed, M failed, K not supported`; a failure, or no case run, exits non-zero.
 
-use ferrogem_harness::cases::runner::{measure_copy_bandwidth, run_case, Mode, Row, RunOptions};
-use ferrogem_harness::cases::{self};
-use ferrogem_harness::{load_check, model_check};
 use crate::model_arg;
-use ferrogem::models::ModelFile;
-use ferrogem_harness::results::{self, Environment};
 use clap::{Args, Subcommand};
 use ferrogem::gpu::kernels::validate;
 use ferrogem::gpu::{Context, ContextOptions};
+use ferrogem::models::ModelFile;
+use ferrogem_harness::cases::runner::{Mode, Row, RunOptions, measure_copy_bandwidth, run_case};
+use ferrogem_harness::cases::{self};
+use ferrogem_harness::results::{self, Environment};
+use ferrogem_harness::{load_check, model_check};
 use regex::Regex;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +54,7 @@ pub struct CommonArgs {
 
 #[derive(Args)]
 pub struct OpsArgs {
+    /// test: every case against its CPU reference; perf: every case timed.
     #[arg(long, value_enum, default_value_t = Mode::Test)]
     pub mode: Mode,
     /// Write every row, with the adapter and commit, as JSON.
@@ -101,7 +102,9 @@ impl Tally {
 
 pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
     let filter = match &args.common.filter {
-        Some(f) => Some(Regex::new(f).map_err(|e| ferrogem::Error::Unsupported { op: "--filter".into(), reason: e.to_string() })?),
+        Some(f) => Some(
+            Regex::new(f).map_err(|e| ferrogem::Error::Unsupported { op: "--filter".into(), reason: e.to_string() })?,
+        ),
         None => None,
     };
     let selected = |name: &str| filter.as_ref().is_none_or(|re| re.is_match(name));
@@ -140,7 +143,8 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
                     }
                 }
             }
-            let run_options = RunOptions { mode: Mode::Test, max_elements: args.common.max_elements, copy_gb_per_s: None };
+            let run_options =
+                RunOptions { mode: Mode::Test, max_elements: args.common.max_elements, copy_gb_per_s: None };
             run_ops(&ctx, &selected, &run_options, &mut tally);
             let model = model_arg::open(args.model.as_deref())?;
             let name = format!("load({})", model.display);
@@ -164,7 +168,10 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
     let mem = ctx.memory();
     let stats = ctx.bind_cache_stats();
     let (hits, lookups) = stats.by_phase.iter().fold((0, 0), |(h, l), (_, c)| (h + c.hits, l + c.hits + c.misses));
-    println!("memory: peak {} bytes tracked, {} live at the end; bind groups: {hits} hits in {lookups} lookups", mem.peak_bytes, mem.live_bytes);
+    println!(
+        "memory: peak {} bytes tracked, {} live at the end; bind groups: {hits} hits in {lookups} lookups",
+        mem.peak_bytes, mem.live_bytes
+    );
     Ok(tally.finish(args.common.min_cases))
 }
 

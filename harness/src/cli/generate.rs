@@ -82,7 +82,7 @@ pub fn run(args: GenerateArgs) -> ferrogem::Result<ExitCode> {
     let live_bytes_before = loaded.ctx.memory().live_bytes;
     let fingerprint = snapshot::fingerprint(&loaded.opened.gguf);
     let mut session = Session::new(loaded.model, loaded.tokenizer, fingerprint);
-    let mut sampler = Sampler::new(config);
+    let mut sampler = Sampler::new(config)?;
     let params = GenerateParams { max_tokens: args.max_tokens, stop_strings: stops, stop_tokens: Vec::new() };
     let mut streamer = Streamer::start(args.json, arch);
     let generation = pollster::block_on(session.generate(&ids, &mut sampler, &params, &mut streamer));

@@ -1,8 +1,8 @@
 //! `ferrogem inspect`: what a GGUF holds, without touching the GPU.
 
-use ferrogem::models::ModelFile;
 use clap::Args;
 use ferrogem::gguf::{Array, GgufFile, Value};
+use ferrogem::models::ModelFile;
 use ferrogem::models::skipped_by_text_model;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -131,7 +131,11 @@ pub fn run(args: InspectArgs) -> ferrogem::Result<ExitCode> {
         println!("  ollama blob     {d}");
     }
     println!("  gguf version    {}", r.gguf_version);
-    println!("  architecture    {}{}", r.architecture, r.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default());
+    println!(
+        "  architecture    {}{}",
+        r.architecture,
+        r.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+    );
     if let Some(t) = &r.tokenizer_model {
         println!("  tokenizer       {t}, {} tokens", r.vocab_size.unwrap_or(0));
     }

@@ -2,14 +2,14 @@
 //! one chunk (prefill) or one token at a time through the KV cache (decode), written as an `[n_tokens, vocab]`
 //! f32 `.npy` — the shape of the goldens' `*_logits.npy`.
 
-use ferrogem_harness::model_check::parse_ids;
 use crate::model_arg;
-use ferrogem::models::ModelFile;
-use ferrogem_harness::npy;
-use ferrogem_harness::reference::Reference;
 use clap::{Args, ValueEnum};
 use ferrogem::gpu::{Context, ContextOptions};
+use ferrogem::models::ModelFile;
 use ferrogem::models::gemma::{GemmaOptions, LogitRows};
+use ferrogem_harness::model_check::parse_ids;
+use ferrogem_harness::npy;
+use ferrogem_harness::reference::Reference;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -43,8 +43,8 @@ pub struct LogitsArgs {
     pub backend: Backend,
     #[arg(long, value_enum, default_value_t = RunMode::Prefill)]
     pub mode: RunMode,
-    /// Tokens per GPU chunk.
-    #[arg(long, default_value_t = 64)]
+    /// Tokens per GPU chunk (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_chunk: u32,
     /// Ask only for the WebGPU default limits and no f16/subgroups (what a browser grants).
     #[arg(long, env = "FERROGEM_DOWNLEVEL")]
@@ -83,7 +83,8 @@ pub fn run(args: LogitsArgs) -> ferrogem::Result<ExitCode> {
         Backend::Cpu => {
             let cpu_error = |e: candle_core::Error| unsupported(format!("CPU reference: {e}"));
             let reference = Reference::from_gguf(&model.gguf, source).map_err(cpu_error)?;
-            let flat = |f: ferrogem_harness::reference::Forward| f.logits.flatten_all().and_then(|t| t.to_vec1::<f32>());
+            let flat =
+                |f: ferrogem_harness::reference::Forward| f.logits.flatten_all().and_then(|t| t.to_vec1::<f32>());
             let values = match args.mode {
                 RunMode::Prefill => flat(reference.forward(&tokens).map_err(cpu_error)?).map_err(cpu_error)?,
                 RunMode::Decode => {

@@ -8,9 +8,9 @@ mod check;
 mod generate;
 mod inspect;
 mod logits;
+mod model_arg;
 mod plot;
 mod profile;
-mod model_arg;
 mod report;
 mod synth;
 mod text_session;
@@ -20,7 +20,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ferrogem", version, about = "Gemma inference on WGSL kernels through wgpu: checks, inspection, profiles")]
+#[command(
+    name = "ferrogem",
+    version,
+    about = "Gemma inference on WGSL kernels through wgpu: checks, inspection, profiles"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,6 +60,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_mesa_runtime_dir();
+    end_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
@@ -76,5 +82,27 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Mesa's Vulkan drivers look for a Wayland display and print "XDG_RUNTIME_DIR is invalid or not set" when that
+/// variable names no directory, as on servers and in containers; point it at the temp directory then (no display is
+/// found there either, silently).
+fn quiet_mesa_runtime_dir() {
+    let valid = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    if !valid {
+        // SAFETY: called first thing in main, before any other thread exists, so nothing reads the environment
+        // concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+}
+
+/// Rust ignores SIGPIPE, so writing to a closed pipe (`ferrogem inspect F | head -1`) makes `println!` panic. With the
+/// signal's default action the process ends silently instead, as other Unix tools do (the shell sees 141).
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -2,18 +2,14 @@
 //! sampler settings (GGUF `general.sampling.*`, then the Ollama params layer, then the command line), Ctrl-C, and
 //! the timing observer.
 
-
-
-
-use crate::model_arg;
-use ferrogem::models::ModelFile;
-use clap::{Args, ValueEnum};
+use crate::model_arg::{self, KvCacheArg};
+use clap::Args;
 use ferrogem::chat::ThinkingSplitter;
 use ferrogem::gpu::{Context, ContextOptions};
-use ferrogem::models::gemma::{Gemma, GemmaOptions};
 use ferrogem::models::Arch;
-use ferrogem::ops::attention::CacheType;
-use ferrogem::sampling::SamplerConfig;
+use ferrogem::models::ModelFile;
+use ferrogem::models::gemma::{Gemma, GemmaOptions};
+use ferrogem::sampling::{SamplerConfig, ranges};
 use ferrogem::session::{Observer, Prefill};
 use ferrogem::tokenizer::Tokenizer;
 use std::io::Write;
@@ -39,24 +35,23 @@ pub struct ModelArgs {
     pub downlevel: bool,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum KvCacheArg {
-    F32,
-    F16,
-}
-
 #[derive(Args, Clone, Debug, Default)]
 pub struct SamplingArgs {
-    /// Temperature; 0 is greedy. Default: the Ollama params layer, else the GGUF's `general.sampling.temp`, else 0.8.
-    #[arg(long)]
+    /// Temperature ≥ 0; 0 is greedy. Default: the Ollama params layer, else the GGUF's `general.sampling.temp`, else
+    /// 0.8.
+    #[arg(long, allow_negative_numbers = true, value_parser = setting(ranges::temperature))]
     pub temp: Option<f32>,
+    /// Keep only the K most likely tokens (0: off).
     #[arg(long)]
     pub top_k: Option<u32>,
-    #[arg(long)]
+    /// Keep the smallest set of tokens whose probabilities add up to at least P, in [0, 1] (1: off).
+    #[arg(long, allow_negative_numbers = true, value_parser = setting(ranges::top_p))]
     pub top_p: Option<f32>,
-    #[arg(long)]
+    /// Drop tokens less likely than P times the most likely one, P in [0, 1] (0: off).
+    #[arg(long, allow_negative_numbers = true, value_parser = setting(ranges::min_p))]
     pub min_p: Option<f32>,
-    #[arg(long)]
+    /// Divide the logits of recently seen tokens by R > 0 (multiply the negative ones) (1: off).
+    #[arg(long, allow_negative_numbers = true, value_parser = setting(ranges::repeat_penalty))]
     pub repeat_penalty: Option<f32>,
     /// Tokens the repetition penalty looks back over.
     #[arg(long)]
@@ -67,6 +62,12 @@ pub struct SamplingArgs {
     /// Stop when this text appears (repeatable); the Ollama params' stops are added.
     #[arg(long)]
     pub stop: Vec<String>,
+}
+
+/// A clap parser for a sampler setting: a number, then the library's range check ([`ranges`]), so the error names the
+/// flag and the valid range.
+fn setting(range: fn(f32) -> Result<f32, String>) -> impl Fn(&str) -> Result<f32, String> + Clone {
+    move |text| text.parse::<f32>().map_err(|e| format!("`{text}` is not a number: {e}")).and_then(range)
 }
 
 impl SamplingArgs {
@@ -119,14 +120,7 @@ pub fn load(args: &ModelArgs) -> ferrogem::Result<Loaded> {
     let mut options = ContextOptions::from_env();
     options.downlevel |= args.downlevel;
     let ctx = Context::new_blocking(options)?;
-    let gemma_options = GemmaOptions {
-        n_ctx: args.ctx,
-        kv_cache: match args.kv_cache {
-            KvCacheArg::F32 => CacheType::F32,
-            KvCacheArg::F16 => CacheType::F16,
-        },
-        ..GemmaOptions::default()
-    };
+    let gemma_options = GemmaOptions { n_ctx: args.ctx, kv_cache: args.kv_cache.into(), ..GemmaOptions::default() };
     let model = model_arg::load_with_progress(&ctx, &opened, gemma_options)?;
     Ok(Loaded { opened, ctx, model, tokenizer, load_s: started.elapsed().as_secs_f64() })
 }
@@ -135,12 +129,12 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// While false, Ctrl-C exits at once (nothing is running on the GPU); while true it only raises INTERRUPTED.
 static GENERATING: AtomicBool = AtomicBool::new(false);
 
-/// Ctrl-C stops a generation between two tokens (the partial output is kept); outside a generation it exits.
+/// Ctrl-C stops a generation between two tokens (the partial output is kept); outside a generation, or pressed a
+/// second time, it exits.
 pub fn install_interrupt_handler() {
     let installed = ctrlc::set_handler(|| {
-        if GENERATING.load(Ordering::SeqCst) {
-            INTERRUPTED.store(true, Ordering::SeqCst);
-        } else {
+        // A second Ctrl-C while the first is still waiting for the GPU (a long prefill) exits at once.
+        if !GENERATING.load(Ordering::SeqCst) || INTERRUPTED.swap(true, Ordering::SeqCst) {
             std::process::exit(EXIT_INTERRUPTED as i32);
         }
     });

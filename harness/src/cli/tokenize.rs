@@ -1,7 +1,7 @@
 //! `ferrogem tokenize` and `ferrogem detokenize`: text ↔ ids with a model's own vocabulary, no GPU.
 
-use ferrogem::models::ModelFile;
 use clap::Args;
+use ferrogem::models::ModelFile;
 use ferrogem::tokenizer::{DecodeSpecial, Special, Tokenizer};
 use serde::Serialize;
 use std::process::ExitCode;

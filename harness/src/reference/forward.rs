@@ -2,26 +2,11 @@
 //! PLE inputs, each layer (attention, MLP, PLE injection, layer scale), the final norm, the LM head and softcap.
 //! Everything is f32 on candle's CPU ops; a chunk of tokens runs layer by layer, as in prefill.
 
-use super::attention::{attend, rope};
+use super::ops::{attention, geglu, mul_mat as linear, rms_norm, rope, softcap};
 use super::weights::err;
 use super::{Forward, KvCache, LM_HEAD_CHUNK_ROWS, Layer, LayerTrace, Reference};
-use candle_core::{D, Result, Tensor};
+use candle_core::{Result, Tensor};
 use ferrogem::models::Arch;
-
-/// `x / sqrt(mean(x²) + eps) · w` over the last axis (`w` = None: the unweighted V norm).
-fn rms_norm(x: &Tensor, w: Option<&Tensor>, eps: f32) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let y = x.broadcast_div(&(ms + eps as f64)?.sqrt()?)?;
-    match w {
-        Some(w) => y.broadcast_mul(w),
-        None => Ok(y),
-    }
-}
-
-/// `x · wᵀ` for a row-major [out][in] weight: x [n, in] → [n, out].
-fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.matmul(&w.t()?)
-}
 
 impl Reference {
     /// An empty KV cache for [`forward_incremental`](Self::forward_incremental).
@@ -57,7 +42,7 @@ impl Reference {
         let head = self.output.as_ref().unwrap_or(&self.token_embd);
         let mut logits = head.matmul_t(&final_norm, LM_HEAD_CHUNK_ROWS)?;
         if let Some(cap) = cfg.final_softcap {
-            logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
+            logits = softcap(&logits, cap)?;
         }
         Ok(Forward { positions: start..start + tokens.len(), logits, embedding, per_layer_inputs, layers, final_norm })
     }
@@ -92,10 +77,12 @@ impl Reference {
         let n = h.dim(0)?;
         let (nh, hd, nkv) = (cfg.n_head as usize, spec.head_dim as usize, spec.n_kv_head as usize);
         let freqs = if spec.sliding { None } else { self.rope_freqs.as_deref() };
+        let positions: Vec<u32> = (start as u32..(start + n) as u32).collect();
+        let rope = |x: &Tensor| rope(x, &positions, hd, spec.rope_base, 1.0 / spec.rope_scale as f64, freqs);
 
         let a = rms_norm(h, Some(&layer.attn_norm), eps)?;
         let q = rms_norm(&linear(&a, &layer.attn_q)?.reshape((n, nh, hd))?, Some(&layer.attn_q_norm), eps)?;
-        let q = rope(&q, start..start + n, spec, freqs)?;
+        let q = rope(&q)?;
         let (k, v) = if spec.owns_kv() {
             let (Some(wk), Some(k_norm)) = (&layer.attn_k, &layer.attn_k_norm) else {
                 return Err(err(format!("layer {} owns KV but has no attn_k / attn_k_norm", spec.index)));
@@ -107,25 +94,26 @@ impl Reference {
                 None => k_raw.clone(),
             };
             let v = if cfg.arch == Arch::Gemma4 { rms_norm(&v, None, eps)? } else { v };
-            let k = rope(&rms_norm(&k_raw, Some(k_norm), eps)?, start..start + n, spec, freqs)?;
+            let k = rope(&rms_norm(&k_raw, Some(k_norm), eps)?)?;
             cache.append(spec.index, &k, &v)?;
             (Some(k), Some(v))
         } else {
             (None, None)
         };
         let (k_all, v_all, k_start) = cache.get(spec.kv_source)?;
-        let attn_heads = attend(&q, k_all, v_all, start, k_start, spec.window, cfg.attention_scale)?;
+        let key_positions: Vec<u64> = (k_start as u64..(k_start + k_all.dim(0)?) as u64).collect();
+        let attn_heads =
+            attention(&q, k_all, v_all, start as u64, &key_positions, spec.window, cfg.attention_scale, 0.0)?;
         let attn_out = linear(&attn_heads, &layer.attn_output)?;
         let attn_residual = (h + rms_norm(&attn_out, Some(&layer.post_attention_norm), eps)?)?;
 
         let g = rms_norm(&attn_residual, Some(&layer.ffn_norm), eps)?;
-        let gate = linear(&g, &layer.ffn_gate)?.gelu()?;
-        let mlp_out = linear(&(gate * linear(&g, &layer.ffn_up)?)?, &layer.ffn_down)?;
+        let mlp_out = linear(&geglu(&linear(&g, &layer.ffn_gate)?, &linear(&g, &layer.ffn_up)?)?, &layer.ffn_down)?;
         let mlp_residual = (&attn_residual + rms_norm(&mlp_out, Some(&layer.post_ffw_norm), eps)?)?;
 
         let ple_injection = match (ple, &layer.inp_gate, &layer.proj, &layer.post_norm) {
             (Some(ple), Some(inp_gate), Some(proj), Some(post_norm)) => {
-                let z = (linear(&mlp_residual, inp_gate)?.gelu()? * ple)?;
+                let z = geglu(&linear(&mlp_residual, inp_gate)?, ple)?;
                 Some(rms_norm(&linear(&z, proj)?, Some(post_norm), eps)?)
             }
             (None, None, None, None) => None,

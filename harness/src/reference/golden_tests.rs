@@ -5,43 +5,14 @@
 //! to see the table.
 
 use super::{Forward, Reference};
-use crate::npy;
+use crate::golden::{
+    MAX_ABS_PREFILL_VS_DECODE, MAX_ABS_VS_HF, MAX_NMSE_VS_HF, MIN_ARGMAX_AGREEMENT_VS_LLAMA, MODELS, Peer, fixture,
+    within,
+};
+use crate::model_check::argmax;
 use candle_core::Tensor;
 use ferrogem::gguf::GgufFile;
 use ferrogem::source::MmapSource;
-use std::path::PathBuf;
-
-/// Max |ours − HF| over all 33×512 logits. Measured 2.2e-6 … 3.2e-6 on the 12 files (NMSE ≤ 1.1e-12); 2e-5
-/// leaves 6× headroom for other CPUs' f32 summation orders yet catches near-misses the README's ~1e-4 would pass:
-/// erf GELU instead of tanh gives 6.7e-4 … 9.2e-4, and √H rounded to bf16 (what HF does in bf16) 2.2e-4 … 4.4e-4.
-const MAX_ABS_VS_HF: f32 = 2e-5;
-/// NMSE = Σ(ours − HF)² / Σ HF². Measured ≤ 1.1e-12; the bf16-√H probe gives 7e-9, erf GELU 6e-8.
-const MAX_NMSE_VS_HF: f64 = 1e-10;
-/// llama.cpp agrees with HF on the argmax at 28–33 of 33 positions (README).
-const MIN_ARGMAX_AGREEMENT_VS_LLAMA: usize = 28;
-/// Prefill against token-by-token decode and 5-token chunks: the same f32 math in another summation order.
-/// Logits: absolute (measured ≤ 4.1e-6); intermediates: relative to max(1, their largest |value|) (measured
-/// ≤ 2.5e-6; residuals reach ~18 on the tiny Gemma 4).
-const MAX_ABS_PREFILL_VS_DECODE: f32 = 1e-5;
-
-const MODELS: [&str; 12] = [
-    "tiny-gemma4-f32",
-    "tiny-gemma4-Q8_0",
-    "tiny-gemma4-Q4_0",
-    "tiny-gemma4-Q4_K_M",
-    "tiny-gemma4-Q5_K_M",
-    "tiny-gemma4-Q6_K",
-    "tiny-gemma3-f32",
-    "tiny-gemma3-Q8_0",
-    "tiny-gemma3-Q4_0",
-    "tiny-gemma3-Q4_K_M",
-    "tiny-gemma3-Q5_K_M",
-    "tiny-gemma3-Q6_K",
-];
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../golden/fixtures").join(name)
-}
 
 fn load(name: &str) -> Reference {
     let source = MmapSource::open(fixture(&format!("{name}.gguf"))).unwrap();
@@ -50,9 +21,7 @@ fn load(name: &str) -> Reference {
 }
 
 fn prompt(name: &str) -> Vec<u32> {
-    let text = std::fs::read_to_string(fixture(&format!("{name}.golden.json"))).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+    crate::golden::prompt(name).unwrap()
 }
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
@@ -64,17 +33,6 @@ fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
 }
 
-fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
-}
-
-/// An .npy golden as rows.
-fn golden_rows(path: PathBuf) -> Vec<Vec<f32>> {
-    let a = npy::read_f32(&path).unwrap();
-    assert_eq!(a.shape.len(), 2, "{}", path.display());
-    a.data.chunks(a.shape[1]).map(<[f32]>::to_vec).collect()
-}
-
 #[test]
 fn reference_goldens_match_hf_and_llama() {
     let mut failures = Vec::new();
@@ -83,8 +41,8 @@ fn reference_goldens_match_hf_and_llama() {
         let reference = load(name);
         let ids = prompt(name);
         let ours = rows(&reference.forward(&ids).unwrap().logits);
-        let hf = golden_rows(fixture(&format!("{name}.hf_dequant_logits.npy")));
-        let llama = golden_rows(fixture(&format!("{name}.llama_logits.npy")));
+        let hf = crate::golden::logits(name, Peer::Hf).unwrap();
+        let llama = crate::golden::logits(name, Peer::Llama).unwrap();
         assert_eq!((ours.len(), ours[0].len()), (hf.len(), hf[0].len()), "{name}: logits shape");
         let max_abs = max_abs_diff(&ours, &hf);
         let (mut err2, mut ref2) = (0.0f64, 0.0f64);
@@ -100,10 +58,10 @@ fn reference_goldens_match_hf_and_llama() {
             ids.len(),
             ids.len()
         );
-        if !(max_abs <= MAX_ABS_VS_HF) {
+        if !within(max_abs as f64, MAX_ABS_VS_HF as f64) {
             failures.push(format!("{name}: max |Δ| vs HF {max_abs:.3e} > {MAX_ABS_VS_HF:e}"));
         }
-        if !(nmse <= MAX_NMSE_VS_HF) {
+        if !within(nmse, MAX_NMSE_VS_HF) {
             failures.push(format!("{name}: NMSE vs HF {nmse:.3e} > {MAX_NMSE_VS_HF:e}"));
         }
         if agree_hf != ids.len() {

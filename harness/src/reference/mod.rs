@@ -1,5 +1,5 @@
 //! The CPU reference model: Gemma 4 and Gemma 3 text decoders in f32 on candle-core, loaded from GGUF, written
-//! top to bottom from `../shared/docs/gemma4.md` §3 and §5 and proven against HF transformers' float32 logits on
+//! top to bottom from `docs/gemma4.md` §3 and §5 and proven against HF transformers' float32 logits on
 //! the golden tiny models (`golden_tests.rs`). It exists to judge the GPU engine: every per-layer intermediate
 //! of every token comes back in [`Forward`], so a GPU run can be compared layer by layer.
 //!
@@ -7,11 +7,12 @@
 //! forward pass *of those quantized weights*, not of the original model. Vocabulary tables stay in their file
 //! encoding ([`QuantTable`]) and are dequantized row by row or chunk by chunk.
 //!
-//! Files: `weights.rs` (loading), `forward.rs` (embedding, PLE, layers, head), `attention.rs` (RoPE, masks, the
-//! KV cache with windows and donors).
+//! Files: `ops.rs` (one reference per op, shared with the op cases), `weights.rs` (loading), `forward.rs` (embedding,
+//! PLE, layers, head), `attention.rs` (the KV cache with windows and donors).
 
 mod attention;
 mod forward;
+pub mod ops;
 mod weights;
 
 #[cfg(test)]

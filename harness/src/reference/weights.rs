@@ -73,7 +73,7 @@ fn dequantize(bytes: &[u8], dtype: QuantType, shape: &[usize]) -> Result<Tensor>
         return Err(err(format!("{} bytes for {elems} {} values; expected {want}", bytes.len(), dtype.name())));
     }
     let copy;
-    let bytes = if (bytes.as_ptr() as usize) % 8 == 0 {
+    let bytes = if (bytes.as_ptr() as usize).is_multiple_of(8) {
         bytes
     } else {
         copy = AlignedBytes::copy_of(bytes);

@@ -7,8 +7,8 @@
 //! batch the n-th use of a pair gets its own entry; the next batch, recorded the same way, hits the same entries.
 
 use super::buffer::BufferId;
-use super::memory::{Accountant, Category, MemEventKind};
-use super::Phase;
+use crate::gpu::Phase;
+use crate::gpu::memory::{Accountant, Category, MemEventKind};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -139,14 +139,23 @@ impl BindGroupCache {
     ) -> (&mut BindEntry, Vec<BindEntry>) {
         let mut evicted = Vec::new();
         while self.entries.len() >= self.capacity {
-            let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else { break };
+            let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else {
+                break;
+            };
             if let Some(e) = self.remove(&oldest, phase, accountant, time_s) {
                 evicted.push(e);
             }
         }
         entry.last_used = self.tick;
         if entry.uniform_bytes > 0 {
-            accountant.record(MemEventKind::Alloc, "bind-group uniform", Category::Other, entry.uniform_bytes, phase, time_s);
+            accountant.record(
+                MemEventKind::Alloc,
+                "bind-group uniform",
+                Category::Other,
+                entry.uniform_bytes,
+                phase,
+                time_s,
+            );
         }
         let slot = self.entries.entry(key).insert_entry(entry).into_mut();
         (slot, evicted)
@@ -156,13 +165,26 @@ impl BindGroupCache {
         let entry = self.entries.remove(key)?;
         self.counters[phase as usize].evictions += 1;
         if entry.uniform_bytes > 0 {
-            accountant.record(MemEventKind::Free, "bind-group uniform", Category::Other, entry.uniform_bytes, phase, time_s);
+            accountant.record(
+                MemEventKind::Free,
+                "bind-group uniform",
+                Category::Other,
+                entry.uniform_bytes,
+                phase,
+                time_s,
+            );
         }
         Some(entry)
     }
 
     /// Removes every entry that binds `buffer`; called before the buffer is destroyed.
-    pub(crate) fn evict_buffer(&mut self, buffer: BufferId, phase: Phase, accountant: &mut Accountant, time_s: f64) -> Vec<BindEntry> {
+    pub(crate) fn evict_buffer(
+        &mut self,
+        buffer: BufferId,
+        phase: Phase,
+        accountant: &mut Accountant,
+        time_s: f64,
+    ) -> Vec<BindEntry> {
         let keys: Vec<BindKey> = self.entries.keys().filter(|k| k.buffers.contains(&buffer)).cloned().collect();
         keys.iter().filter_map(|k| self.remove(k, phase, accountant, time_s)).collect()
     }

@@ -2,8 +2,8 @@
 //! it, records the free with the accountant, and destroys the wgpu buffer — in that order, so a cached bind group
 //! can never outlive its buffer.
 
-use super::context::Shared;
-use super::memory::{Category, MemEventKind};
+use super::Shared;
+use crate::gpu::memory::{Category, MemEventKind};
 use std::sync::Arc;
 
 /// A stable identity for a buffer, assigned by the allocator; never reused within a context.
@@ -20,7 +20,14 @@ pub struct GpuBuffer {
 }
 
 impl GpuBuffer {
-    pub(crate) fn new(id: BufferId, raw: wgpu::Buffer, size_bytes: u64, label: String, category: Category, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        id: BufferId,
+        raw: wgpu::Buffer,
+        size_bytes: u64,
+        label: String,
+        category: Category,
+        shared: Arc<Shared>,
+    ) -> Self {
         GpuBuffer { id, raw, size_bytes, label, category, shared }
     }
 

@@ -1,18 +1,23 @@
 //! The one GPU context: adapter selection, device request, the allocator every buffer goes through, and the
 //! state shared by buffers, the bind-group cache and the pipeline cache.
 
-use super::bind_cache::{BindCacheStats, BindEntry, BindGroupCache, DEFAULT_BIND_CACHE_CAPACITY};
-use super::buffer::{BufferId, GpuBuffer};
-use super::caps::{device_request, Capabilities, ContextOptions};
-use super::clock::Clock;
-use super::kernels::Pipeline;
-use super::memory::{Accountant, Category, CeilingBreach, MemEvent, MemEventKind, MemorySnapshot, PhaseMark};
-use super::timing::TimingState;
-use super::Phase;
-use crate::error::{Error, Result};
+pub(crate) mod bind_cache;
+pub(crate) mod buffer;
+mod pipelines;
+pub(crate) mod timing;
+
+use crate::gpu::Phase;
+use crate::gpu::caps::{Capabilities, ContextOptions, device_request};
+use crate::gpu::clock::Clock;
+use crate::gpu::kernels::Pipeline;
+use crate::gpu::memory::{Accountant, Category, CeilingBreach, MemEvent, MemEventKind, MemorySnapshot, PhaseMark};
+use crate::gpu::{GpuError, Result};
+use bind_cache::{BindCacheStats, BindEntry, BindGroupCache, DEFAULT_BIND_CACHE_CAPACITY};
+use buffer::{BufferId, GpuBuffer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use timing::TimingState;
 
 pub(crate) struct State {
     pub phase: Phase,
@@ -106,7 +111,7 @@ impl Context {
         let (device, queue) = adapter
             .request_device(&descriptor)
             .await
-            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+            .map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
 
         let health = Arc::new(Mutex::new(DeviceHealth::default()));
         let on_lost = Arc::clone(&health);
@@ -141,6 +146,9 @@ impl Context {
             state: Mutex::new(state),
             health,
         };
+        // On wasm32 wgpu's handles are neither Send nor Sync, so neither is `Shared`; the Arc is still right there (one
+        // thread per worker, and the same code natively, where it is both).
+        #[allow(clippy::arc_with_non_send_sync)]
         Ok(Context { shared: Arc::new(shared) })
     }
 
@@ -194,7 +202,13 @@ impl Context {
     }
 
     /// Creates a zeroed buffer. `STORAGE | COPY_SRC | COPY_DST` unless `usage` says otherwise.
-    pub fn alloc(&self, label: &str, category: Category, size_bytes: u64, usage: Option<wgpu::BufferUsages>) -> Result<GpuBuffer> {
+    pub fn alloc(
+        &self,
+        label: &str,
+        category: Category,
+        size_bytes: u64,
+        usage: Option<wgpu::BufferUsages>,
+    ) -> Result<GpuBuffer> {
         self.create(label, category, size_bytes, usage, false)
     }
 
@@ -203,10 +217,10 @@ impl Context {
         let size_bytes = upload_size_bytes(data.len() as u64);
         let buffer = self.create(label, category, size_bytes, None, true)?;
         {
-            let mut view = buffer.raw().get_mapped_range_mut(..).map_err(|e| Error::BufferMap {
-                label: label.to_owned(),
-                message: e.to_string(),
-            })?;
+            let mut view = buffer
+                .raw()
+                .get_mapped_range_mut(..)
+                .map_err(|e| GpuError::BufferMap { label: label.to_owned(), message: e.to_string() })?;
             view.slice(..data.len()).copy_from_slice(data);
         }
         buffer.raw().unmap();
@@ -224,18 +238,22 @@ impl Context {
         self.check_lost()?;
         let caps = &self.shared.caps;
         if size_bytes > caps.max_buffer_bytes {
-            return Err(Error::LimitExceeded {
+            return Err(GpuError::LimitExceeded {
                 what: format!("buffer `{label}`"),
                 requested: size_bytes,
                 limit: caps.max_buffer_bytes,
                 hint: "split the tensor across buffers (SplitTensor) or use a device with a larger max_buffer_size",
             });
         }
-        let usage = usage.unwrap_or(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
+        let usage =
+            usage.unwrap_or(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
         // Admission and the record happen under one lock, so concurrent allocations cannot pass the ceiling together.
         let mut state = self.shared.lock_state();
         let phase = state.phase;
-        state.accountant.admit(label, category, size_bytes, phase).map_err(|b| Error::CeilingExceeded(Box::new(b)))?;
+        state
+            .accountant
+            .admit(label, category, size_bytes, phase)
+            .map_err(|b| GpuError::CeilingExceeded(Box::new(b)))?;
         let raw = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size_bytes,
@@ -257,7 +275,8 @@ impl Context {
             buffer.size_bytes(),
             Some(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
         )?;
-        let mut encoder = self.shared.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        let mut encoder =
+            self.shared.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         encoder.copy_buffer_to_buffer(buffer.raw(), 0, staging.raw(), 0, buffer.size_bytes());
         self.shared.queue.submit([encoder.finish()]);
 
@@ -267,8 +286,11 @@ impl Context {
         });
         #[cfg(not(target_arch = "wasm32"))]
         self.wait_idle()?;
-        let map_error = |message: String| Error::BufferMap { label: buffer.label().to_owned(), message };
-        receiver.await.map_err(|_| map_error("the map callback was dropped (device lost?)".into()))?.map_err(|e| map_error(e.to_string()))?;
+        let map_error = |message: String| GpuError::BufferMap { label: buffer.label().to_owned(), message };
+        receiver
+            .await
+            .map_err(|_| map_error("the map callback was dropped (device lost?)".into()))?
+            .map_err(|e| map_error(e.to_string()))?;
         let bytes = staging.raw().slice(..).get_mapped_range().map_err(|e| map_error(e.to_string()))?.to_vec();
         staging.raw().unmap();
         self.check_errors()?;
@@ -284,13 +306,13 @@ impl Context {
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| Error::DeviceLost { reason: e.to_string(), phase: self.phase() })
+            .map_err(|e| GpuError::DeviceLost { reason: e.to_string(), phase: self.phase() })
     }
 
     fn check_lost(&self) -> Result<()> {
         let health = self.shared.health.lock().unwrap_or_else(|p| p.into_inner());
         match &health.lost {
-            Some(reason) => Err(Error::DeviceLost { reason: reason.clone(), phase: self.phase() }),
+            Some(reason) => Err(GpuError::DeviceLost { reason: reason.clone(), phase: self.phase() }),
             None => Ok(()),
         }
     }
@@ -304,10 +326,10 @@ impl Context {
         Err(match first {
             DeviceError::OutOfMemory => {
                 let live_bytes = self.memory().live_bytes;
-                Error::OutOfMemory { label: "(reported asynchronously by the device)".into(), bytes: 0, live_bytes }
+                GpuError::OutOfMemory { label: "(reported asynchronously by the device)".into(), bytes: 0, live_bytes }
             }
-            DeviceError::Validation(message) => Error::Validation { context: "device".into(), message },
-            DeviceError::Internal(message) => Error::Validation { context: "device (internal)".into(), message },
+            DeviceError::Validation(message) => GpuError::Validation { context: "device".into(), message },
+            DeviceError::Internal(message) => GpuError::Validation { context: "device (internal)".into(), message },
         })
     }
 
@@ -321,10 +343,11 @@ impl Context {
 
     /// Writes the alloc/free trajectory as CSV.
     pub fn write_trajectory_csv<W: std::io::Write>(&self, out: W) -> Result<()> {
-        self.shared.lock_state().accountant.write_csv(out).map_err(|e| Error::Unsupported {
-            op: "trajectory export".into(),
-            reason: e.to_string(),
-        })
+        self.shared
+            .lock_state()
+            .accountant
+            .write_csv(out)
+            .map_err(|e| GpuError::Unsupported { op: "trajectory export".into(), reason: e.to_string() })
     }
 
     pub fn bind_cache_stats(&self) -> BindCacheStats {
@@ -375,10 +398,13 @@ pub fn upload_size_bytes(data_bytes: u64) -> u64 {
 /// The adapter named by `filter` (case-insensitive substring), or else the most capable one present.
 async fn select_adapter(instance: &wgpu::Instance, filter: Option<&str>) -> Result<wgpu::Adapter> {
     let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
-    let names: Vec<String> = adapters.iter().map(|a| {
-        let i = a.get_info();
-        format!("{} ({:?})", i.name, i.backend)
-    }).collect();
+    let names: Vec<String> = adapters
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?})", i.name, i.backend)
+        })
+        .collect();
     let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
         wgpu::DeviceType::IntegratedGpu => 1,
@@ -396,7 +422,7 @@ async fn select_adapter(instance: &wgpu::Instance, filter: Option<&str>) -> Resu
     candidates.sort_by_key(rank);
     match candidates.into_iter().next() {
         Some(adapter) => Ok(adapter),
-        None if !names.is_empty() => Err(Error::NoAdapter {
+        None if !names.is_empty() => Err(GpuError::NoAdapter {
             detail: format!(" matching FERROGEM_ADAPTER={:?}; present: {}", filter.unwrap_or(""), names.join(", ")),
         }),
         None => {
@@ -409,7 +435,7 @@ async fn select_adapter(instance: &wgpu::Instance, filter: Option<&str>) -> Resu
                     apply_limit_buckets: false,
                 })
                 .await
-                .map_err(|e| Error::NoAdapter { detail: format!(" ({e})") })
+                .map_err(|e| GpuError::NoAdapter { detail: format!(" ({e})") })
         }
     }
 }

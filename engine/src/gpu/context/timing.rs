@@ -16,10 +16,10 @@
 //! records more dispatches than any before it) and reused by every batch after: timing a decode step creates no
 //! buffer. Without `TIMESTAMP_QUERY` there are no numbers, and [`Context::start_gpu_timing`] says why.
 
-use super::context::Context;
-use super::kernels::Pipeline;
-use super::memory::{Category, MemEventKind};
-use crate::error::{Error, Result};
+use super::Context;
+use crate::gpu::kernels::Pipeline;
+use crate::gpu::memory::{Category, MemEventKind};
+use crate::gpu::{GpuError, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -260,7 +260,7 @@ impl BatchTimer {
     /// The raw timestamps of every span, begin then end. The wait is `device.poll`, which blocks natively; the
     /// browser build never gets here ([`Context::start_gpu_timing`] refuses there).
     fn read_ticks(&self) -> Result<Vec<u64>> {
-        let map_error = |message: String| Error::BufferMap { label: "gpu timing readback".into(), message };
+        let map_error = |message: String| GpuError::BufferMap { label: "gpu timing readback".into(), message };
         let mut receivers = Vec::new();
         for (slab, queries) in self.used_queries() {
             let (sender, receiver) = futures_channel::oneshot::channel();
@@ -273,7 +273,7 @@ impl BatchTimer {
         self.ctx
             .device()
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::DeviceLost { reason: e.to_string(), phase: self.ctx.phase() })?;
+            .map_err(|e| GpuError::DeviceLost { reason: e.to_string(), phase: self.ctx.phase() })?;
         let mut ticks = Vec::with_capacity(2 * self.spans.len());
         for (slab, bytes, mut receiver) in receivers {
             match receiver.try_recv() {
@@ -323,7 +323,7 @@ impl Context {
     /// totals start from zero.
     pub fn start_gpu_timing(&self) -> Result<TimingMethod> {
         let method =
-            self.gpu_timing_method().map_err(|reason| Error::Unsupported { op: "GPU timing".into(), reason })?;
+            self.gpu_timing_method().map_err(|reason| GpuError::Unsupported { op: "GPU timing".into(), reason })?;
         self.start_gpu_timing_with(method)?;
         Ok(method)
     }
@@ -331,9 +331,10 @@ impl Context {
     /// [`start_gpu_timing`](Self::start_gpu_timing) with a chosen method: `PassPerDispatch` works wherever
     /// timing does, so tests can run the fallback on devices that would never pick it.
     pub fn start_gpu_timing_with(&self, method: TimingMethod) -> Result<()> {
-        let best = self.gpu_timing_method().map_err(|reason| Error::Unsupported { op: "GPU timing".into(), reason })?;
+        let best =
+            self.gpu_timing_method().map_err(|reason| GpuError::Unsupported { op: "GPU timing".into(), reason })?;
         if method == TimingMethod::InsidePass && best != TimingMethod::InsidePass {
-            return Err(Error::Unsupported {
+            return Err(GpuError::Unsupported {
                 op: "GPU timing inside passes".into(),
                 reason: "the device did not grant TIMESTAMP_QUERY_INSIDE_PASSES".into(),
             });

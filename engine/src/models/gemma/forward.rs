@@ -18,21 +18,16 @@ use crate::models::Arch;
 use crate::ops::attention::{AttentionShape, CacheType, attention};
 use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
-use crate::ops::norm::rms_norm;
-use crate::ops::norm_add::{NormAdd, rms_norm_add};
-use crate::ops::norm_rope::{KvWrite, NormRope, rms_norm_rope, rms_norm_rope_kv};
+use crate::ops::rms_norm::rms_norm;
+use crate::ops::rms_norm_add::{NormAdd, rms_norm_add};
+use crate::ops::rms_norm_rope::{KvWrite, NormRope, rms_norm_rope, rms_norm_rope_kv};
 use crate::ops::rope::RopeShape;
 use crate::ops::unary::{UnaryOp, unary_inplace};
 
 impl Gemma {
     /// Queues the host-side inputs of a chunk (token ids, positions, ring slots, PLE rows); they land before the
     /// next submission.
-    pub(super) fn write_chunk_inputs(
-        &self,
-        source: &dyn crate::source::ByteSource,
-        tokens: &[u32],
-        pos0: u32,
-    ) -> Result<()> {
+    pub(super) fn write_chunk_inputs(&self, tokens: &[u32], pos0: u32) -> Result<()> {
         let n = tokens.len() as u32;
         let queue = self.ctx.queue();
         queue.write_buffer(self.scratch.tokens.raw(), 0, bytemuck::cast_slice(tokens));
@@ -40,7 +35,7 @@ impl Gemma {
         queue.write_buffer(self.scratch.positions.raw(), 0, bytemuck::cast_slice(&positions));
         self.kv.write_slots(&self.ctx, pos0, n);
         if let Some(ple) = &self.ple {
-            ple.upload_rows(&self.ctx, source, tokens)?;
+            ple.upload_rows(&self.ctx, self.source.as_ref(), tokens)?;
         }
         Ok(())
     }

@@ -1,12 +1,12 @@
-//! Gemma 4 and Gemma 3 text decoders on the GPU (`../shared/docs/gemma4.md` §3, §5, §8), built from the ops in
+//! Gemma 4 and Gemma 3 text decoders on the GPU (`docs/gemma4.md` §3, §5, §8), built from the ops in
 //! `crate::ops`. A model is a plain struct tree ([`Weights`], named after the GGUF tensors), a preallocated KV
 //! cache ([`KvCache`]: rings for sliding layers, donor buffers for KV-shared layers), the per-layer-embedding
 //! path ([`ple`]: the table stays in the file), scratch activations for one chunk, and [`Gemma::forward`].
 //!
 //! ```text
-//! let mut model = Gemma::load(&ctx, &gguf, &source, GemmaOptions::default())?;
-//! let prompt = model.forward_blocking(&source, &ids, 0, LogitRows::Last)?;       // prefill
-//! let step = model.forward_blocking(&source, &[next], ids.len() as u32, LogitRows::Last)?;  // decode
+//! let mut model = Gemma::load(&ctx, &gguf, source, GemmaOptions::default())?;
+//! let prompt = model.forward_blocking(&ids, 0, LogitRows::Last)?;                    // prefill
+//! let step = model.forward_blocking(&[next], ids.len() as u32, LogitRows::Last)?;    // decode
 //! ```
 //!
 //! A chunk is one batch and one submission (the logits' copy to a mappable buffer included); only the logit rows
@@ -14,6 +14,7 @@
 
 mod forward;
 mod kv_cache;
+pub mod plan;
 mod ple;
 mod scratch;
 mod trace;
@@ -21,17 +22,18 @@ mod weights;
 
 pub use kv_cache::{KvCache, KvSizes, LayerCache};
 pub use ple::{Ple, TABLE_NAME as PLE_TABLE_NAME};
-pub use scratch::{logit_rows, Scratch, ScratchSizes};
+pub use scratch::{Scratch, ScratchSizes, logit_rows};
 pub use trace::Traced;
 pub use weights::{Layer, Linear, Weights};
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::gpu::{Context, Phase};
-use crate::models::plan::{refuse_unless_fits, Budget, MemoryPlan, PlanLimits, Sizing};
+use crate::gpu::{Category, Context, Phase};
 use crate::models::{Arch, TextConfig};
 use crate::ops::attention::CacheType;
 use crate::source::ByteSource;
+use plan::{Budget, MemoryPlan, PlanLimits, Sizing, refuse_unless_fits};
+use std::sync::Arc;
 use trace::Tracer;
 
 /// Defaults of [`GemmaOptions`].
@@ -87,8 +89,17 @@ impl Logits {
     }
 }
 
+/// How far a load has come: text-weight bytes on the GPU out of those the memory plan says it uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadProgress {
+    pub uploaded_bytes: u64,
+    pub total_bytes: u64,
+}
+
 pub struct Gemma {
     ctx: Context,
+    /// The file the weights came from; the PLE rows of each chunk's tokens are read from it.
+    source: Arc<dyn ByteSource>,
     pub config: TextConfig,
     pub weights: Weights,
     pub kv: KvCache,
@@ -103,7 +114,18 @@ impl Gemma {
     /// the scratch. Vision, audio and projector tensors are never read; neither is the PLE table. Under a device
     /// profile with a memory ceiling, a model whose [`MemoryPlan`] does not fit is refused before anything is
     /// allocated, with what to change.
-    pub fn load(ctx: &Context, gguf: &GgufFile, source: &dyn ByteSource, options: GemmaOptions) -> Result<Gemma> {
+    pub fn load(ctx: &Context, gguf: &GgufFile, source: Arc<dyn ByteSource>, options: GemmaOptions) -> Result<Gemma> {
+        Self::load_with_progress(ctx, gguf, source, options, &mut |_| {})
+    }
+
+    /// [`load`](Self::load), calling `progress` after each tensor is uploaded.
+    pub fn load_with_progress(
+        ctx: &Context,
+        gguf: &GgufFile,
+        source: Arc<dyn ByteSource>,
+        options: GemmaOptions,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Gemma> {
         let config = TextConfig::from_gguf(gguf)?;
         check_rope_dims(gguf, &config)?;
         // The 26B-A4B's expert block (gemma4.md §4) runs beside the dense MLP; without it the output is wrong.
@@ -125,36 +147,36 @@ impl Gemma {
             });
         }
         let limits = PlanLimits::from_caps(ctx.caps());
+        let plan = MemoryPlan::new(gguf, &config, &options, limits)?;
         if let (Some(profile), Some(ceiling_bytes)) = (&ctx.caps().profile, ctx.caps().ceiling_bytes) {
-            let plan = MemoryPlan::new(gguf, &config, &options, limits)?;
             let room = Budget { profile, ceiling_bytes, live_bytes: ctx.memory().live_bytes };
             refuse_unless_fits(&plan, gguf, &config, &options, limits, room)?;
         }
-        let sizing = Sizing::new(&config, &options, limits.max_storage_buffer_binding_bytes);
         let previous = ctx.phase();
         ctx.set_phase(Phase::Load);
-        let loaded = Self::load_in_phase(ctx, gguf, source, options, config, sizing);
+        let loader = weights::Loader::new(ctx, gguf, source.as_ref(), plan.category_bytes(Category::Weights), progress);
+        let loaded = Self::load_in_phase(loader, options, config, plan.sizing);
         ctx.set_phase(previous);
-        loaded
+        let (weights, kv, scratch, ple, config) = loaded?;
+        Ok(Gemma { ctx: ctx.clone(), source, config, weights, kv, ple, scratch, last_dispatches: 0 })
     }
 
     fn load_in_phase(
-        ctx: &Context,
-        gguf: &GgufFile,
-        source: &dyn ByteSource,
+        loader: weights::Loader,
         options: GemmaOptions,
         config: TextConfig,
         sizing: Sizing,
-    ) -> Result<Gemma> {
-        let weights = weights::Loader { ctx, gguf, source }.weights(&config)?;
+    ) -> Result<(Weights, KvCache, Scratch, Option<Ple>, TextConfig)> {
+        let weights = loader.weights(&config)?;
+        let ctx = loader.ctx;
         let Sizing { n_ctx, max_chunk, logit_rows } = sizing;
         let kv = KvCache::new(ctx, &config, options.kv_cache, n_ctx, max_chunk)?;
         let scratch = Scratch::new(ctx, &config, max_chunk, logit_rows, options.kv_cache)?;
         let ple = match config.ple_dim {
             0 => None,
-            _ => Some(Ple::new(ctx, gguf, source, &config, max_chunk)?),
+            _ => Some(Ple::new(ctx, loader.gguf, &config, max_chunk)?),
         };
-        Ok(Gemma { ctx: ctx.clone(), config, weights, kv, ple, scratch, last_dispatches: 0 })
+        Ok((weights, kv, scratch, ple, config))
     }
 
     pub fn context(&self) -> &Context {
@@ -172,22 +194,14 @@ impl Gemma {
     }
 
     /// Runs `tokens` at positions `pos0..` (pos0 ≤ [`next_pos`](Self::next_pos); smaller rewinds), writing their
-    /// K/V, and returns the asked-for logit rows. `source` is the file the model was loaded from (PLE rows are read
-    /// from it per call).
-    pub async fn forward(
-        &mut self,
-        source: &dyn ByteSource,
-        tokens: &[u32],
-        pos0: u32,
-        rows: LogitRows,
-    ) -> Result<Logits> {
-        self.run(source, tokens, pos0, rows, &mut Tracer::off()).await
+    /// K/V, and returns the asked-for logit rows.
+    pub async fn forward(&mut self, tokens: &[u32], pos0: u32, rows: LogitRows) -> Result<Logits> {
+        self.run(tokens, pos0, rows, &mut Tracer::off()).await
     }
 
     /// [`forward`](Self::forward) for at most `max_chunk` tokens that also reads back every intermediate.
     pub async fn forward_traced(
         &mut self,
-        source: &dyn ByteSource,
         tokens: &[u32],
         pos0: u32,
         rows: LogitRows,
@@ -199,40 +213,26 @@ impl Gemma {
             });
         }
         let mut tracer = Tracer::on(&self.ctx);
-        let logits = self.run(source, tokens, pos0, rows, &mut tracer).await?;
+        let logits = self.run(tokens, pos0, rows, &mut tracer).await?;
         Ok((logits, tracer.finish().await?))
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn forward_blocking(
-        &mut self,
-        source: &dyn ByteSource,
-        tokens: &[u32],
-        pos0: u32,
-        rows: LogitRows,
-    ) -> Result<Logits> {
-        pollster::block_on(self.forward(source, tokens, pos0, rows))
+    pub fn forward_blocking(&mut self, tokens: &[u32], pos0: u32, rows: LogitRows) -> Result<Logits> {
+        pollster::block_on(self.forward(tokens, pos0, rows))
     }
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn forward_traced_blocking(
         &mut self,
-        source: &dyn ByteSource,
         tokens: &[u32],
         pos0: u32,
         rows: LogitRows,
     ) -> Result<(Logits, Vec<Traced>)> {
-        pollster::block_on(self.forward_traced(source, tokens, pos0, rows))
+        pollster::block_on(self.forward_traced(tokens, pos0, rows))
     }
 
-    async fn run(
-        &mut self,
-        source: &dyn ByteSource,
-        tokens: &[u32],
-        pos0: u32,
-        rows: LogitRows,
-        tr: &mut Tracer,
-    ) -> Result<Logits> {
+    async fn run(&mut self, tokens: &[u32], pos0: u32, rows: LogitRows, tr: &mut Tracer) -> Result<Logits> {
         let cfg = &self.config;
         let fail = |reason: String| Err(Error::Unsupported { op: "forward".into(), reason });
         if tokens.is_empty() {
@@ -257,7 +257,7 @@ impl Gemma {
             let (n, pos) = (chunk.len() as u32, pos0 + (c * max_chunk) as u32);
             self.kv.check_chunk(&self.config, pos, n)?;
             self.ctx.set_phase(if n == 1 { Phase::Decode } else { Phase::Prefill });
-            self.write_chunk_inputs(source, chunk, pos)?;
+            self.write_chunk_inputs(chunk, pos)?;
             let mut batch = self.ctx.batch(if n == 1 { "decode" } else { "prefill" });
             let cur = self.record_layers(&mut batch, n, pos, tr)?;
             // (first row, rows) groups of this chunk's logits, at most `logit_rows` each.

@@ -8,10 +8,10 @@
 //! uploaded); the PLE scratch follows `gemma/ple.rs`. Bind-group uniforms are an estimate (see
 //! [`UNIFORM_BYTES_PER_LAYER`]).
 
+use super::{GemmaOptions, KvSizes, PLE_TABLE_NAME, ScratchSizes, logit_rows};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::gpu::{Capabilities, Category, SplitPlan, human_bytes, upload_size_bytes};
-use super::{GemmaOptions, KvSizes, PLE_TABLE_NAME, ScratchSizes, logit_rows};
 use crate::models::{Arch, TextConfig, skipped_by_text_model};
 use crate::ops::attention::CacheType;
 use serde::Serialize;
@@ -145,16 +145,14 @@ impl MemoryPlan {
     }
 }
 
-fn bad(name: &str, why: String) -> Error {
-    Error::BadModelFile(GgufError::WrongType {
-        key: name.to_owned(),
-        expected: "a tensor the loader can upload",
-        found: why,
-    })
+fn bad(name: &str, problem: String) -> Error {
+    Error::BadModelFile(GgufError::BadTensor { tensor: name.to_owned(), problem })
 }
 
 fn row_bytes(t: &TensorInfo, row_elems: u64) -> Result<u64> {
-    t.dtype().bytes_for(row_elems).ok_or_else(|| bad(t.name(), format!("rows of {row_elems} {} elements", t.dtype())))
+    t.dtype().bytes_for(row_elems).ok_or_else(|| {
+        bad(t.name(), format!("has rows of {row_elems} {} elements, not a whole number of blocks", t.dtype()))
+    })
 }
 
 /// Whether the loader uploads this tensor (`gemma/weights.rs`).

@@ -20,9 +20,9 @@ use crate::gpu::{Batch, Category, Context, GpuBuffer};
 use crate::models::TextConfig;
 use crate::ops::binary::{BinaryOp, StorageType, binary};
 use crate::ops::get_rows::get_rows;
-use crate::ops::mul_mat::checked_row_bytes;
-use crate::ops::norm::rms_norm;
+use crate::ops::rms_norm::rms_norm;
 use crate::ops::unary::{UnaryOp, unary_inplace};
+use crate::ops::weights::checked_row_bytes;
 use crate::quant::QuantType;
 use crate::source::ByteSource;
 
@@ -31,9 +31,8 @@ pub const TABLE_NAME: &str = "per_layer_token_embd.weight";
 /// Where the PLE table lives in the file, and the GPU scratch its rows pass through.
 #[derive(Debug)]
 pub struct Ple {
-    /// Absolute byte offset of the table in the source, and the source's length (to catch a different file).
+    /// Absolute byte offset of the table in the model's source.
     offset_bytes: u64,
-    source_len_bytes: u64,
     ttype: QuantType,
     row_bytes: u64,
     vocab: u32,
@@ -50,13 +49,7 @@ pub struct Ple {
 }
 
 impl Ple {
-    pub fn new(
-        ctx: &Context,
-        gguf: &GgufFile,
-        source: &dyn ByteSource,
-        cfg: &TextConfig,
-        max_chunk: u32,
-    ) -> Result<Ple> {
+    pub fn new(ctx: &Context, gguf: &GgufFile, cfg: &TextConfig, max_chunk: u32) -> Result<Ple> {
         let info = gguf.require_tensor(TABLE_NAME)?;
         let (n_layers, p) = (cfg.n_layers() as u32, cfg.ple_dim);
         let row_elems = n_layers * p;
@@ -79,7 +72,6 @@ impl Ple {
         let f32_buffer = |label: &str| ctx.alloc(label, Category::Scratch, chunk_elems * 4, None);
         Ok(Ple {
             offset_bytes: info.offset_bytes(),
-            source_len_bytes: source.len_bytes(),
             ttype,
             row_bytes,
             vocab: cfg.vocab,
@@ -93,18 +85,9 @@ impl Ple {
         })
     }
 
-    /// Gathers the table rows of `tokens` on the host and queues their upload (it lands before the next submit).
+    /// Gathers the table rows of `tokens` from `source`, the file the model was loaded from, on the host and queues
+    /// their upload (it lands before the next submit).
     pub fn upload_rows(&self, ctx: &Context, source: &dyn ByteSource, tokens: &[u32]) -> Result<()> {
-        if source.len_bytes() != self.source_len_bytes {
-            return Err(Error::Unsupported {
-                op: "per-layer embeddings".into(),
-                reason: format!(
-                    "the byte source has {} bytes, the model was loaded from one of {}: pass the same file",
-                    source.len_bytes(),
-                    self.source_len_bytes
-                ),
-            });
-        }
         let mut data = Vec::with_capacity((tokens.len() as u64 * self.row_bytes).next_multiple_of(4) as usize);
         for &t in tokens {
             if t >= self.vocab {
@@ -143,7 +126,7 @@ impl Ple {
         unary_inplace(batch, UnaryOp::Scale, 1.0 / (cfg.hidden as f32).sqrt(), &self.c, elems)?;
         rms_norm(batch, &self.c, Some(norm), &self.cn, n * self.n_layers, self.ple_dim, cfg.rms_eps)?;
         binary(batch, BinaryOp::Add, StorageType::F32, &self.cn, &self.e, &self.c, elems)?;
-        unary_inplace(batch, UnaryOp::Scale, std::f32::consts::FRAC_1_SQRT_2, &self.c, elems)
+        Ok(unary_inplace(batch, UnaryOp::Scale, std::f32::consts::FRAC_1_SQRT_2, &self.c, elems)?)
     }
 
     /// The PLE inputs `ple` of the last recorded chunk, f32 `[n][L·P]` (for traces).

@@ -1,8 +1,8 @@
 //! Activations of one chunk, allocated once at load for `max_chunk` tokens (`Category::Scratch`) and reused by
 //! every layer and every call, plus the host-visible buffer the logits come back through.
 
-use crate::error::{Error, Result};
-use crate::gpu::{Category, Context, GpuBuffer};
+use crate::error::Result;
+use crate::gpu::{Category, Context, GpuBuffer, GpuError};
 use crate::models::TextConfig;
 use crate::ops::attention::{AttentionShape, CacheType};
 
@@ -211,7 +211,7 @@ pub async fn map_read_f32(ctx: &Context, staging: &GpuBuffer, bytes: u64) -> Res
     });
     #[cfg(not(target_arch = "wasm32"))]
     ctx.wait_idle()?;
-    let map_error = |message: String| Error::BufferMap { label: staging.label().to_owned(), message };
+    let map_error = |message: String| GpuError::BufferMap { label: staging.label().to_owned(), message };
     receiver
         .await
         .map_err(|_| map_error("the map callback was dropped (device lost?)".into()))?

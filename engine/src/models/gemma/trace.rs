@@ -40,7 +40,7 @@ impl Tracer {
                 batch.copy(src, 0, &dst, 0, bytes);
                 self.grabbed.push((name.to_owned(), dst, elems));
             }
-            Err(e) => self.failed = Some(e),
+            Err(e) => self.failed = Some(e.into()),
         }
     }
 

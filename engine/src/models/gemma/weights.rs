@@ -3,6 +3,7 @@
 //! storage binding; norm vectors and scalars are converted to f32 on the host. `per_layer_token_embd` is never
 //! uploaded (see `ple.rs`), nor are the vision/audio/projector tensors of Ollama blobs.
 
+use super::LoadProgress;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::gpu::{Batch, Category, Context, GpuBuffer, SplitTensor};
@@ -13,6 +14,7 @@ use crate::ops::mul_mat::{MulMatArgs, MulMatPath, VEC_MAX_TOKENS, mul_mat_with};
 use crate::ops::mul_mat_vec::{GluUp, mul_mat_vec_geglu};
 use crate::quant::QuantType;
 use crate::source::ByteSource;
+use std::cell::RefCell;
 
 /// A matrix `[rows][cols]` (GGUF dims `[cols, rows]`) in its file encoding: y = x · Wᵀ.
 #[derive(Debug)]
@@ -133,7 +135,7 @@ impl GateUp {
         match self {
             GateUp::Stacked(w) if n <= VEC_MAX_TOKENS && w.w.parts.len() == 1 => {
                 let args = MulMatArgs::new(&w.w.parts[0], w.wtype, ffn, w.cols, x, n, act);
-                return mul_mat_vec_geglu(batch, &args, &GluUp::Stacked { up_row_offset: ffn });
+                return Ok(mul_mat_vec_geglu(batch, &args, &GluUp::Stacked { up_row_offset: ffn })?);
             }
             GateUp::Stacked(w) => w.forward(batch, x, n, gate_up)?,
             GateUp::Separate { gate, up } => {
@@ -142,7 +144,7 @@ impl GateUp {
             }
         }
         let half = |offset_elems| GluOperand { buffer: gate_up, offset_elems, row_stride_elems: 2 * ffn };
-        geglu_rows(batch, half(0), half(ffn), act, n, ffn)
+        Ok(geglu_rows(batch, half(0), half(ffn), act, n, ffn)?)
     }
 
     pub fn ffn_dim(&self) -> u32 {
@@ -203,38 +205,56 @@ impl Weights {
     }
 }
 
-fn bad(name: &str, why: String) -> Error {
-    Error::BadModelFile(GgufError::WrongType {
-        key: name.to_owned(),
-        expected: "a tensor the config implies",
-        found: why,
-    })
+fn bad(name: &str, problem: String) -> Error {
+    Error::BadModelFile(GgufError::BadTensor { tensor: name.to_owned(), problem })
 }
 
-/// Reads tensors from a GGUF and uploads them in `Category::Weights`.
+/// Reads tensors from a GGUF and uploads them in `Category::Weights`, reporting progress after each.
 pub(super) struct Loader<'a> {
     pub ctx: &'a Context,
     pub gguf: &'a GgufFile,
-    pub source: &'a dyn ByteSource,
+    source: &'a dyn ByteSource,
+    /// Weight bytes live before the load, and the plan's weight bytes of this model.
+    base_bytes: u64,
+    total_bytes: u64,
+    progress: RefCell<&'a mut dyn FnMut(LoadProgress)>,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    pub fn new(
+        ctx: &'a Context,
+        gguf: &'a GgufFile,
+        source: &'a dyn ByteSource,
+        total_bytes: u64,
+        progress: &'a mut dyn FnMut(LoadProgress),
+    ) -> Self {
+        let base_bytes = weight_bytes(ctx);
+        Loader { ctx, gguf, source, base_bytes, total_bytes, progress: RefCell::new(progress) }
+    }
+
     fn info(&self, name: &str) -> Result<&TensorInfo> {
         Ok(self.gguf.require_tensor(name)?)
+    }
+
+    fn uploaded<T>(&self, t: T) -> T {
+        let uploaded_bytes = weight_bytes(self.ctx).saturating_sub(self.base_bytes);
+        (self.progress.borrow_mut())(LoadProgress { uploaded_bytes, total_bytes: self.total_bytes });
+        t
     }
 
     /// `name` as a `[rows][cols]` matrix, split on rows if it exceeds one binding.
     pub fn linear(&self, name: &str, rows: u32, cols: u32) -> Result<Linear> {
         let info = self.info(name)?;
         if info.dims() != [cols as u64, rows as u64] {
-            return Err(bad(name, format!("dims {:?}, expected [{cols}, {rows}]", info.dims())));
+            return Err(bad(name, format!("has dims {:?}; the model config implies [{cols}, {rows}]", info.dims())));
         }
         let wtype = info.dtype();
-        let row_bytes =
-            wtype.bytes_for(cols as u64).ok_or_else(|| bad(name, format!("{cols} {wtype} elements per row")))?;
+        let row_bytes = wtype
+            .bytes_for(cols as u64)
+            .ok_or_else(|| bad(name, format!("has rows of {cols} {wtype} elements, not a whole number of blocks")))?;
         let data = info.bytes(self.source)?;
         let w = SplitTensor::upload(self.ctx, name, Category::Weights, &data, row_bytes)?;
-        Ok(Linear { w, wtype, rows, cols })
+        Ok(self.uploaded(Linear { w, wtype, rows, cols }))
     }
 
     /// `ffn_gate` and `ffn_up` (`[ffn][h]` each), stacked into one buffer when they share a type and fit one
@@ -255,7 +275,7 @@ impl Loader<'_> {
         let row_bytes = gate.size_bytes() / ffn as u64;
         let label = format!("{gate_name}+{up_name}");
         let w = SplitTensor::upload(self.ctx, &label, Category::Weights, &data, row_bytes)?;
-        Ok(GateUp::Stacked(Linear { w, wtype, rows: 2 * ffn, cols: h }))
+        Ok(self.uploaded(GateUp::Stacked(Linear { w, wtype, rows: 2 * ffn, cols: h })))
     }
 
     pub fn optional_linear(&self, name: &str, rows: u32, cols: u32) -> Result<Option<Linear>> {
@@ -269,7 +289,7 @@ impl Loader<'_> {
     pub fn vector(&self, name: &str, len: u32) -> Result<GpuBuffer> {
         let info = self.info(name)?;
         if info.elems() != len as u64 {
-            return Err(bad(name, format!("{} elements, expected {len}", info.elems())));
+            return Err(bad(name, format!("has {} elements; the model config implies {len}", info.elems())));
         }
         let bytes = info.bytes(self.source)?;
         let values: Vec<f32> = match info.dtype() {
@@ -278,9 +298,12 @@ impl Loader<'_> {
             QuantType::BF16 => {
                 bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
             }
-            other => return Err(bad(name, format!("type {other}; norm and scale vectors must be F32, F16 or BF16"))),
+            other => {
+                return Err(bad(name, format!("has type {other}; norm and scale vectors must be F32, F16 or BF16")));
+            }
         };
-        self.ctx.upload(name, Category::Weights, bytemuck::cast_slice(&values))
+        let buffer = self.ctx.upload(name, Category::Weights, bytemuck::cast_slice(&values))?;
+        Ok(self.uploaded(buffer))
     }
 
     pub fn optional_vector(&self, name: &str, len: u32) -> Result<Option<GpuBuffer>> {
@@ -334,4 +357,8 @@ impl Loader<'_> {
         }
         Ok(Weights { token_embd, output, per_layer_model_proj, per_layer_proj_norm, output_norm, rope_freqs, layers })
     }
+}
+
+fn weight_bytes(ctx: &Context) -> u64 {
+    ctx.memory().by_category.iter().find(|(c, _, _)| *c == Category::Weights).map_or(0, |c| c.1)
 }

@@ -103,12 +103,7 @@ impl Run<'_> {
     }
 }
 
-pub fn run(
-    ctx: &Context,
-    model: &mut Gemma,
-    plan: &Plan,
-    bar: &ProgressBar,
-) -> ferrogem::Result<Measured> {
+pub fn run(ctx: &Context, model: &mut Gemma, plan: &Plan, bar: &ProgressBar) -> ferrogem::Result<Measured> {
     let mut run = Run { ctx, model, bar };
     let first_decode_pos = plan.prompt.len() as u32;
     bar.set_message("warm-up");

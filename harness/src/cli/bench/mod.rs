@@ -11,15 +11,15 @@ pub mod history;
 mod measure;
 mod print;
 
-use ferrogem_harness::cases::runner::measure_copy_bandwidth;
 use crate::model_arg;
-use ferrogem::models::ModelFile;
-use ferrogem_harness::results::Environment;
 use bytes::DecodeBytes;
 use clap::{Args, ValueEnum};
 use ferrogem::gpu::{Context, ContextOptions};
+use ferrogem::models::ModelFile;
 use ferrogem::models::gemma::GemmaOptions;
 use ferrogem::ops::attention::CacheType;
+use ferrogem_harness::cases::runner::measure_copy_bandwidth;
+use ferrogem_harness::results::Environment;
 use history::col;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use measure::{Counts, Plan, Timing, median_min_max};
@@ -27,11 +27,14 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `--kv-cache` of bench: a storage type, or what llama.cpp would pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KvArg {
     /// f16 where the device grants SHADER_F16 (as llama.cpp's default cache), else f32.
     Auto,
+    /// Half the memory; needs SHADER_F16.
     F16,
+    /// Works everywhere.
     F32,
 }
 
@@ -52,8 +55,8 @@ pub struct BenchArgs {
     /// Positions the KV cache holds; default: prompt + gen.
     #[arg(long = "ctx")]
     pub n_ctx: Option<u32>,
-    /// Tokens per forward chunk; default: the whole prompt in one.
-    #[arg(long)]
+    /// Tokens per forward chunk (at least 1); default: the whole prompt in one.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_chunk: Option<u32>,
     #[arg(long, value_enum, default_value_t = KvArg::Auto)]
     pub kv_cache: KvArg,

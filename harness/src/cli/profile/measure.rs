@@ -3,8 +3,8 @@
 //! trajectory up to it is the most useful output there is.
 
 use crate::model_arg::load_with_progress;
-use ferrogem::models::ModelFile;
 use ferrogem::gpu::{Context, Phase, PhaseCounters, counters_agree};
+use ferrogem::models::ModelFile;
 use ferrogem::models::TextConfig;
 use ferrogem::models::gemma::{Gemma, GemmaOptions, LogitRows};
 use ferrogem::sampling::SplitMix64;

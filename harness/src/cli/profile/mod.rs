@@ -17,14 +17,13 @@ mod measure;
 mod summary;
 mod svg;
 
-use crate::model_arg;
-use ferrogem::models::ModelFile;
-use clap::{Args, ValueEnum};
+use crate::model_arg::{self, KvCacheArg};
+use clap::Args;
 use ferrogem::gpu::{Context, ContextOptions, DeviceProfile, human_bytes};
+use ferrogem::models::ModelFile;
 use ferrogem::models::TextConfig;
-use ferrogem::models::gemma::{DEFAULT_N_CTX, GemmaOptions};
 use ferrogem::models::gemma::plan::{Budget, MemoryPlan, PlanLimits, refuse_unless_fits};
-use ferrogem::ops::attention::CacheType;
+use ferrogem::models::gemma::{DEFAULT_N_CTX, GemmaOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -49,6 +48,7 @@ pub struct ProfileArgs {
     /// The webgpu-default profile (ignored when --device-profile is given).
     #[arg(long, env = "FERROGEM_DOWNLEVEL")]
     pub downlevel: bool,
+    /// KV cache storage; f16 halves its memory and needs SHADER_F16.
     #[arg(long, value_enum, default_value_t = KvCacheArg::F32)]
     pub kv_cache: KvCacheArg,
     /// Print the memory plan (and write plan.json) without running; needs no GPU when a device profile is given.
@@ -58,12 +58,6 @@ pub struct ProfileArgs {
     /// Directory for trajectory.csv, summary.json and trajectory.svg (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum KvCacheArg {
-    F32,
-    F16,
 }
 
 /// A named profile from the repository, or a profile file.
@@ -95,14 +89,7 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     };
     let model = model_arg::open(args.model.as_deref())?;
     let config = TextConfig::from_gguf(&model.gguf)?;
-    let options = GemmaOptions {
-        n_ctx: args.ctx,
-        kv_cache: match args.kv_cache {
-            KvCacheArg::F32 => CacheType::F32,
-            KvCacheArg::F16 => CacheType::F16,
-        },
-        ..GemmaOptions::default()
-    };
+    let options = GemmaOptions { n_ctx: args.ctx, kv_cache: args.kv_cache.into(), ..GemmaOptions::default() };
     std::fs::create_dir_all(&args.out).map_err(|e| io_error("create", &args.out, e))?;
 
     if args.plan {
@@ -118,8 +105,7 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     let plan = MemoryPlan::new(&model.gguf, &config, &options, limits)?;
     print_plan(&model.display, &plan, profile.as_ref());
     let settings = measure::Settings { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, options };
-    let measured =
-        measure::run(&ctx, &model, &config, &settings);
+    let measured = measure::run(&ctx, &model, &config, &settings);
     let summary = summary::Summary::new(&ctx, &model.display, profile.as_ref(), &settings, &plan, &measured);
     write_outputs(&args.out, &ctx, &summary)?;
     Ok(report(&summary))

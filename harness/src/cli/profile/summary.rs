@@ -1,9 +1,9 @@
 //! summary.json: everything a CI gate or a person needs from one profile run, machine-readable.
 
 use super::measure::{CounterCheck, Measured, Settings, StepRecord};
-use ferrogem_harness::results::Environment;
 use ferrogem::gpu::{Capabilities, Category, CeilingBreach, Context, DeviceProfile, PhaseCounters};
 use ferrogem::models::gemma::plan::{FitRefusal, MemoryPlan, PlanLine};
+use ferrogem_harness::results::Environment;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

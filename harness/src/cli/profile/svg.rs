@@ -2,8 +2,8 @@
 //! as background bands labelled above the plot, the ceiling as a dashed line (or a note when it is far off the
 //! scale), axes in seconds and KiB/MiB/GiB, and a legend.
 
-use ferrogem::gpu::{Category, MemEvent, MemEventKind, Phase, PhaseMark, human_bytes};
 use crate::plot::{escape, tick_step};
+use ferrogem::gpu::{Category, MemEvent, MemEventKind, Phase, PhaseMark, human_bytes};
 use std::fmt::Write;
 
 const WIDTH: f64 = 1000.0;

@@ -3,11 +3,11 @@
 //! blob, and the manifest at `manifests/<host>/<namespace>/<model>/<tag>`.
 
 use super::presets::Preset;
-use sha2::Digest;
 use super::tensors::QuantMix;
 use ferrogem::models::Arch;
 use ferrogem::ollama::{MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS, MEDIA_TYPE_TEMPLATE, ModelName, OllamaStore};
 use serde_json::json;
+use sha2::Digest;
 use std::fs;
 use std::path::{Path, PathBuf};
 

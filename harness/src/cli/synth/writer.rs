@@ -4,10 +4,10 @@
 //! aligned data section, each tensor padded to the alignment), because a multi-GB model cannot be built in
 //! memory the way `GgufWriter::to_bytes` builds one.
 
-use sha2::{Digest, Sha256};
 use super::tensors::PlannedTensor;
 use ferrogem::gguf::{DEFAULT_ALIGNMENT_BYTES, GgufWriter, Value};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;

@@ -1,0 +1,74 @@
+//! Argument checks every dispatcher shares: buffer sizes, binding limits, aliasing and the u32 index range. Below
+//! every op module and above only the GPU runtime.
+
+use crate::gpu::{GpuBuffer, GpuError, Result};
+
+/// `buf` must hold at least `needed_bytes`.
+pub(crate) fn check_buffer(op: &str, what: &str, buf: &GpuBuffer, needed_bytes: u64) -> Result<()> {
+    if buf.size_bytes() < needed_bytes {
+        return Err(GpuError::Unsupported {
+            op: op.into(),
+            reason: format!(
+                "{what} `{}` holds {} bytes, the shape needs {needed_bytes}",
+                buf.label(),
+                buf.size_bytes()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// An output may not be an input of the same dispatch: wgpu rejects a buffer bound read-only and writable at once.
+pub(crate) fn check_distinct(op: &str, input: &GpuBuffer, output: &GpuBuffer) -> Result<()> {
+    if input.id() == output.id() {
+        return Err(GpuError::Unsupported {
+            op: op.into(),
+            reason: format!(
+                "`{}` is both an input and the output; use the in-place form or another buffer",
+                output.label()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Element counts and indices are u32 in the kernels.
+pub(crate) fn checked_u32(op: &str, what: &str, n: u64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| GpuError::Unsupported {
+        op: op.into(),
+        reason: format!("{what} = {n} exceeds the 2^32 index range"),
+    })
+}
+
+/// Errors unless `buffer` holds `need_bytes` and every byte offset the kernel computes fits in u32.
+pub(crate) fn check_binding(
+    op: &str,
+    what: &str,
+    buffer: &GpuBuffer,
+    need_bytes: u64,
+    max_binding_bytes: u64,
+) -> Result<()> {
+    if buffer.size_bytes() > max_binding_bytes {
+        return Err(GpuError::LimitExceeded {
+            what: format!("{what} binding `{}` of {op}", buffer.label()),
+            requested: buffer.size_bytes(),
+            limit: max_binding_bytes,
+            hint: "split the tensor on rows (SplitTensor) and dispatch once per part",
+        });
+    }
+    if need_bytes > u32::MAX as u64 {
+        return Err(GpuError::LimitExceeded {
+            what: format!("{what} of {op} (byte offsets are 32-bit in WGSL)"),
+            requested: need_bytes,
+            limit: u32::MAX as u64,
+            hint: "split the tensor on rows (SplitTensor) and dispatch once per part",
+        });
+    }
+    if buffer.size_bytes() < need_bytes {
+        return Err(GpuError::Unsupported {
+            op: op.to_owned(),
+            reason: format!("{what} needs {need_bytes} bytes, `{}` has {}", buffer.label(), buffer.size_bytes()),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The checking half of ferrogem's harness, as a library: the op case registry with its CPU references
+//! (candle-core), the tolerance table, the golden list, the model check and the result files. The `ferrogem`
+//! binary (`src/cli/`) runs it all through `ferrogem check`; `cargo test -p ferrogem-harness <op>` runs the cases of
+//! one op family on the adapter (`cases::family_tests`).
+
+pub mod cases;
+pub mod golden;
+pub mod load_check;
+pub mod model_check;
+pub mod npy;
+pub mod reference;
+pub mod results;
+pub mod tolerance;
