@@ -120,7 +120,7 @@ fn gpu_generate_stops_cleanly_on_ctrl_c() {
     assert!(memory.contains("same as before the prompt") && memory.contains("0 bytes after unload"), "{memory}");
 }
 
-fn chat(args: &[&str], input: &str) -> Vec<serde_json::Value> {
+fn chat(args: &[&str], input: impl AsRef<[u8]>) -> Vec<serde_json::Value> {
     let mut child = ferrogem()
         .args(["chat", "--json", "--model", fixture("tiny-gemma4-f32.gguf").to_str().unwrap()])
         .args(args)
@@ -129,7 +129,7 @@ fn chat(args: &[&str], input: &str) -> Vec<serde_json::Value> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.stdin.take().unwrap().write_all(input.as_ref()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     json_lines(&out.stdout)
@@ -139,15 +139,15 @@ fn chat(args: &[&str], input: &str) -> Vec<serde_json::Value> {
 fn gpu_chat_saved_and_loaded_continues_with_identical_tokens() {
     let sampling = ["-n", "10", "--temp", "0.9", "--top-k", "40", "--seed", "11"];
     let turns = ["tell me a story", "and then?", "how does it end"];
-    let whole = chat(&sampling, &format!("{}\n{}\n{}\n", turns[0], turns[1], turns[2]));
+    let whole = chat(&sampling, format!("{}\n{}\n{}\n", turns[0], turns[1], turns[2]));
     assert_eq!(whole.len(), 3, "{whole:?}");
     assert!(whole[1]["reused_tokens"].as_u64().unwrap() > 0, "turn 2 reuses turn 1's cache: {}", whole[1]);
 
     let file = temp_path("chat.fgsnap");
     let file_arg = file.to_str().unwrap();
-    let first = chat(&sampling, &format!("{}\n{}\n/save {file_arg}\n", turns[0], turns[1]));
+    let first = chat(&sampling, format!("{}\n{}\n/save {file_arg}\n", turns[0], turns[1]));
     assert_eq!(first[2]["saved"], file_arg);
-    let resumed = chat(&sampling, &format!("/load {file_arg}\n{}\n", turns[2]));
+    let resumed = chat(&sampling, format!("/load {file_arg}\n{}\n", turns[2]));
     assert!(resumed[0]["cached_tokens"].as_u64().unwrap() > 0, "{resumed:?}");
     assert_eq!(resumed[1]["tokens"], whole[2]["tokens"], "the resumed third reply differs from the uninterrupted one");
     assert_eq!(resumed[1]["reused_tokens"], whole[2]["reused_tokens"]);
@@ -157,7 +157,7 @@ fn gpu_chat_saved_and_loaded_continues_with_identical_tokens() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&file, &bytes).unwrap();
-    let refused = chat(&sampling, &format!("/load {file_arg}\n{}\n", turns[2]));
+    let refused = chat(&sampling, format!("/load {file_arg}\n{}\n", turns[2]));
     assert!(refused[0]["error"].as_str().unwrap().contains("checksum"), "{refused:?}");
     assert!(refused[1]["tokens"].is_array(), "{refused:?}");
     let _ = std::fs::remove_file(&file);
@@ -166,14 +166,27 @@ fn gpu_chat_saved_and_loaded_continues_with_identical_tokens() {
 #[test]
 fn gpu_chat_context_overflow_is_an_error_or_a_shift() {
     let long = "word ".repeat(80);
-    let refused = chat(&["--ctx", "64", "-n", "4", "--temp", "0"], &format!("{long}\nhi\n"));
+    let refused = chat(&["--ctx", "64", "-n", "4", "--temp", "0"], format!("{long}\nhi\n"));
     let error = refused[0]["error"].as_str().unwrap_or_else(|| panic!("{refused:?}"));
     assert!(error.contains("context"), "{error}");
     assert!(refused[1]["tokens"].is_array(), "the chat goes on after the refused message: {refused:?}");
 
     let turn = "a few words of text here";
-    let shifted = chat(&["--ctx", "64", "-n", "4", "--temp", "0", "--context-shift"], &format!("{turn}\n").repeat(6));
+    let shifted = chat(&["--ctx", "64", "-n", "4", "--temp", "0", "--context-shift"], format!("{turn}\n").repeat(6));
     assert_eq!(shifted.len(), 6, "{shifted:?}");
     assert!(shifted.iter().any(|t| t["dropped_messages"].as_u64().unwrap() > 0), "{shifted:?}");
     assert!(shifted.iter().all(|t| t["prompt_tokens"].as_u64().unwrap() < 64), "{shifted:?}");
+}
+
+/// Issue 15: `/load /dev/zero` is refused unread and a line that is not UTF-8 is reported; the chat goes on.
+#[test]
+fn gpu_chat_goes_on_after_a_device_file_and_a_line_that_is_not_text() {
+    let mut input = b"/load /dev/zero\n".to_vec();
+    input.extend_from_slice(b"\xff\xfe not text\n");
+    input.extend_from_slice(b"hi\n");
+    let out = chat(&["-n", "2", "--temp", "0"], input);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(out[0]["error"].as_str().unwrap_or_default().contains("not a regular file"), "{out:?}");
+    assert!(out[1]["error"].as_str().unwrap_or_default().contains("UTF-8"), "{out:?}");
+    assert!(out[2]["tokens"].is_array(), "{out:?}");
 }

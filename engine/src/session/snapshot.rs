@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"FGSNAP\0\0";
+/// The largest header a snapshot may have: token ids of a full context and a long conversation fit many times.
+pub const MAX_HEADER_BYTES: u64 = 64 << 20;
 pub const VERSION: u32 = 1;
 const DIGEST_BYTES: usize = 32;
 
@@ -100,6 +102,13 @@ impl Session {
     }
 
     /// Replaces the cache with the snapshot's. On any error the session is left as it was (checks come first).
+    /// The most bytes a snapshot of this session can take: every owner layer's K and V, plus the header (token ids,
+    /// sampler, the caller's conversation) up to [`MAX_HEADER_BYTES`]. A reader bounds a file by it before reading.
+    pub fn snapshot_max_bytes(&self) -> u64 {
+        let caches: u64 = self.model.kv.layers.iter().flatten().map(|c| c.k.size_bytes() + c.v.size_bytes()).sum();
+        (16 + DIGEST_BYTES) as u64 + MAX_HEADER_BYTES + caches
+    }
+
     pub async fn restore(&mut self, bytes: &[u8]) -> Result<Restored> {
         let (header, payload) = parse(bytes)?;
         if header.fingerprint != self.fingerprint {

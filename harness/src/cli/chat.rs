@@ -82,13 +82,24 @@ pub fn run(args: ChatArgs) -> ferrogem::Result<ExitCode> {
     let sampler = Sampler::new(config.clone())?;
     let mut chat = Chat { args: &args, session, template, config, sampler, stops, messages, last_rates: (0.0, 0.0) };
     let interactive = std::io::stdin().is_terminal();
-    let mut lines = std::io::stdin().lock().lines();
+    let mut stdin = std::io::stdin().lock();
+    let mut raw = Vec::new();
     loop {
         if interactive {
             eprint!(">>> ");
         }
-        let Some(line) = lines.next() else { break };
-        let line = line.map_err(|e| Error::Io { action: "read", path: "stdin".into(), message: e.to_string() })?;
+        raw.clear();
+        let read = stdin.read_until(b'\n', &mut raw);
+        if read.map_err(|e| Error::Io { action: "read", path: "stdin".into(), message: e.to_string() })? == 0 {
+            break;
+        }
+        // A line that is not UTF-8 is reported and skipped; the conversation goes on.
+        let Ok(line) = std::str::from_utf8(&raw) else {
+            let e =
+                Error::Unsupported { op: "this line".into(), reason: "it is not valid UTF-8; type it again".into() };
+            chat.say(json!({"error": e.to_string()}), &format!("error: {e}"));
+            continue;
+        };
         let line = line.trim_end_matches(['\r', '\n']);
         let outcome = match line.split_once(' ').unwrap_or((line, "")) {
             ("/exit" | "/quit" | "/bye", _) => break,
@@ -116,6 +127,23 @@ pub fn run(args: ChatArgs) -> ferrogem::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A snapshot file's bytes, refused unread past `max_bytes` (what a snapshot of this session can hold) and unless it
+/// is a regular file: `/load /dev/zero` must not read forever.
+fn read_snapshot(file: &str, max_bytes: u64) -> ferrogem::Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |message: String| Error::Io { action: "read the snapshot", path: file.into(), message };
+    let f = std::fs::File::open(file).map_err(|e| io(e.to_string()))?;
+    if !f.metadata().map_err(|e| io(e.to_string()))?.is_file() {
+        return Err(io("it is not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    f.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| io(e.to_string()))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(io(format!("it is larger than the {max_bytes} bytes a snapshot of this session can be")));
+    }
+    Ok(bytes)
 }
 
 fn message(role: Role, content: String, thinking: Option<String>) -> Message {
@@ -218,8 +246,7 @@ impl Chat<'_> {
     }
 
     fn load(&mut self, file: &str) -> ferrogem::Result<()> {
-        let bytes =
-            std::fs::read(file).map_err(|e| Error::Io { action: "read", path: file.into(), message: e.to_string() })?;
+        let bytes = read_snapshot(file, self.session.snapshot_max_bytes())?;
         let messages_of = |app: &serde_json::Value| -> ferrogem::Result<Vec<Message>> {
             serde_json::from_value(app["messages"].clone())
                 .map_err(|e| Error::BadSnapshot { reason: format!("its conversation is malformed: {e}") })
