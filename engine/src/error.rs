@@ -17,6 +17,9 @@ pub enum Error {
     #[error("{0}")]
     ModelDoesNotFit(Box<dyn std::error::Error + Send + Sync>),
 
+    #[error(transparent)]
+    Lora(#[from] crate::lora::LoraError),
+
     #[error("bad model file: {0}")]
     BadModelFile(#[from] crate::gguf::GgufError),
 

@@ -1,5 +1,5 @@
-//! ferrogem: Gemma 4 and Gemma 3 inference on hand-written WGSL kernels through wgpu (LoRA adapters and training
-//! are planned, not built).
+//! ferrogem: Gemma 4 and Gemma 3 inference on hand-written WGSL kernels through wgpu, with LoRA adapters applied on
+//! the GPU (training is planned, not built).
 //!
 //! The crate compiles natively and for `wasm32-unknown-unknown`. Code the browser build uses never blocks and
 //! never touches the filesystem; memory mapping and the Ollama store are native-only.
@@ -8,6 +8,7 @@ pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod gpu;
+pub mod lora;
 pub mod models;
 pub mod ops;
 pub mod quant;

@@ -346,21 +346,57 @@ fn store_errors_convert_into_the_engine_error() {
     assert!(err.to_string().starts_with("no Ollama store at /nowhere"), "{err}");
 }
 
+/// A llama.cpp LoRA GGUF updating blk.1.attn_q of the tiny Gemma 4 (hidden 128, 4 heads × 32).
+fn lora_gguf() -> Vec<u8> {
+    use ferrogem::gguf::{GgufWriter, Value};
+    let mut w = GgufWriter::new(3);
+    w.add_metadata("general.architecture", Value::String("gemma4".into()));
+    w.add_metadata("general.type", Value::String("adapter".into()));
+    w.add_metadata("adapter.type", Value::String("lora".into()));
+    w.add_metadata("adapter.lora.alpha", Value::F32(8.0));
+    let a: Vec<f32> = (0..4 * 128).map(|i| (i % 7) as f32 * 0.01).collect();
+    let b: Vec<f32> = (0..128 * 4).map(|i| (i % 5) as f32 * -0.01).collect();
+    w.add_tensor(
+        "blk.1.attn_q.weight.lora_a",
+        &[128, 4],
+        ferrogem::quant::QuantType::F32,
+        bytemuck::cast_slice(&a).to_vec(),
+    );
+    w.add_tensor(
+        "blk.1.attn_q.weight.lora_b",
+        &[4, 128],
+        ferrogem::quant::QuantType::F32,
+        bytemuck::cast_slice(&b).to_vec(),
+    );
+    w.to_bytes().unwrap()
+}
+
 #[test]
-fn a_model_opened_by_name_carries_its_store_entry_and_one_with_an_adapter_is_refused() {
+fn a_model_opened_by_name_carries_its_store_entry_and_its_adapter_layers() {
+    use ferrogem::lora::Target;
     use ferrogem::models::ModelFile;
     let temp = TempStore::with_gemma("open");
     let model = ModelFile::from_store(&temp.store(), "gemma4:e2b").unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(model.display, "gemma4:e2b");
     assert_eq!(model.ollama.as_ref().and_then(|o| o.system.as_deref()), Some(SYSTEM_TEXT));
     assert!(model.gguf.tensors().len() > 10, "the GGUF blob was parsed");
+    assert!(model.adapters.is_empty());
 
     let mut layers = temp.gemma_layers();
-    layers.push(temp.blob("application/vnd.ollama.image.adapter", b"adapter gguf"));
+    layers.push(temp.blob("application/vnd.ollama.image.adapter", &lora_gguf()));
     temp.write_manifest("registry.ollama.ai/library/gemma4/tuned", &layers);
-    let Err(err) = ModelFile::from_store(&temp.store(), "gemma4:tuned") else {
-        panic!("a manifest with an adapter layer must not run as the base model");
+    let tuned = ModelFile::from_store(&temp.store(), "gemma4:tuned").unwrap_or_else(|err| panic!("{err}"));
+    let [applied] = &tuned.adapters[..] else { panic!("one adapter layer, one adapter: {:?}", tuned.adapters.len()) };
+    assert_eq!((applied.label.as_str(), applied.scale), ("gemma4:tuned ADAPTER 1", 1.0));
+    let u = &applied.adapter.updates[0];
+    assert_eq!((u.layer, u.target, u.rank, u.scale), (1, Target::AttnQ, 4, 2.0));
+
+    // An adapter layer that is not a LoRA GGUF is an error, never the base model run without it.
+    let mut layers = temp.gemma_layers();
+    layers.push(temp.blob("application/vnd.ollama.image.adapter", b"adapter gguf"));
+    temp.write_manifest("registry.ollama.ai/library/gemma4/broken", &layers);
+    let Err(err) = ModelFile::from_store(&temp.store(), "gemma4:broken") else {
+        panic!("a manifest with a bad adapter layer must not run as the base model");
     };
-    let message = err.to_string();
-    assert!(message.contains("gemma4:tuned") && message.contains("1 LoRA adapter layer"), "{message}");
+    assert!(err.to_string().contains("not a GGUF file"), "{err}");
 }

@@ -133,7 +133,8 @@ fn check(ctx: &Context, model: &ModelFile, tokens: usize, prompt: Option<&str>) 
     let text = |e: ferrogem::Error| e.to_string();
     let source = model.source.as_ref();
     let t0 = Instant::now();
-    let reference = Reference::from_gguf(&model.gguf, source).map_err(|e| format!("CPU reference: {e}"))?;
+    let mut reference = Reference::from_gguf(&model.gguf, source).map_err(|e| format!("CPU reference: {e}"))?;
+    reference.merge_adapters(&model.adapters).map_err(|e| format!("CPU reference: {e}"))?;
     let cfg = reference.config.clone();
     let explicit_prompt = prompt;
     let (prompt, from) = prompt_for(model, explicit_prompt, cfg.vocab)?;
@@ -144,8 +145,10 @@ fn check(ctx: &Context, model: &ModelFile, tokens: usize, prompt: Option<&str>) 
     let n_ctx = (n + tokens + 1) as u32;
     let options = GemmaOptions { max_chunk: n as u32, n_ctx, ..GemmaOptions::default() };
     let mut gpu = model.load(ctx, options, &mut |_| {}).map_err(text)?;
+    let with_adapters: String = model.adapters.iter().map(|a| format!(" + adapter {} ×{}", a.label, a.scale)).collect();
     println!(
-        "{}: {:?}, {} layers, vocab {}; prompt of {n} tokens from {from}; loaded in {:.2?} ({} weight bytes on the GPU)",
+        "{}{with_adapters}: {:?}, {} layers, vocab {}; prompt of {n} tokens from {from}; loaded in {:.2?} ({} weight \
+         bytes on the GPU)",
         model.display,
         cfg.arch,
         cfg.n_layers(),
@@ -172,9 +175,10 @@ fn check(ctx: &Context, model: &ModelFile, tokens: usize, prompt: Option<&str>) 
     }
     let cpu_logits = logits_rows(&cpu.logits)?;
     compare_logits(&mut tally, "prefill logits", &prefill, &cpu_logits);
-    // HF transformers on the same dequantized weights, when the golden sits beside the model.
+    // HF transformers on the same dequantized weights, when the golden sits beside the model (of the base: not
+    // with adapters).
     let hf_path = model.path.with_extension("hf_dequant_logits.npy");
-    if model.ollama.is_none() && explicit_prompt.is_none() && hf_path.exists() {
+    if model.ollama.is_none() && model.adapters.is_empty() && explicit_prompt.is_none() && hf_path.exists() {
         let hf = npy::read_f32(&hf_path)?;
         let (nmse, max_abs) = nmse_and_max_abs(&prefill.values, &hf.data);
         tally.check(

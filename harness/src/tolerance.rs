@@ -28,6 +28,10 @@ pub fn max_nmse(op: &str, dtype: &str) -> f64 {
         // rms_norm then rope in f32; the position-dependent rope term is added by `cases::norm_rope`, and an f16 cache
         // store falls to the f16 storage bound below.
         ("rms_norm_rope" | "rms_norm_rope_kv", "f32") => 1e-7,
+        // A rank-r dot product in f32 added to y, against candle's f32 matmul and add: summation order only, at
+        // r ≤ 64 ~r·2^-48. The bound of plain f32 ops with dot products (brief: ~1e-7) would hide a wrong slice
+        // far less often than this one. Measured ≤ 1.4e-14 on lavapipe.
+        ("lora_add", "f32") => 1e-10,
         // A half-precision store rounds at 2^-11 relative: (2^-11)^2 / 3 ≈ 8e-8 NMSE; the reference rounds the
         // same way, so only ties differ. Brief: "f16 storage ≥ 1e-6".
         (_, "f16" | "bf16") => 1e-6,

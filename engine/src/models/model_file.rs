@@ -2,7 +2,7 @@
 //! that way. The one way the command line, the tests and the benches open a model (`ModelFile::open`); the browser
 //! build, which has no files, starts from [`ModelFile::from_source`].
 
-use super::gemma::{Gemma, GemmaOptions, LoadProgress};
+use super::gemma::{AppliedAdapter, Gemma, GemmaOptions, LoadProgress};
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::gpu::Context;
@@ -20,6 +20,8 @@ pub struct ModelFile {
     pub ollama: Option<crate::ollama::ResolvedModel>,
     pub source: Arc<dyn ByteSource>,
     pub gguf: GgufFile,
+    /// LoRA adapters [`load`](Self::load) applies: the Ollama manifest's ADAPTER layers, then those the user adds.
+    pub adapters: Vec<AppliedAdapter>,
 }
 
 impl ModelFile {
@@ -44,26 +46,27 @@ impl ModelFile {
         Self::from_store(&crate::ollama::OllamaStore::from_env()?, arg)
     }
 
-    /// The model `name` of an Ollama store. A manifest with LoRA adapter layers is refused: running the base without
-    /// them would silently give another model's output.
+    /// The model `name` of an Ollama store, with the LoRA adapters of its manifest's ADAPTER layers (applied by
+    /// [`load`](Self::load), as Ollama applies them).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_store(store: &crate::ollama::OllamaStore, name: &str) -> Result<ModelFile> {
         let resolved = store.resolve(name)?;
-        if !resolved.adapters.is_empty() {
-            return Err(crate::Error::Unsupported {
-                op: format!("Ollama model `{name}`"),
-                reason: format!(
-                    "its manifest has {} LoRA adapter layer(s), and this engine does not apply adapters yet; \
-                     running the base model without them would give another model's output. Open the base \
-                     model by its own name instead",
-                    resolved.adapters.len()
-                ),
-            });
-        }
         let source = crate::source::MmapSource::open(&resolved.model_blob)?;
         let mut model = Self::from_source(name, resolved.model_blob.clone(), Arc::new(source))?;
+        for (i, blob) in resolved.adapters.iter().enumerate() {
+            let adapter = Arc::new(crate::lora::open_gguf(blob)?);
+            model.adapters.push(AppliedAdapter { label: format!("{name} ADAPTER {}", i + 1), adapter, scale: 1.0 });
+        }
         model.ollama = Some(resolved);
         Ok(model)
+    }
+
+    /// Reads the adapter at `path` (a PEFT directory or a llama.cpp LoRA GGUF) and adds it at `scale`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn add_adapter(&mut self, label: &str, path: &std::path::Path, scale: f32) -> Result<()> {
+        let adapter = crate::lora::open(path)?;
+        self.adapters.push(AppliedAdapter { label: label.to_owned(), adapter: Arc::new(adapter), scale });
+        Ok(())
     }
 
     /// A model whose bytes are already at hand (in memory, or a source the caller made).
@@ -76,11 +79,16 @@ impl ModelFile {
             ollama: None,
             source,
             gguf,
+            adapters: Vec::new(),
         })
     }
 
-    /// Uploads the model (see [`Gemma::load`]), calling `progress` after each tensor.
+    /// Uploads the model (see [`Gemma::load`]), calling `progress` after each tensor, and applies the adapters.
     pub fn load(&self, ctx: &Context, options: GemmaOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Gemma> {
-        Gemma::load_with_progress(ctx, &self.gguf, Arc::clone(&self.source), options, progress)
+        let mut model = Gemma::load_with_progress(ctx, &self.gguf, Arc::clone(&self.source), options, progress)?;
+        if !self.adapters.is_empty() {
+            model.set_adapters(&self.adapters)?;
+        }
+        Ok(model)
     }
 }

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod binary;
 pub mod get_rows;
 pub mod glu;
+pub mod lora_add;
 pub mod mul_mat;
 pub mod mul_mat_vec;
 pub mod rms_norm;
@@ -29,6 +30,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
         attention::variants,
         get_rows::variants,
         glu::variants,
+        lora_add::variants,
         mul_mat::variants,
         rms_norm::variants,
         rms_norm_add::variants,

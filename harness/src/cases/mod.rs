@@ -9,6 +9,7 @@ mod compare;
 mod dequant;
 mod get_rows;
 mod glu;
+mod lora_add;
 mod model_shapes;
 mod mul_mat;
 mod mul_mat_vec;
@@ -88,6 +89,7 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
         rms_norm_rope::cases,
         rope::cases,
         glu::cases,
+        lora_add::cases,
         soft_max::cases,
         unary::cases,
         set_rows::cases,
@@ -181,6 +183,7 @@ mod family_tests {
         rms_norm_rope_kv,
         rope,
         geglu,
+        lora_add,
         soft_max,
         set_rows,
         attention,

@@ -8,7 +8,6 @@ use crate::model_arg;
 use clap::{Args, Subcommand};
 use ferrogem::gpu::kernels::validate;
 use ferrogem::gpu::{Context, ContextOptions};
-use ferrogem::models::ModelFile;
 use ferrogem_harness::cases::runner::{Mode, Row, RunOptions, measure_copy_bandwidth, run_case};
 use ferrogem_harness::cases::{self};
 use ferrogem_harness::results::{self, Environment};
@@ -146,7 +145,7 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
             let run_options =
                 RunOptions { mode: Mode::Test, max_elements: args.common.max_elements, copy_gb_per_s: None };
             run_ops(&ctx, &selected, &run_options, &mut tally);
-            let model = model_arg::open(args.model.as_deref())?;
+            let model = model_arg::open(args.model.as_deref(), &[])?;
             let name = format!("load({})", model.display);
             if selected(&name) {
                 match load_check::round_trip(&ctx, &model) {
@@ -197,6 +196,10 @@ fn io_error(path: &std::path::Path, e: impl std::fmt::Display) -> ferrogem::Erro
 pub struct ModelArgs {
     /// A GGUF path or an Ollama model name.
     pub model: String,
+    /// A LoRA adapter to apply: a PEFT directory or a llama.cpp LoRA GGUF, with an optional scale (default 1);
+    /// repeatable, and adapters on the same projection add.
+    #[arg(long = "adapter", value_name = "PATH[:SCALE]", value_parser = crate::model_arg::parse_adapter)]
+    pub adapters: Vec<crate::model_arg::AdapterArg>,
     /// Generated tokens to compare teacher-forced (the reference's greedy continuation, fed to the GPU).
     #[arg(long, default_value_t = 8)]
     pub tokens: usize,
@@ -206,7 +209,7 @@ pub struct ModelArgs {
 }
 
 fn run_model_check(ctx: &Context, args: &ModelArgs) -> ferrogem::Result<ExitCode> {
-    let model = ModelFile::open(&args.model)?;
+    let model = model_arg::open(Some(&args.model), &args.adapters)?;
     let (passed, failed) = model_check::check_counts(ctx, &model, args.tokens, args.prompt.as_deref());
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })

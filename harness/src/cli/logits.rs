@@ -5,7 +5,6 @@
 use crate::model_arg;
 use clap::{Args, ValueEnum};
 use ferrogem::gpu::{Context, ContextOptions};
-use ferrogem::models::ModelFile;
 use ferrogem::models::gemma::{GemmaOptions, LogitRows};
 use ferrogem_harness::model_check::parse_ids;
 use ferrogem_harness::npy;
@@ -33,6 +32,10 @@ pub struct LogitsArgs {
     /// A GGUF path or an Ollama model name.
     #[arg(long)]
     pub model: String,
+    /// A LoRA adapter to apply: a PEFT directory or a llama.cpp LoRA GGUF, with an optional scale (default 1);
+    /// repeatable, and adapters on the same projection add.
+    #[arg(long = "adapter", value_name = "PATH[:SCALE]", value_parser = crate::model_arg::parse_adapter)]
+    pub adapters: Vec<crate::model_arg::AdapterArg>,
     /// Token ids, comma-separated (e.g. 2,818,5279).
     #[arg(long)]
     pub tokens: String,
@@ -57,7 +60,7 @@ pub fn run(args: LogitsArgs) -> ferrogem::Result<ExitCode> {
     if tokens.is_empty() {
         return Err(unsupported("--tokens is empty".into()));
     }
-    let model = ModelFile::open(&args.model)?;
+    let model = model_arg::open(Some(&args.model), &args.adapters)?;
     let source = model.source.as_ref();
     let t0 = Instant::now();
     let (vocab, values) = match args.backend {
@@ -82,7 +85,8 @@ pub fn run(args: LogitsArgs) -> ferrogem::Result<ExitCode> {
         }
         Backend::Cpu => {
             let cpu_error = |e: candle_core::Error| unsupported(format!("CPU reference: {e}"));
-            let reference = Reference::from_gguf(&model.gguf, source).map_err(cpu_error)?;
+            let mut reference = Reference::from_gguf(&model.gguf, source).map_err(cpu_error)?;
+            reference.merge_adapters(&model.adapters).map_err(cpu_error)?;
             let flat =
                 |f: ferrogem_harness::reference::Forward| f.logits.flatten_all().and_then(|t| t.to_vec1::<f32>());
             let values = match args.mode {

@@ -41,6 +41,8 @@ enum Command {
     Logits(logits::LogitsArgs),
     /// Write a deterministic synthetic Gemma model: real metadata and shapes, random weights, llama.cpp's quant mixes.
     Synth(synth::SynthArgs),
+    /// Write a deterministic random LoRA adapter (llama.cpp LoRA GGUF) for a model's projections.
+    SynthLora(synth::lora::SynthLoraArgs),
     /// Profile GPU memory and the bind-group cache over load, prefill, decode and unload, optionally under a device
     /// profile (its limits, features and memory ceiling): trajectory.csv, summary.json, trajectory.svg.
     Profile(profile::ProfileArgs),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Logits(args) => logits::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::SynthLora(args) => synth::lora::run(args),
         Command::Profile(args) => profile::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Report(args) => report::run(args),

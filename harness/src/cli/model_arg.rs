@@ -6,6 +6,7 @@ use ferrogem::models::ModelFile;
 use ferrogem::models::gemma::{Gemma, GemmaOptions};
 use ferrogem::ops::attention::CacheType;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
 
 /// `--kv-cache`: how K and V are stored.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,12 +26,36 @@ impl From<KvCacheArg> for CacheType {
     }
 }
 
-/// `arg` opened as a file or an Ollama name; `None` is the built-in model.
-pub fn open(arg: Option<&str>) -> ferrogem::Result<ModelFile> {
-    match arg {
-        Some(arg) => ModelFile::open(arg),
-        None => ferrogem_harness::golden::built_in_model(),
+/// `--adapter PATH[:SCALE]`: a LoRA adapter (a PEFT directory or a llama.cpp LoRA GGUF) and its scale.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdapterArg {
+    pub path: PathBuf,
+    pub scale: f32,
+}
+
+/// `PATH[:SCALE]`, SCALE a finite number (default 1); a path with a colon and no scale is taken whole.
+pub fn parse_adapter(arg: &str) -> Result<AdapterArg, String> {
+    let (path, scale) = match arg.rsplit_once(':').map(|(p, s)| (p, s.parse::<f32>())) {
+        Some((path, Ok(scale))) if scale.is_finite() => (path, scale),
+        Some((_, Ok(scale))) => return Err(format!("the scale {scale} is not a finite number")),
+        _ => (arg, 1.0),
+    };
+    if path.is_empty() {
+        return Err("the adapter path is empty; give PATH or PATH:SCALE".into());
     }
+    Ok(AdapterArg { path: PathBuf::from(path), scale })
+}
+
+/// `arg` opened as a file or an Ollama name (`None` is the built-in model), with `adapters` added.
+pub fn open(arg: Option<&str>, adapters: &[AdapterArg]) -> ferrogem::Result<ModelFile> {
+    let mut model = match arg {
+        Some(arg) => ModelFile::open(arg)?,
+        None => ferrogem_harness::golden::built_in_model()?,
+    };
+    for a in adapters {
+        model.add_adapter(&a.path.display().to_string(), &a.path, a.scale)?;
+    }
+    Ok(model)
 }
 
 /// [`ModelFile::load`] with a bar of the weight bytes uploaded so far.

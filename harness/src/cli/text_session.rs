@@ -24,6 +24,10 @@ pub struct ModelArgs {
     /// A GGUF path or an Ollama model name; default: the built-in tiny Gemma 4 (random weights: its text is noise).
     #[arg(long)]
     pub model: Option<String>,
+    /// A LoRA adapter to apply: a PEFT directory or a llama.cpp LoRA GGUF, with an optional scale (default 1);
+    /// repeatable, and adapters on the same projection add.
+    #[arg(long = "adapter", value_name = "PATH[:SCALE]", value_parser = crate::model_arg::parse_adapter)]
+    pub adapters: Vec<crate::model_arg::AdapterArg>,
     /// Context length in tokens (capped at the model's context_length).
     #[arg(long, default_value_t = 4096)]
     pub ctx: u32,
@@ -115,7 +119,7 @@ pub struct Loaded {
 /// memory plan's weight bytes).
 pub fn load(args: &ModelArgs) -> ferrogem::Result<Loaded> {
     let started = Instant::now();
-    let opened = model_arg::open(args.model.as_deref())?;
+    let opened = model_arg::open(args.model.as_deref(), &args.adapters)?;
     let tokenizer = Tokenizer::from_gguf(&opened.gguf)?;
     let mut options = ContextOptions::from_env();
     options.downlevel |= args.downlevel;

@@ -12,6 +12,7 @@
 
 mod attention;
 mod forward;
+mod lora;
 pub mod ops;
 mod weights;
 

@@ -10,13 +10,15 @@
 //! Traces: `k` and `v` are read from the caches (chunks at position 0, f32 caches); `ple_injection` never exists
 //! on its own (it is added inside `rms_norm_add`), so it is not traced.
 
-use super::Gemma;
 use super::trace::Tracer;
+use super::{Gemma, LoraInput};
 use crate::error::Result;
 use crate::gpu::{Batch, GpuBuffer};
+use crate::lora::Target;
 use crate::models::Arch;
 use crate::ops::attention::{AttentionShape, CacheType, attention};
 use crate::ops::glu::{GluOperand, geglu_rows};
+use crate::ops::lora_add::RowsView;
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
 use crate::ops::rms_norm::rms_norm;
 use crate::ops::rms_norm_add::{NormAdd, rms_norm_add};
@@ -81,11 +83,30 @@ impl Gemma {
         let (nh, hd, nkv) = (cfg.n_head, spec.head_dim, spec.n_kv_head);
         let hidden_elems = n as u64 * h as u64;
         let name = |what: &str| format!("layer {l} {what}");
+        let lora = self.lora.as_ref();
         tr.grab(batch, &name("input"), &s.h[cur], hidden_elems);
 
-        // Attention (§3.3): per-head norms and RoPE in one pass; on owner layers the K/V norms ride with the cache
-        // write.
+        // Attention (§3.3): the q/k/v products (with their LoRA updates), then per-head norms and RoPE in one pass;
+        // on owner layers the K/V norms ride with the cache write.
+        let owner = match (&layer.attn_k, &layer.attn_k_norm, &self.kv.layers[l]) {
+            (Some(attn_k), Some(k_norm), Some(cache)) => Some((attn_k, k_norm, cache)),
+            _ => None,
+        };
         layer.attn_q.forward(batch, &s.normed, n, &s.q_raw)?;
+        if let Some((attn_k, _, _)) = owner {
+            attn_k.forward(batch, &s.normed, n, &s.k_raw)?;
+            if let Some(attn_v) = &layer.attn_v {
+                attn_v.forward(batch, &s.normed, n, &s.v_raw)?;
+            }
+        }
+        if let Some(lora) = lora {
+            lora.apply(batch, l, LoraInput::AttnNorm, &s.normed, n, |t| match t {
+                Target::AttnQ => Some(rows(&s.q_raw, 0, nh * hd)),
+                Target::AttnK => Some(rows(&s.k_raw, 0, nkv * hd)),
+                Target::AttnV => Some(rows(&s.v_raw, 0, nkv * hd)),
+                _ => None,
+            })?;
+        }
         let freq_factors = if spec.sliding { None } else { self.weights.rope_freqs.as_ref() };
         let norm_rope = |weight, n_heads| NormRope {
             weight,
@@ -103,16 +124,9 @@ impl Gemma {
         };
         rms_norm_rope(batch, &s.q_raw, &s.q, &norm_rope(&layer.attn_q_norm, nh))?;
         tr.grab(batch, &name("q"), &s.q, n as u64 * (nh * hd) as u64);
-        if let (Some(attn_k), Some(k_norm), Some(cache)) = (&layer.attn_k, &layer.attn_k_norm, &self.kv.layers[l]) {
-            attn_k.forward(batch, &s.normed, n, &s.k_raw)?;
+        if let Some((_, k_norm, cache)) = owner {
             // K = V files (no attn_v): V is the raw K projection, taken before the K norm.
-            let v_raw = match &layer.attn_v {
-                Some(attn_v) => {
-                    attn_v.forward(batch, &s.normed, n, &s.v_raw)?;
-                    &s.v_raw
-                }
-                None => &s.k_raw,
-            };
+            let v_raw = if layer.attn_v.is_some() { &s.v_raw } else { &s.k_raw };
             let kv = KvWrite {
                 v: v_raw,
                 slots: &self.kv.slot_ids[cache.slots].1,
@@ -147,6 +161,11 @@ impl Gemma {
         attention(batch, &s.q, &cache.k, &cache.v, &s.heads, s.partials.as_ref(), &shape)?;
         tr.grab(batch, &name("attn_heads"), &s.heads, n as u64 * (nh * hd) as u64);
         layer.attn_output.forward(batch, &s.heads, n, &s.proj)?;
+        if let Some(lora) = lora {
+            lora.apply(batch, l, LoraInput::Heads, &s.heads, n, |t| {
+                (t == Target::AttnOutput).then(|| rows(&s.proj, 0, h))
+            })?;
+        }
         tr.grab(batch, &name("attn_out"), &s.proj, hidden_elems);
         // Post-norms are folded into the residual adds, each also writing the pre-norm of what reads it next.
         let norm_add = |batch: &mut Batch,
@@ -161,9 +180,25 @@ impl Gemma {
         norm_add(batch, &mut cur, &layer.post_attention_norm, None, Some((&layer.ffn_norm, &s.normed)))?;
         tr.grab(batch, &name("attn_residual"), &s.h[cur], hidden_elems);
 
-        // MLP; GeGLU is fused into the gate/up product when decoding.
-        layer.ffn_gate_up.forward_geglu(batch, &s.normed, n, &s.gate_up, &s.act)?;
+        // MLP; GeGLU is fused into the gate/up product when decoding, unless a LoRA update goes between them.
+        let updated = |target| lora.is_some_and(|lo| lo.updates(l, target));
+        match lora {
+            Some(lora) if updated(Target::FfnGate) || updated(Target::FfnUp) => {
+                let (gate_up, ffn) = (&layer.ffn_gate_up, layer.ffn_gate_up.ffn_dim());
+                gate_up.products(batch, &s.normed, n, &s.gate_up)?;
+                lora.apply(batch, l, LoraInput::FfnNorm, &s.normed, n, |t| match t {
+                    Target::FfnGate => Some(rows(&s.gate_up, 0, 2 * ffn)),
+                    Target::FfnUp => Some(rows(&s.gate_up, ffn, 2 * ffn)),
+                    _ => None,
+                })?;
+                gate_up.geglu_of_products(batch, n, &s.gate_up, &s.act)?;
+            }
+            _ => layer.ffn_gate_up.forward_geglu(batch, &s.normed, n, &s.gate_up, &s.act)?,
+        }
         layer.ffn_down.forward(batch, &s.act, n, &s.proj)?;
+        if let Some(lora) = lora {
+            lora.apply(batch, l, LoraInput::Act, &s.act, n, |t| (t == Target::FfnDown).then(|| rows(&s.proj, 0, h)))?;
+        }
         tr.grab(batch, &name("mlp_out"), &s.proj, hidden_elems);
         let next_norm = self.weights.layers.get(l + 1).map(|next| (&next.attn_norm, &s.normed));
         let scale = layer.layer_output_scale.as_ref();
@@ -188,13 +223,22 @@ impl Gemma {
             let p = cfg.ple_dim;
             let row_stride_elems = cfg.n_layers() as u32 * p;
             let ple_l = GluOperand { buffer: ple.inputs(), offset_elems: l as u32 * p, row_stride_elems };
-            if n <= VEC_MAX_TOKENS {
+            if n <= VEC_MAX_TOKENS && !updated(Target::InpGate) {
                 inp_gate.forward_geglu_vec(batch, &s.h[cur], n, gated, ple_l)?;
             } else {
                 inp_gate.forward(batch, &s.h[cur], n, gate)?;
+                if let Some(lora) = lora {
+                    let dst = |t| (t == Target::InpGate).then(|| rows(gate, 0, p));
+                    lora.apply(batch, l, LoraInput::Residual, &s.h[cur], n, dst)?;
+                }
                 geglu_rows(batch, GluOperand::contiguous(gate, p), ple_l, gated, n, p)?;
             }
             proj.forward(batch, gated, n, &s.proj)?;
+            if let Some(lora) = lora {
+                lora.apply(batch, l, LoraInput::PleGated, gated, n, |t| {
+                    (t == Target::Proj).then(|| rows(&s.proj, 0, h))
+                })?;
+            }
             norm_add(batch, &mut cur, post_norm, scale, next_norm)?;
         }
         tr.grab(batch, &name("output"), &s.h[cur], hidden_elems);
@@ -224,4 +268,9 @@ impl Gemma {
         batch.copy(&s.logits, 0, &s.staging, 0, logit_elems * 4);
         Ok(())
     }
+}
+
+/// Columns `first_col..` of `[n][row_elems]` rows of `buffer`.
+fn rows(buffer: &GpuBuffer, first_col: u32, row_elems: u32) -> RowsView<'_> {
+    RowsView { buffer, offset_elems: first_col, row_stride_elems: row_elems }
 }

@@ -14,6 +14,7 @@
 
 mod forward;
 mod kv_cache;
+mod lora;
 pub mod plan;
 mod ple;
 mod scratch;
@@ -21,6 +22,7 @@ mod trace;
 mod weights;
 
 pub use kv_cache::{KvCache, KvSizes, LayerCache};
+pub use lora::{AppliedAdapter, LoraInput, LoraSet, check_fit, target_shape};
 pub use ple::{Ple, TABLE_NAME as PLE_TABLE_NAME};
 pub use scratch::{Scratch, ScratchSizes, logit_rows};
 pub use trace::Traced;
@@ -105,6 +107,8 @@ pub struct Gemma {
     pub kv: KvCache,
     pub ple: Option<Ple>,
     pub scratch: Scratch,
+    /// The LoRA adapters applied, if any ([`set_adapters`](Self::set_adapters)).
+    pub lora: Option<LoraSet>,
     /// Dispatches recorded by the last forward call (all its chunks).
     pub last_dispatches: u32,
 }
@@ -158,7 +162,7 @@ impl Gemma {
         let loaded = Self::load_in_phase(loader, options, config, plan.sizing);
         ctx.set_phase(previous);
         let (weights, kv, scratch, ple, config) = loaded?;
-        Ok(Gemma { ctx: ctx.clone(), source, config, weights, kv, ple, scratch, last_dispatches: 0 })
+        Ok(Gemma { ctx: ctx.clone(), source, config, weights, kv, ple, scratch, lora: None, last_dispatches: 0 })
     }
 
     fn load_in_phase(
@@ -177,6 +181,19 @@ impl Gemma {
             _ => Some(Ple::new(ctx, loader.gguf, &config, max_chunk)?),
         };
         Ok((weights, kv, scratch, ple, config))
+    }
+
+    /// Applies `adapters` (replacing any applied before; none removes them) without touching the base weights.
+    /// Every adapter is checked against the model and uploaded before the old ones are dropped, so an error leaves
+    /// the model as it was. The cached positions were computed with the old adapters: the sequence restarts.
+    pub fn set_adapters(&mut self, adapters: &[AppliedAdapter]) -> Result<()> {
+        let previous = self.ctx.phase();
+        self.ctx.set_phase(Phase::Load);
+        let built = LoraSet::build(&self.ctx, &self.config, &self.weights, adapters, self.scratch.max_chunk);
+        self.ctx.set_phase(previous);
+        self.lora = built?;
+        self.reset();
+        Ok(())
     }
 
     pub fn context(&self) -> &Context {

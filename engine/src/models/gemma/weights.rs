@@ -131,18 +131,32 @@ impl GateUp {
         gate_up: &GpuBuffer,
         act: &GpuBuffer,
     ) -> Result<()> {
+        if let GateUp::Stacked(w) = self
+            && n <= VEC_MAX_TOKENS
+            && w.w.parts.len() == 1
+        {
+            let args = MulMatArgs::new(&w.w.parts[0], w.wtype, self.ffn_dim(), w.cols, x, n, act);
+            return Ok(mul_mat_vec_geglu(batch, &args, &GluUp::Stacked { up_row_offset: self.ffn_dim() })?);
+        }
+        self.products(batch, x, n, gate_up)?;
+        self.geglu_of_products(batch, n, gate_up, act)
+    }
+
+    /// The unfused first half: `gate_up[t] = [ffn_gate·x[t] | ffn_up·x[t]]`, `[n][2·ffn]`.
+    pub fn products(&self, batch: &mut Batch, x: &GpuBuffer, n: u32, gate_up: &GpuBuffer) -> Result<()> {
         let ffn = self.ffn_dim();
         match self {
-            GateUp::Stacked(w) if n <= VEC_MAX_TOKENS && w.w.parts.len() == 1 => {
-                let args = MulMatArgs::new(&w.w.parts[0], w.wtype, ffn, w.cols, x, n, act);
-                return Ok(mul_mat_vec_geglu(batch, &args, &GluUp::Stacked { up_row_offset: ffn })?);
-            }
-            GateUp::Stacked(w) => w.forward(batch, x, n, gate_up)?,
+            GateUp::Stacked(w) => w.forward(batch, x, n, gate_up),
             GateUp::Separate { gate, up } => {
                 gate.forward_into(batch, x, n, gate_up, 0, 2 * ffn)?;
-                up.forward_into(batch, x, n, gate_up, ffn, 2 * ffn)?;
+                up.forward_into(batch, x, n, gate_up, ffn, 2 * ffn)
             }
         }
+    }
+
+    /// The unfused second half: `act[t] = gelu(gate_up[t][..ffn]) ⊙ gate_up[t][ffn..]`.
+    pub fn geglu_of_products(&self, batch: &mut Batch, n: u32, gate_up: &GpuBuffer, act: &GpuBuffer) -> Result<()> {
+        let ffn = self.ffn_dim();
         let half = |offset_elems| GluOperand { buffer: gate_up, offset_elems, row_stride_elems: 2 * ffn };
         Ok(geglu_rows(batch, half(0), half(ffn), act, n, ffn)?)
     }

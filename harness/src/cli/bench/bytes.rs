@@ -2,7 +2,8 @@
 //! model put on the GPU is read once per token (each layer's matrices, the norms, and the LM head); the PLE table
 //! is not on the GPU at all (its rows are gathered on the host), and an untied model's `token_embd` is only
 //! row-gathered, so it counts one row. Attention reads the K and V of every position it sees, per layer, from the
-//! layer's own or its donor's cache. Activations (a few hidden-sized vectors per layer) are left out.
+//! layer's own or its donor's cache. LoRA adapters' A and B are read once per token too. Activations (a few
+//! hidden-sized vectors per layer) are left out.
 
 use ferrogem::models::gemma::Gemma;
 use serde::Serialize;
@@ -24,7 +25,7 @@ pub fn per_decoded_token(model: &Gemma, first_pos: u32, n_tokens: u32) -> Decode
             w.size_bytes() - embd.w.size_bytes() + embd.w.size_bytes() / embd.rows.max(1) as u64
         }
         None => w.size_bytes(),
-    };
+    } + model.lora.as_ref().map_or(0, |l| l.size_bytes());
     let elem_bytes = model.kv.cache_type.elem_bytes();
     let kv_at = |pos: u32| -> u64 {
         let seen = |window: Option<u32>| window.map_or(pos as u64 + 1, |w| (pos as u64 + 1).min(w as u64));

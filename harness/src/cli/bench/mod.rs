@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// A GGUF path or an Ollama model name.
     #[arg(long)]
     pub model: String,
+    /// A LoRA adapter to apply: a PEFT directory or a llama.cpp LoRA GGUF, with an optional scale (default 1);
+    /// repeatable, and adapters on the same projection add.
+    #[arg(long = "adapter", value_name = "PATH[:SCALE]", value_parser = crate::model_arg::parse_adapter)]
+    pub adapters: Vec<crate::model_arg::AdapterArg>,
     /// Prompt tokens, prefilled in one forward call.
     #[arg(long = "prompt", default_value_t = 512)]
     pub prompt_tokens: u32,
@@ -101,6 +105,8 @@ pub struct ModelInfo {
     pub kv_cache: &'static str,
     pub n_ctx: u32,
     pub max_chunk: u32,
+    /// The LoRA adapters applied (`--adapter`): `label ×scale: N projections, rank r` each; empty without.
+    pub lora: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,7 +159,7 @@ pub fn run(args: BenchArgs) -> ferrogem::Result<ExitCode> {
     if (n_ctx as u64) < needed_tokens {
         return Err(ferrogem::Error::ContextOverflow { what: "bench (--prompt + --gen)".into(), needed_tokens, n_ctx });
     }
-    let opened = ModelFile::open(&args.model)?;
+    let opened = model_arg::open(Some(&args.model), &args.adapters)?;
     let ctx = Context::new_blocking(ContextOptions { downlevel: args.downlevel, ..ContextOptions::from_env() })?;
     eprintln!("adapter: {}", ctx.caps().summary());
     let kv_cache = match args.kv_cache {
@@ -198,6 +204,7 @@ pub fn run(args: BenchArgs) -> ferrogem::Result<ExitCode> {
             kv_cache: kv_cache.name(),
             n_ctx,
             max_chunk: model.scratch.max_chunk,
+            lora: lora_summary(&opened),
         },
         prompt_tokens: args.prompt_tokens,
         gen_tokens: args.gen_tokens,
@@ -286,6 +293,7 @@ fn history_row(r: &BenchReport) -> Vec<(&'static str, String)> {
         ("quant", r.model.quant.clone()),
         ("file_type", r.model.file_type.map(|t| t.to_string()).unwrap_or_default()),
         ("kv_cache", r.model.kv_cache.to_owned()),
+        ("lora", r.model.lora.clone()),
         ("prompt_tokens", r.prompt_tokens.to_string()),
         ("gen_tokens", r.gen_tokens.to_string()),
         ("reps", r.reps.to_string()),
@@ -310,4 +318,14 @@ fn history_row(r: &BenchReport) -> Vec<(&'static str, String)> {
         ("timing_cost_pct", r.timing_cost_fraction.map(|c| f(100.0 * c, 1)).unwrap_or_default()),
         ("top_kernel", top_kernel),
     ]
+}
+
+/// What `ModelInfo::lora` says about the applied adapters.
+fn lora_summary(model: &ModelFile) -> String {
+    let describe = |a: &ferrogem::models::gemma::AppliedAdapter| {
+        let (lo, hi) = a.adapter.rank_range();
+        let rank = if lo == hi { lo.to_string() } else { format!("{lo}..{hi}") };
+        format!("{} ×{}: {} projections, rank {rank}", a.label, a.scale, a.adapter.updates.len())
+    };
+    model.adapters.iter().map(describe).collect::<Vec<_>>().join("; ")
 }

@@ -43,6 +43,9 @@ pub fn tables(r: &BenchReport) -> String {
         "model: {} ({}, {} layers, {} layer matrices, KV cache {}, n_ctx {})",
         m.name, m.arch, m.layers, m.quant, m.kv_cache, m.n_ctx
     );
+    if !m.lora.is_empty() {
+        let _ = writeln!(out, "LoRA: {}", m.lora);
+    }
     let _ = writeln!(
         out,
         "adapter: {} ({}), commit {}",

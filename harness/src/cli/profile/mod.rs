@@ -32,6 +32,10 @@ pub struct ProfileArgs {
     /// A GGUF path or Ollama model name; default: the built-in tiny Gemma 4.
     #[arg(long)]
     pub model: Option<String>,
+    /// A LoRA adapter to apply: a PEFT directory or a llama.cpp LoRA GGUF, with an optional scale (default 1);
+    /// repeatable, and adapters on the same projection add.
+    #[arg(long = "adapter", value_name = "PATH[:SCALE]", value_parser = crate::model_arg::parse_adapter)]
+    pub adapters: Vec<crate::model_arg::AdapterArg>,
     /// Synthetic prompt tokens to prefill (deterministic ids).
     #[arg(long, default_value_t = 16)]
     pub prompt_tokens: u32,
@@ -87,7 +91,7 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
         Some(arg) => Some(resolve_profile(arg)?),
         None => args.downlevel.then(DeviceProfile::webgpu_default),
     };
-    let model = model_arg::open(args.model.as_deref())?;
+    let model = model_arg::open(args.model.as_deref(), &args.adapters)?;
     let config = TextConfig::from_gguf(&model.gguf)?;
     let options = GemmaOptions { n_ctx: args.ctx, kv_cache: args.kv_cache.into(), ..GemmaOptions::default() };
     std::fs::create_dir_all(&args.out).map_err(|e| io_error("create", &args.out, e))?;

@@ -2,6 +2,7 @@
 //! random weights, for performance and memory work on full-size shapes without the real weights. The same
 //! `--seed` gives the same bytes; the tensor types follow llama.cpp's quantization recipes.
 
+pub mod lora;
 mod metadata;
 mod presets;
 mod quantize;

@@ -1,4 +1,7 @@
-//! `ferrogem inspect`: what a GGUF holds, without touching the GPU.
+//! `ferrogem inspect`: what a GGUF holds, or what a LoRA adapter holds and whether it fits a model (`adapter.rs`),
+//! without touching the GPU.
+
+mod adapter;
 
 use clap::Args;
 use ferrogem::gguf::{Array, GgufFile, Value};
@@ -10,8 +13,12 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// A GGUF path or an Ollama model name (resolved under $OLLAMA_MODELS, default ~/.ollama/models).
+    /// A GGUF path, an Ollama model name (resolved under $OLLAMA_MODELS, default ~/.ollama/models), or a LoRA
+    /// adapter (a PEFT directory or a llama.cpp LoRA GGUF).
     pub model: String,
+    /// For an adapter: the base model to check it against (exit status 1 if it does not fit).
+    #[arg(long)]
+    pub base: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -120,7 +127,13 @@ fn report(opened: &ModelFile) -> ferrogem::Result<Report> {
 }
 
 pub fn run(args: InspectArgs) -> ferrogem::Result<ExitCode> {
+    if args.base.is_some() || std::path::Path::new(&args.model).join("adapter_config.json").is_file() {
+        return adapter::run(&args);
+    }
     let opened = ModelFile::open(&args.model)?;
+    if opened.gguf.get_str("general.type").is_ok_and(|t| t == "adapter") {
+        return adapter::run(&args);
+    }
     let r = report(&opened)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());

@@ -1,0 +1,266 @@
+//! LoRA adapters applied on the GPU: `y = W·x + Σ_adapters s·B·(A·x)` for every projection an adapter targets,
+//! the base weights read once as without adapters (`docs/lora.md`).
+//!
+//! Per layer, the targets that read the same activation form a group (q/k/v read the attention pre-norm, gate/up
+//! the FFN pre-norm, …): their A's, of every adapter, are stacked into one `[rank_total][in]` F32 matrix so one
+//! `mul_mat` makes all their down-projections `u = A·x`, and each target's B's are placed side by side, each
+//! scaled by its adapter's scale, so one `lora_add` adds that target's whole update (two adapters on one
+//! projection add, as in PEFT). Adapters are checked against the model and uploaded before anything is replaced:
+//! a bad one leaves the model as it was.
+
+use super::Weights;
+use crate::error::Result;
+use crate::gpu::{Batch, Category, Context, GpuBuffer};
+use crate::lora::{LoraAdapter, LoraError, LowRank, Target};
+use crate::models::{Arch, TextConfig};
+use crate::ops::lora_add::{RowsView, lora_add};
+use crate::ops::mul_mat::mul_mat;
+use crate::quant::QuantType;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// An adapter and the scale the user gives it (`--adapter PATH:SCALE`; 1 applies it as trained).
+#[derive(Debug, Clone)]
+pub struct AppliedAdapter {
+    pub label: String,
+    pub adapter: Arc<LoraAdapter>,
+    pub scale: f32,
+}
+
+/// The activation a projection reads; targets reading the same one share a down-projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LoraInput {
+    /// q, k, v: the attention pre-norm.
+    AttnNorm,
+    /// attn_output: the heads.
+    Heads,
+    /// ffn_gate, ffn_up: the FFN pre-norm.
+    FfnNorm,
+    /// ffn_down: the GeGLU output.
+    Act,
+    /// inp_gate: the residual after the MLP.
+    Residual,
+    /// proj: the gated PLE vector.
+    PleGated,
+}
+
+impl LoraInput {
+    pub fn of(target: Target) -> LoraInput {
+        match target {
+            Target::AttnQ | Target::AttnK | Target::AttnV => LoraInput::AttnNorm,
+            Target::AttnOutput => LoraInput::Heads,
+            Target::FfnGate | Target::FfnUp => LoraInput::FfnNorm,
+            Target::FfnDown => LoraInput::Act,
+            Target::InpGate => LoraInput::Residual,
+            Target::Proj => LoraInput::PleGated,
+        }
+    }
+}
+
+/// One target's up-projections: `[out][rank]`, the adapters' B's side by side, each times its scale.
+#[derive(Debug)]
+struct LoraOutput {
+    target: Target,
+    b: GpuBuffer,
+    out_dim: u32,
+    rank: u32,
+    /// Where this target's down-projection starts in the group's `u` row.
+    first_rank: u32,
+}
+
+#[derive(Debug)]
+struct LoraGroup {
+    input: LoraInput,
+    a: GpuBuffer,
+    in_dim: u32,
+    rank_total: u32,
+    outputs: Vec<LoraOutput>,
+}
+
+/// A group's targets, each with its updates (of every adapter) and their scales.
+type TargetParts<'a> = BTreeMap<Target, Vec<(&'a LowRank, f32)>>;
+
+/// The adapters of a model, on the GPU.
+#[derive(Debug)]
+pub struct LoraSet {
+    pub adapters: Vec<AppliedAdapter>,
+    groups: Vec<Vec<LoraGroup>>,
+    /// `u = A·x` of one group for one chunk: `[max_chunk][widest rank_total]`.
+    u: GpuBuffer,
+    /// Updates that change nothing here (k/v of layers that read a donor's cache, as in HF), for `describe`.
+    pub unused_updates: usize,
+}
+
+/// `(out, in)` of `target` in layer `l`, or why the model has no such projection. `Ok(None)`: the model has the
+/// weight but never uses its output (k/v on KV-shared layers). `has_attn_v(l)`: whether owner layer `l` has a V
+/// projection (K = V layers do not).
+pub fn target_shape(
+    cfg: &TextConfig,
+    has_attn_v: &dyn Fn(usize) -> bool,
+    l: usize,
+    target: Target,
+) -> Result<Option<(u32, u32)>, String> {
+    let spec = cfg.layers.get(l).ok_or_else(|| format!("the model has {} layers", cfg.n_layers()))?;
+    let (h, q_width, kv_width) = (cfg.hidden, cfg.n_head * spec.head_dim, spec.n_kv_head * spec.head_dim);
+    let ple = cfg.ple_dim;
+    Ok(Some(match target {
+        Target::AttnQ => (q_width, h),
+        Target::AttnK | Target::AttnV if !spec.owns_kv() => return Ok(None),
+        Target::AttnK => (kv_width, h),
+        Target::AttnV if !has_attn_v(l) => {
+            return Err("its K = V layers have no V projection; V is the raw K projection".into());
+        }
+        Target::AttnV => (kv_width, h),
+        Target::AttnOutput => (h, q_width),
+        Target::FfnGate | Target::FfnUp => (spec.ffn_dim, h),
+        Target::FfnDown => (h, spec.ffn_dim),
+        Target::InpGate | Target::Proj if ple == 0 => return Err("it has no per-layer embeddings".into()),
+        Target::InpGate => (ple, h),
+        Target::Proj => (h, ple),
+    }))
+}
+
+fn arch_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Gemma4 => "gemma4",
+        Arch::Gemma3 => "gemma3",
+    }
+}
+
+/// Checks that every update of `adapter` fits the model: its architecture, each projection's existence and shape.
+/// Returns how many updates change nothing (k/v of KV-shared layers). Needs no GPU (`inspect --base` uses it).
+pub fn check_fit(
+    cfg: &TextConfig,
+    has_attn_v: &dyn Fn(usize) -> bool,
+    adapter: &LoraAdapter,
+) -> Result<usize, LoraError> {
+    if let Some(arch) = &adapter.architecture
+        && arch != arch_name(cfg.arch)
+    {
+        return Err(LoraError::WrongArchitecture { adapter: arch.clone(), model: arch_name(cfg.arch).into() });
+    }
+    let mut unused = 0;
+    for u in &adapter.updates {
+        let no_target = |reason: String| LoraError::NoSuchTarget { tensor: u.describe(), reason };
+        let Some((out_dim, in_dim)) = target_shape(cfg, has_attn_v, u.layer as usize, u.target).map_err(no_target)?
+        else {
+            unused += 1;
+            continue;
+        };
+        if (u.out_dim, u.in_dim) != (out_dim, in_dim) {
+            return Err(LoraError::ShapeMismatch {
+                tensor: u.describe(),
+                adapter_shape: format!("[out {}, in {}] (rank {})", u.out_dim, u.in_dim, u.rank),
+                model_shape: format!("[out {out_dim}, in {in_dim}]"),
+            });
+        }
+    }
+    Ok(unused)
+}
+
+impl LoraSet {
+    /// Checks every update of `adapters` against the model and uploads them in `Category::Lora`; `None` when
+    /// there are no adapters.
+    pub fn build(
+        ctx: &Context,
+        cfg: &TextConfig,
+        weights: &Weights,
+        adapters: &[AppliedAdapter],
+        max_chunk: u32,
+    ) -> Result<Option<LoraSet>> {
+        if adapters.is_empty() {
+            return Ok(None);
+        }
+        let has_attn_v = |l: usize| weights.layers[l].attn_v.is_some();
+        let mut by_group: BTreeMap<(usize, LoraInput), TargetParts> = BTreeMap::new();
+        let mut unused_updates = 0;
+        for applied in adapters {
+            if !applied.scale.is_finite() {
+                return Err(LoraError::BadScale { scale: applied.scale }.into());
+            }
+            unused_updates += check_fit(cfg, &has_attn_v, &applied.adapter)?;
+            for u in &applied.adapter.updates {
+                let l = u.layer as usize;
+                if let Ok(Some(_)) = target_shape(cfg, &has_attn_v, l, u.target) {
+                    let group = by_group.entry((l, LoraInput::of(u.target))).or_default();
+                    group.entry(u.target).or_default().push((u, u.scale * applied.scale));
+                }
+            }
+        }
+        let mut groups: Vec<Vec<LoraGroup>> = (0..cfg.n_layers()).map(|_| Vec::new()).collect();
+        let mut widest = 0;
+        for ((l, input), targets) in by_group {
+            let group = Self::upload_group(ctx, l, input, &targets)?;
+            widest = widest.max(group.rank_total);
+            groups[l].push(group);
+        }
+        let u_bytes = max_chunk.max(1) as u64 * widest.max(1) as u64 * 4;
+        let u = ctx.alloc("lora.u", Category::Lora, u_bytes, None)?;
+        Ok(Some(LoraSet { adapters: adapters.to_vec(), groups, u, unused_updates }))
+    }
+
+    fn upload_group(ctx: &Context, l: usize, input: LoraInput, targets: &TargetParts) -> Result<LoraGroup> {
+        let in_dim = targets.values().next().and_then(|v| v.first()).map_or(0, |(u, _)| u.in_dim);
+        let mut a_rows: Vec<f32> = Vec::new();
+        let mut outputs = Vec::new();
+        let mut rank_total = 0;
+        for (&target, parts) in targets {
+            let out_dim = parts[0].0.out_dim;
+            let rank: u32 = parts.iter().map(|(u, _)| u.rank).sum();
+            let mut b = vec![0f32; out_dim as usize * rank as usize];
+            let mut col = 0;
+            for (u, scale) in parts {
+                a_rows.extend_from_slice(&u.a);
+                for o in 0..out_dim as usize {
+                    let src = &u.b[o * u.rank as usize..(o + 1) * u.rank as usize];
+                    let dst = &mut b[o * rank as usize + col..o * rank as usize + col + u.rank as usize];
+                    dst.iter_mut().zip(src).for_each(|(d, s)| *d = s * scale);
+                }
+                col += u.rank as usize;
+            }
+            let label = format!("lora.blk.{l}.{}.b", target.gguf_stem());
+            let b = ctx.upload(&label, Category::Lora, bytemuck::cast_slice(&b))?;
+            outputs.push(LoraOutput { target, b, out_dim, rank, first_rank: rank_total });
+            rank_total += rank;
+        }
+        let a = ctx.upload(&format!("lora.blk.{l}.{input:?}.a"), Category::Lora, bytemuck::cast_slice(&a_rows))?;
+        Ok(LoraGroup { input, a, in_dim, rank_total, outputs })
+    }
+
+    /// Whether layer `l` updates `target` (the fused decode GeGLU cannot take an update between product and gelu).
+    pub fn updates(&self, l: usize, target: Target) -> bool {
+        self.groups[l].iter().any(|g| g.outputs.iter().any(|o| o.target == target))
+    }
+
+    /// Adds the updates of layer `l`'s targets that read `input` (x, `[n][in]`) to their products, each where
+    /// `dst(target)` says it lives.
+    pub fn apply<'a>(
+        &'a self,
+        batch: &mut Batch,
+        l: usize,
+        input: LoraInput,
+        x: &GpuBuffer,
+        n: u32,
+        dst: impl Fn(Target) -> Option<RowsView<'a>>,
+    ) -> Result<()> {
+        let Some(group) = self.groups[l].iter().find(|g| g.input == input) else { return Ok(()) };
+        mul_mat(batch, &group.a, QuantType::F32, group.rank_total, group.in_dim, x, n, &self.u)?;
+        for out in &group.outputs {
+            let Some(y) = dst(out.target) else { continue };
+            let u = RowsView { buffer: &self.u, offset_elems: out.first_rank, row_stride_elems: group.rank_total };
+            lora_add(batch, &out.b, out.out_dim, out.rank, u, y, n)?;
+        }
+        Ok(())
+    }
+
+    /// GPU bytes of every A, B and the down-projection scratch.
+    pub fn size_bytes(&self) -> u64 {
+        let groups: u64 = self
+            .groups
+            .iter()
+            .flatten()
+            .map(|g| g.a.size_bytes() + g.outputs.iter().map(|o| o.b.size_bytes()).sum::<u64>())
+            .sum();
+        groups + self.u.size_bytes()
+    }
+}

@@ -1,0 +1,120 @@
+//! LoRA adapters on the GPU against HF transformers + peft (`golden/lora/README.md`): the prefill logits of the
+//! 33-token golden prompt with PEFT adapters (and their llama.cpp-converted GGUFs) applied to every tiny Gemma 4 and
+//! Gemma 3 base, F32 and quantized, against HF+peft on the same dequantized base, within the base model's tolerances
+//! (`golden.rs`) and with every top-1 identical. Adapter A: r 8, all seven projections. Adapter B: rsLoRA, rank and
+//! alpha patterns, three layers, and Gemma 4's PLE projections. Also both at once, and A at scale 0.5.
+//!
+//! Run with `cargo test -p ferrogem-harness --test lora_goldens -- --nocapture` for the table. A GPU test never
+//! skips: no adapter fails it (CI has lavapipe).
+
+use ferrogem::gpu::{Context, ContextOptions};
+use ferrogem::models::ModelFile;
+use ferrogem::models::gemma::{GemmaOptions, LogitRows};
+use ferrogem_harness::golden::{MAX_ABS_VS_HF, MAX_NMSE_VS_HF, fixture, within};
+use ferrogem_harness::model_check::{argmax, nmse_and_max_abs};
+use std::path::PathBuf;
+
+fn lora_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../golden/lora")
+}
+
+fn gpu(downlevel: bool) -> Context {
+    let options = ContextOptions { downlevel, ..ContextOptions::from_env() };
+    Context::new_blocking(options).unwrap_or_else(|e| panic!("GPU test needs an adapter and found none: {e}"))
+}
+
+/// One golden: a base fixture, adapters (file name under golden/lora, scale), and the HF+peft logits' suffix.
+struct Case {
+    base: String,
+    adapters: Vec<(String, f32)>,
+    golden: &'static str,
+}
+
+fn run(ctx: &Context, case: &Case) -> Result<String, String> {
+    let base = fixture(&format!("{}.gguf", case.base));
+    let mut model = ModelFile::open(base.to_str().unwrap()).map_err(|e| e.to_string())?;
+    for (file, scale) in &case.adapters {
+        model.add_adapter(file, &lora_dir().join(file), *scale).map_err(|e| e.to_string())?;
+    }
+    let ids = ferrogem_harness::golden::prompt(&case.base)?;
+    let options = GemmaOptions { max_chunk: ids.len() as u32, n_ctx: ids.len() as u32, ..GemmaOptions::default() };
+    let mut gemma = model.load(ctx, options, &mut |_| {}).map_err(|e| e.to_string())?;
+    let got = gemma.forward_blocking(&ids, 0, LogitRows::All).map_err(|e| e.to_string())?;
+    let path = lora_dir().join(format!("{}.{}.hf_logits.npy", case.base, case.golden));
+    let want = ferrogem_harness::npy::read_f32(&path)?;
+    if want.data.len() != got.values.len() {
+        return Err(format!("{} has {} values, the GPU gave {}", path.display(), want.data.len(), got.values.len()));
+    }
+    let (nmse, max_abs) = nmse_and_max_abs(&got.values, &want.data);
+    let vocab = got.vocab as usize;
+    let rows = ids.len();
+    let agree = (0..rows).filter(|r| argmax(got.row(*r)) == argmax(&want.data[r * vocab..(r + 1) * vocab])).count();
+    let line = format!("max|Δ| {max_abs:.2e}, NMSE {nmse:.2e}, top-1 {agree}/{rows}");
+    if within(max_abs as f64, MAX_ABS_VS_HF as f64) && within(nmse, MAX_NMSE_VS_HF) && agree == rows {
+        Ok(line)
+    } else {
+        Err(line)
+    }
+}
+
+fn check_all(downlevel: bool, cases: &[Case]) {
+    let ctx = gpu(downlevel);
+    let mut failures = Vec::new();
+    for case in cases {
+        let adapters: Vec<String> = case.adapters.iter().map(|(f, s)| format!("{f}:{s}")).collect();
+        let what =
+            format!("{} + {} vs HF+peft `{}` (downlevel {downlevel})", case.base, adapters.join(" + "), case.golden);
+        match run(&ctx, case) {
+            Ok(line) => println!("{what}: {line}"),
+            Err(line) => {
+                println!("{what}: FAILED {line}");
+                failures.push(format!("{what}: {line}"));
+            }
+        }
+    }
+    assert!(!cases.is_empty());
+    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+const ARCHS: [&str; 2] = ["gemma4", "gemma3"];
+const QUANTS: [&str; 6] = ["f32", "Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K"];
+
+fn case(arch: &str, quant: &str, adapters: &[(&str, f32)], golden: &'static str) -> Case {
+    let adapters = adapters.iter().map(|(a, s)| (format!("tiny-{arch}-{a}"), *s)).collect();
+    Case { base: format!("tiny-{arch}-{quant}"), adapters, golden }
+}
+
+#[test]
+fn peft_adapter_on_every_base_matches_hf_peft() {
+    let cases: Vec<Case> =
+        ARCHS.iter().flat_map(|arch| QUANTS.iter().map(move |q| case(arch, q, &[("lora-a", 1.0)], "lora-a"))).collect();
+    check_all(false, &cases);
+}
+
+/// The converted GGUF of adapter A gives the PEFT adapter's logits. Adapter B's GGUF is checked against HF+peft
+/// under the scale rule the GGUF can express (one α for the file, α/r per tensor; see golden/lora/README.md).
+fn feature_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for arch in ARCHS {
+        for quant in ["f32", "Q4_K_M"] {
+            cases.push(case(arch, quant, &[("lora-a.gguf", 1.0)], "lora-a"));
+            cases.push(case(arch, quant, &[("lora-b", 1.0)], "lora-b"));
+            cases.push(case(arch, quant, &[("lora-b.gguf", 1.0)], "lora-b.gguf-rule"));
+            cases.push(case(arch, quant, &[("lora-a", 1.0), ("lora-b", 1.0)], "lora-ab"));
+            cases.push(case(arch, quant, &[("lora-a", 0.5)], "lora-a-half"));
+        }
+    }
+    cases
+}
+
+#[test]
+fn gguf_conversion_rslora_patterns_two_adapters_and_scales_match_hf_peft() {
+    check_all(false, &feature_cases());
+}
+
+#[test]
+fn downlevel_matches_hf_peft() {
+    let mut cases = feature_cases();
+    cases.extend(ARCHS.iter().map(|arch| case(arch, "Q5_K_M", &[("lora-a", 1.0)], "lora-a")));
+    check_all(true, &cases);
+}
