@@ -28,6 +28,8 @@ struct Case {
     base: String,
     adapters: Vec<(String, f32)>,
     golden: &'static str,
+    /// Token by token through the KV cache (the decode kernels) instead of one prefill chunk.
+    decode: bool,
 }
 
 fn run(ctx: &Context, case: &Case) -> Result<String, String> {
@@ -39,7 +41,15 @@ fn run(ctx: &Context, case: &Case) -> Result<String, String> {
     let ids = ferrogem_harness::golden::prompt(&case.base)?;
     let options = GemmaOptions { max_chunk: ids.len() as u32, n_ctx: ids.len() as u32, ..GemmaOptions::default() };
     let mut gemma = model.load(ctx, options, &mut |_| {}).map_err(|e| e.to_string())?;
-    let got = gemma.forward_blocking(&ids, 0, LogitRows::All).map_err(|e| e.to_string())?;
+    let mut got = gemma.forward_blocking(&ids[..1], 0, LogitRows::All).map_err(|e| e.to_string())?;
+    if case.decode {
+        for (pos, &id) in ids.iter().enumerate().skip(1) {
+            let step = gemma.forward_blocking(&[id], pos as u32, LogitRows::Last).map_err(|e| e.to_string())?;
+            got.values.extend(step.values);
+        }
+    } else {
+        got = gemma.forward_blocking(&ids, 0, LogitRows::All).map_err(|e| e.to_string())?;
+    }
     let path = lora_dir().join(format!("{}.{}.hf_logits.npy", case.base, case.golden));
     let want = ferrogem_harness::npy::read_f32(&path)?;
     if want.data.len() != got.values.len() {
@@ -62,8 +72,9 @@ fn check_all(downlevel: bool, cases: &[Case]) {
     let mut failures = Vec::new();
     for case in cases {
         let adapters: Vec<String> = case.adapters.iter().map(|(f, s)| format!("{f}:{s}")).collect();
-        let what =
-            format!("{} + {} vs HF+peft `{}` (downlevel {downlevel})", case.base, adapters.join(" + "), case.golden);
+        let mode = if case.decode { "decode" } else { "prefill" };
+        let (base, golden) = (&case.base, case.golden);
+        let what = format!("{base} + {} vs HF+peft `{golden}` ({mode}, downlevel {downlevel})", adapters.join(" + "));
         match run(&ctx, case) {
             Ok(line) => println!("{what}: {line}"),
             Err(line) => {
@@ -81,7 +92,7 @@ const QUANTS: [&str; 6] = ["f32", "Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K"];
 
 fn case(arch: &str, quant: &str, adapters: &[(&str, f32)], golden: &'static str) -> Case {
     let adapters = adapters.iter().map(|(a, s)| (format!("tiny-{arch}-{a}"), *s)).collect();
-    Case { base: format!("tiny-{arch}-{quant}"), adapters, golden }
+    Case { base: format!("tiny-{arch}-{quant}"), adapters, golden, decode: false }
 }
 
 #[test]
@@ -117,4 +128,20 @@ fn downlevel_matches_hf_peft() {
     let mut cases = feature_cases();
     cases.extend(ARCHS.iter().map(|arch| case(arch, "Q5_K_M", &[("lora-a", 1.0)], "lora-a")));
     check_all(true, &cases);
+}
+
+/// Decoding runs the one-dispatch LoRA kernels (`lora_vec_add`, `lora_vec_geglu`); prefill runs `mul_mat` +
+/// `lora_add`. Token by token, every position's logits against the same goldens.
+#[test]
+fn decode_token_by_token_matches_hf_peft() {
+    let a: &[(&str, f32)] = &[("lora-a", 1.0)];
+    let ab: &[(&str, f32)] = &[("lora-a", 1.0), ("lora-b", 1.0)];
+    for downlevel in [false, true] {
+        let cases: Vec<Case> = ARCHS
+            .iter()
+            .flat_map(|arch| [case(arch, "f32", a, "lora-a"), case(arch, "Q4_K_M", ab, "lora-ab")])
+            .map(|c| Case { decode: true, ..c })
+            .collect();
+        check_all(downlevel, &cases);
+    }
 }

@@ -40,7 +40,7 @@ impl Batch {
         grid: Grid,
     ) -> Result<()> {
         let pipeline = self.ctx.pipeline(key)?;
-        let storage_bindings = K::BINDINGS.iter().filter(|a| **a != Access::Uniform).count();
+        let storage_bindings = key.bindings().iter().filter(|a| **a != Access::Uniform).count();
         if buffers.len() != storage_bindings {
             return Err(GpuError::Unsupported {
                 op: pipeline.name.clone(),

@@ -52,7 +52,7 @@ pub trait KernelKey: Copy + Eq + Hash + Debug + Send + Sync + 'static {
     /// Path under `shaders/`.
     const FILE: &'static str;
     /// Storage bindings in order, then `Uniform` last if the kernel takes parameters.
-    const BINDINGS: &'static [Access];
+    fn bindings(&self) -> &'static [Access];
 
     /// Unique across all kernels, e.g. `binary_add_f16`: pipeline label, profile row and test id.
     fn name(&self) -> String;

@@ -213,7 +213,9 @@ const _: () = assert!(size_of::<AttentionParams>() == 48);
 
 impl KernelKey for AttentionKey {
     const FILE: &'static str = "attention.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         format!("attention_kv{}{}_wg{WG_SIZE}", self.cache_type.name(), if self.split { "_split" } else { "" })
@@ -236,7 +238,9 @@ impl KernelKey for AttentionKey {
 
 impl KernelKey for AttentionCombineKey {
     const FILE: &'static str = "attention.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         format!("attention_combine_wg{WG_SIZE}")

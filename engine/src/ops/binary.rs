@@ -43,7 +43,9 @@ const _: () = assert!(size_of::<BinaryParams>() == 16);
 
 impl KernelKey for BinaryKey {
     const FILE: &'static str = "binary.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         let op = match self.op {

@@ -21,7 +21,9 @@ pub struct GetRowsKey {
 
 impl KernelKey for GetRowsKey {
     const FILE: &'static str = "get_rows.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         format!("get_rows_{}_f32_wg{WG_SIZE}", type_stem(self.ttype))

@@ -28,7 +28,9 @@ const _: () = assert!(size_of::<GluParams>() == 32);
 
 impl KernelKey for GegluKey {
     const FILE: &'static str = "glu.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         format!("glu_geglu_f32_wg{WG_SIZE}")

@@ -22,13 +22,15 @@ struct LoraAddParams {
     u_stride: u32,
     y_first: u32,
     y_stride: u32,
-    _pad: u32,
+    b_offset: u32,
 }
 const _: () = assert!(size_of::<LoraAddParams>() == 32);
 
 impl KernelKey for LoraAddKey {
     const FILE: &'static str = "lora_add.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         format!("lora_add_f32_wg{WG_SIZE}")
@@ -55,10 +57,13 @@ pub struct RowsView<'a> {
     pub row_stride_elems: u32,
 }
 
-/// `y(t, c) += Σ_j b[c][j]·u(t, j)` for `t < n_tokens`, `c < n_rows`, `j < rank`; `b` is `[n_rows][rank]` f32.
+/// `y(t, c) += Σ_j b[b_offset + c·rank + j]·u(t, j)` for `t < n_tokens`, `c < n_rows`, `j < rank`: B is
+/// `[n_rows][rank]` f32 from element `b_offset_elems` of `b`.
+#[allow(clippy::too_many_arguments)]
 pub fn lora_add(
     batch: &mut Batch,
     b: &GpuBuffer,
+    b_offset_elems: u32,
     n_rows: u32,
     rank: u32,
     u: RowsView,
@@ -70,7 +75,7 @@ pub fn lora_add(
     if n == 0 {
         return Ok(());
     }
-    check_buffer(op, "b", b, n_rows as u64 * rank as u64 * 4)?;
+    check_buffer(op, "b", b, (b_offset_elems as u64 + n_rows as u64 * rank as u64) * 4)?;
     for (what, view, cols) in [("u", &u, rank), ("y", &y, n_rows)] {
         let last = view.offset_elems as u64 + (n_tokens as u64 - 1) * view.row_stride_elems as u64 + cols as u64;
         checked_u32(op, what, last)?;
@@ -86,7 +91,7 @@ pub fn lora_add(
         u_stride: u.row_stride_elems,
         y_first: y.offset_elems,
         y_stride: y.row_stride_elems,
-        _pad: 0,
+        b_offset: b_offset_elems,
     };
     let grid = Grid::for_items(n as u64, WG_SIZE, batch.max_workgroups_per_dimension());
     batch.dispatch(&LoraAddKey, &[b, u.buffer, y.buffer], &params, grid)

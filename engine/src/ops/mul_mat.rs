@@ -27,7 +27,9 @@ const TILE_N: u32 = 64;
 
 impl KernelKey for MulMatKey {
     const FILE: &'static str = "mul_mat.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         format!("mul_mat_{}_f32_t{TILE_M}x{TILE_N}x32", type_stem(self.wtype))

@@ -55,11 +55,13 @@ pub struct MulMatVecKey<const GLU: bool> {
 
 impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
     const FILE: &'static str = "mul_mat_vec.wgsl";
-    const BINDINGS: &'static [Access] = if GLU {
-        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
-    } else {
-        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
-    };
+    fn bindings(&self) -> &'static [Access] {
+        if GLU {
+            &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+        } else {
+            &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+        }
+    }
 
     fn name(&self) -> String {
         let reduce = if self.subgroups { "sg" } else { "wgred" };

@@ -31,7 +31,9 @@ const _: () = assert!(size_of::<RmsNormParams>() == 16);
 
 impl KernelKey for RmsNormKey {
     const FILE: &'static str = "rms_norm.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         let weight = if self.weight { "_mul" } else { "" };

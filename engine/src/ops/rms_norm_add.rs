@@ -32,20 +32,22 @@ const _: () = assert!(size_of::<RmsNormAddParams>() == 16);
 
 impl<const NEXT_NORM: bool> KernelKey for RmsNormAddKey<NEXT_NORM> {
     const FILE: &'static str = "rms_norm_add.wgsl";
-    const BINDINGS: &'static [Access] = if NEXT_NORM {
-        &[
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::ReadWrite,
-            Access::ReadWrite,
-            Access::Uniform,
-        ]
-    } else {
-        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
-    };
+    fn bindings(&self) -> &'static [Access] {
+        if NEXT_NORM {
+            &[
+                Access::Read,
+                Access::Read,
+                Access::Read,
+                Access::Read,
+                Access::Read,
+                Access::ReadWrite,
+                Access::ReadWrite,
+                Access::Uniform,
+            ]
+        } else {
+            &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+        }
+    }
 
     fn name(&self) -> String {
         let scale = if self.scale { "_scale" } else { "" };

@@ -42,12 +42,14 @@ const _: () = assert!(size_of::<RmsNormRopeParams>() == 32);
 
 impl<const KV: bool> KernelKey for RmsNormRopeKey<KV> {
     const FILE: &'static str = "rms_norm_rope.wgsl";
-    const BINDINGS: &'static [Access] = if KV {
-        use Access::*;
-        &[Read, Read, Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform]
-    } else {
-        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
-    };
+    fn bindings(&self) -> &'static [Access] {
+        if KV {
+            use Access::*;
+            &[Read, Read, Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform]
+        } else {
+            &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+        }
+    }
 
     fn name(&self) -> String {
         let ff = if self.freq_factors { "_ff" } else { "" };

@@ -20,11 +20,13 @@ pub struct RopeKey<const INPLACE: bool> {
 
 impl<const INPLACE: bool> KernelKey for RopeKey<INPLACE> {
     const FILE: &'static str = "rope.wgsl";
-    const BINDINGS: &'static [Access] = if INPLACE {
-        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
-    } else {
-        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
-    };
+    fn bindings(&self) -> &'static [Access] {
+        if INPLACE {
+            &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+        } else {
+            &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+        }
+    }
 
     fn name(&self) -> String {
         let ff = if self.freq_factors { "_ff" } else { "" };

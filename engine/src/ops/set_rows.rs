@@ -29,7 +29,9 @@ const _: () = assert!(size_of::<SetRowsParams>() == 16);
 
 impl KernelKey for SetRowsKey {
     const FILE: &'static str = "set_rows.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         let t = match self.dst {

@@ -30,7 +30,9 @@ const _: () = assert!(size_of::<SoftMaxParams>() == 16);
 
 impl KernelKey for SoftMaxKey {
     const FILE: &'static str = "soft_max.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         let mask = if self.mask { "_mask" } else { "" };

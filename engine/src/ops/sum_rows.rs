@@ -21,7 +21,9 @@ const _: () = assert!(size_of::<SumRowsParams>() == 16);
 
 impl KernelKey for SumRowsKey {
     const FILE: &'static str = "sum_rows.wgsl";
-    const BINDINGS: &'static [Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::ReadWrite, Access::Uniform]
+    }
 
     fn name(&self) -> String {
         format!("sum_rows_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))

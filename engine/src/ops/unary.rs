@@ -69,11 +69,13 @@ pub struct UnaryKey<const INPLACE: bool> {
 
 impl<const INPLACE: bool> KernelKey for UnaryKey<INPLACE> {
     const FILE: &'static str = "unary.wgsl";
-    const BINDINGS: &'static [Access] = if INPLACE {
-        &[Access::ReadWrite, Access::Uniform]
-    } else {
-        &[Access::Read, Access::ReadWrite, Access::Uniform]
-    };
+    fn bindings(&self) -> &'static [Access] {
+        if INPLACE {
+            &[Access::ReadWrite, Access::Uniform]
+        } else {
+            &[Access::Read, Access::ReadWrite, Access::Uniform]
+        }
+    }
 
     fn name(&self) -> String {
         format!("unary_{}_f32{}_wg{WG_SIZE}", self.op.ggml_name(), suffix(INPLACE))
@@ -100,11 +102,13 @@ pub struct MulScalarKey<const INPLACE: bool>;
 
 impl<const INPLACE: bool> KernelKey for MulScalarKey<INPLACE> {
     const FILE: &'static str = "unary.wgsl";
-    const BINDINGS: &'static [Access] = if INPLACE {
-        &[Access::Read, Access::ReadWrite, Access::Uniform]
-    } else {
-        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
-    };
+    fn bindings(&self) -> &'static [Access] {
+        if INPLACE {
+            &[Access::Read, Access::ReadWrite, Access::Uniform]
+        } else {
+            &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+        }
+    }
 
     fn name(&self) -> String {
         format!("unary_mul_scalar_f32{}_wg{WG_SIZE}", suffix(INPLACE))

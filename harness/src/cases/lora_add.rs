@@ -21,11 +21,15 @@ pub struct LoraAddCase {
     /// y(t, c) = y[y_first + t·y_stride + c].
     y_first: u32,
     y_stride: u32,
+    /// B starts this many elements into its buffer (a group's targets share one).
+    b_offset: u32,
 }
 
 pub fn cases() -> Vec<Box<dyn OpCase>> {
     let case = |n_rows, rank, n_tokens, u_offset, u_stride, y_first, y_stride| -> Box<dyn OpCase> {
-        Box::new(LoraAddCase { n_rows, rank, n_tokens, u_offset, u_stride, y_first, y_stride })
+        // Every case but the first reads B past a neighbour's block, as a group's second target does.
+        let b_offset = if n_rows == 256 && rank == 8 { 0 } else { 4 * rank + 8 };
+        Box::new(LoraAddCase { n_rows, rank, n_tokens, u_offset, u_stride, y_first, y_stride, b_offset })
     };
     vec![
         case(256, 8, 1, 0, 8, 0, 256),
@@ -48,8 +52,15 @@ impl OpCase for LoraAddCase {
 
     fn vars(&self) -> String {
         format!(
-            "type=f32,rows={},rank={},tokens={},u=[{}+{}],y=[{}+{}]",
-            self.n_rows, self.rank, self.n_tokens, self.u_offset, self.u_stride, self.y_first, self.y_stride
+            "type=f32,rows={},rank={},tokens={},u=[{}+{}],y=[{}+{}],b_offset={}",
+            self.n_rows,
+            self.rank,
+            self.n_tokens,
+            self.u_offset,
+            self.u_stride,
+            self.y_first,
+            self.y_stride,
+            self.b_offset
         )
     }
 
@@ -72,7 +83,8 @@ impl OpCase for LoraAddCase {
     fn build(&self, ctx: &Context) -> CaseResult<Built> {
         let name = self.name();
         let (rows, rank, n) = (self.n_rows as usize, self.rank as usize, self.n_tokens as usize);
-        let b = seeded(&format!("{name}/b"), rows * rank);
+        let b_all = seeded(&format!("{name}/b"), self.b_offset as usize + rows * rank);
+        let b = b_all[self.b_offset as usize..].to_vec();
         let u_elems = self.u_offset as usize + (n - 1) * self.u_stride as usize + rank;
         let u = seeded(&format!("{name}/u"), u_elems);
         let y0 = seeded(&format!("{name}/y"), self.y_elems());
@@ -94,13 +106,13 @@ impl OpCase for LoraAddCase {
         let mut y_init = y0;
         y_init.extend(std::iter::repeat_n(GUARD_VALUE, GUARD_ELEMS));
         let output = upload_f32(ctx, "y", &y_init)?;
-        let (gb, gu) = (upload_f32(ctx, "b", &b)?, upload_f32(ctx, "u", &u)?);
+        let (gb, gu) = (upload_f32(ctx, "b", &b_all)?, upload_f32(ctx, "u", &u)?);
         let (out, c) = (Rc::clone(&output), *self);
         Ok(Built {
             record: Box::new(move |batch| {
                 let u = RowsView { buffer: &gu, offset_elems: c.u_offset, row_stride_elems: c.u_stride };
                 let y = RowsView { buffer: &out, offset_elems: c.y_first, row_stride_elems: c.y_stride };
-                lora_add(batch, &gb, c.n_rows, c.rank, u, y, c.n_tokens)
+                lora_add(batch, &gb, c.b_offset, c.n_rows, c.rank, u, y, c.n_tokens)
             }),
             output,
             output_type: OutType::F32,

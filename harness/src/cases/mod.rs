@@ -10,6 +10,7 @@ mod dequant;
 mod get_rows;
 mod glu;
 mod lora_add;
+mod lora_vec;
 mod model_shapes;
 mod mul_mat;
 mod mul_mat_vec;
@@ -90,6 +91,7 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
         rope::cases,
         glu::cases,
         lora_add::cases,
+        lora_vec::cases,
         soft_max::cases,
         unary::cases,
         set_rows::cases,
@@ -184,6 +186,8 @@ mod family_tests {
         rope,
         geglu,
         lora_add,
+        lora_vec_add,
+        lora_vec_geglu,
         soft_max,
         set_rows,
         attention,

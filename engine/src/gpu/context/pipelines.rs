@@ -31,7 +31,8 @@ impl Context {
             label: Some(&name),
             source: wgpu::ShaderSource::Wgsl(variant.source.into()),
         });
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = K::BINDINGS
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = key
+            .bindings()
             .iter()
             .enumerate()
             .map(|(i, access)| wgpu::BindGroupLayoutEntry {
@@ -79,7 +80,7 @@ impl Context {
         })?;
         let mut state = self.shared.lock_state();
         let id = state.next_id();
-        let p = Arc::new(Pipeline { id, name: name.clone(), pipeline, layout, bindings: K::BINDINGS });
+        let p = Arc::new(Pipeline { id, name: name.clone(), pipeline, layout, bindings: key.bindings() });
         Ok(Arc::clone(state.pipelines.entry(name).or_insert(p)))
     }
 }

@@ -184,14 +184,8 @@ impl Gemma {
         let updated = |target| lora.is_some_and(|lo| lo.updates(l, target));
         match lora {
             Some(lora) if updated(Target::FfnGate) || updated(Target::FfnUp) => {
-                let (gate_up, ffn) = (&layer.ffn_gate_up, layer.ffn_gate_up.ffn_dim());
-                gate_up.products(batch, &s.normed, n, &s.gate_up)?;
-                lora.apply(batch, l, LoraInput::FfnNorm, &s.normed, n, |t| match t {
-                    Target::FfnGate => Some(rows(&s.gate_up, 0, 2 * ffn)),
-                    Target::FfnUp => Some(rows(&s.gate_up, ffn, 2 * ffn)),
-                    _ => None,
-                })?;
-                gate_up.geglu_of_products(batch, n, &s.gate_up, &s.act)?;
+                layer.ffn_gate_up.products(batch, &s.normed, n, &s.gate_up)?;
+                lora.apply_geglu(batch, l, &s.normed, n, &s.gate_up, layer.ffn_gate_up.ffn_dim(), &s.act)?;
             }
             _ => layer.ffn_gate_up.forward_geglu(batch, &s.normed, n, &s.gate_up, &s.act)?,
         }

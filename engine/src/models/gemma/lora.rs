@@ -13,8 +13,10 @@ use crate::error::Result;
 use crate::gpu::{Batch, Category, Context, GpuBuffer};
 use crate::lora::{LoraAdapter, LoraError, LowRank, Target};
 use crate::models::{Arch, TextConfig};
+use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::lora_add::{RowsView, lora_add};
-use crate::ops::mul_mat::mul_mat;
+use crate::ops::lora_vec::{LORA_VEC_MAX_RANK, LoraDown, LoraUp, lora_vec_add, lora_vec_geglu};
+use crate::ops::mul_mat::{VEC_MAX_TOKENS, mul_mat};
 use crate::quant::QuantType;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,11 +59,12 @@ impl LoraInput {
     }
 }
 
-/// One target's up-projections: `[out][rank]`, the adapters' B's side by side, each times its scale.
+/// One target's up-projections: `[out][rank]` at `b_offset` of the group's B buffer, the adapters' B's side by
+/// side, each times its scale.
 #[derive(Debug)]
 struct LoraOutput {
     target: Target,
-    b: GpuBuffer,
+    b_offset: u32,
     out_dim: u32,
     rank: u32,
     /// Where this target's down-projection starts in the group's `u` row.
@@ -71,7 +74,10 @@ struct LoraOutput {
 #[derive(Debug)]
 struct LoraGroup {
     input: LoraInput,
+    /// Every target's A, stacked: `[rank_total][in_dim]`.
     a: GpuBuffer,
+    /// Every target's B, one after another.
+    b: GpuBuffer,
     in_dim: u32,
     rank_total: u32,
     outputs: Vec<LoraOutput>,
@@ -202,6 +208,7 @@ impl LoraSet {
     fn upload_group(ctx: &Context, l: usize, input: LoraInput, targets: &TargetParts) -> Result<LoraGroup> {
         let in_dim = targets.values().next().and_then(|v| v.first()).map_or(0, |(u, _)| u.in_dim);
         let mut a_rows: Vec<f32> = Vec::new();
+        let mut b_all: Vec<f32> = Vec::new();
         let mut outputs = Vec::new();
         let mut rank_total = 0;
         for (&target, parts) in targets {
@@ -218,13 +225,17 @@ impl LoraSet {
                 }
                 col += u.rank as usize;
             }
-            let label = format!("lora.blk.{l}.{}.b", target.gguf_stem());
-            let b = ctx.upload(&label, Category::Lora, bytemuck::cast_slice(&b))?;
-            outputs.push(LoraOutput { target, b, out_dim, rank, first_rank: rank_total });
+            let b_offset = u32::try_from(b_all.len()).map_err(|_| LoraError::Tensor {
+                tensor: format!("blk.{l}.{}", target.gguf_stem()),
+                problem: "makes the layer's B matrices longer than 2^32 elements".into(),
+            })?;
+            b_all.extend_from_slice(&b);
+            outputs.push(LoraOutput { target, b_offset, out_dim, rank, first_rank: rank_total });
             rank_total += rank;
         }
         let a = ctx.upload(&format!("lora.blk.{l}.{input:?}.a"), Category::Lora, bytemuck::cast_slice(&a_rows))?;
-        Ok(LoraGroup { input, a, in_dim, rank_total, outputs })
+        let b = ctx.upload(&format!("lora.blk.{l}.{input:?}.b"), Category::Lora, bytemuck::cast_slice(&b_all))?;
+        Ok(LoraGroup { input, a, b, in_dim, rank_total, outputs })
     }
 
     /// Whether layer `l` updates `target` (the fused decode GeGLU cannot take an update between product and gelu).
@@ -232,35 +243,89 @@ impl LoraSet {
         self.groups[l].iter().any(|g| g.outputs.iter().any(|o| o.target == target))
     }
 
+    fn group(&self, l: usize, input: LoraInput) -> Option<&LoraGroup> {
+        self.groups[l].iter().find(|g| g.input == input)
+    }
+
+    /// Whether a chunk of `n` tokens takes the one-dispatch path (`lora_vec`).
+    fn fused(group: &LoraGroup, n: u32) -> bool {
+        n <= VEC_MAX_TOKENS && group.rank_total <= LORA_VEC_MAX_RANK
+    }
+
     /// Adds the updates of layer `l`'s targets that read `input` (x, `[n][in]`) to their products, each where
-    /// `dst(target)` says it lives.
+    /// `dst(target)` says it lives: one `lora_vec_add` for a few tokens, else `mul_mat` then `lora_add` per target.
     pub fn apply<'a>(
         &'a self,
         batch: &mut Batch,
         l: usize,
         input: LoraInput,
-        x: &GpuBuffer,
+        x: &'a GpuBuffer,
         n: u32,
         dst: impl Fn(Target) -> Option<RowsView<'a>>,
     ) -> Result<()> {
-        let Some(group) = self.groups[l].iter().find(|g| g.input == input) else { return Ok(()) };
+        let Some(group) = self.group(l, input) else { return Ok(()) };
+        let ups: Vec<LoraUp> = group.outputs.iter().filter_map(|o| Some(up(o, dst(o.target)?))).collect();
+        if ups.is_empty() {
+            return Ok(());
+        }
+        if Self::fused(group, n) {
+            return Ok(lora_vec_add(batch, &down(group, x, n), &group.b, &ups)?);
+        }
         mul_mat(batch, &group.a, QuantType::F32, group.rank_total, group.in_dim, x, n, &self.u)?;
-        for out in &group.outputs {
-            let Some(y) = dst(out.target) else { continue };
-            let u = RowsView { buffer: &self.u, offset_elems: out.first_rank, row_stride_elems: group.rank_total };
-            lora_add(batch, &out.b, out.out_dim, out.rank, u, y, n)?;
+        for up in &ups {
+            let u = RowsView { buffer: &self.u, offset_elems: up.first_rank, row_stride_elems: group.rank_total };
+            lora_add(batch, &group.b, up.b_offset_elems, up.n_rows, up.rank, u, up.y, n)?;
         }
         Ok(())
     }
 
+    /// Layer `l`'s gate/up updates on the `[n][gate | up]` products in `gate_up` (x the FFN pre-norm), then
+    /// `act = gelu(gate)·up` (`[n][ffn]`): one `lora_vec_geglu` for a few tokens, else `mul_mat`, `lora_add` and
+    /// `geglu`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_geglu(
+        &self,
+        batch: &mut Batch,
+        l: usize,
+        x: &GpuBuffer,
+        n: u32,
+        gate_up: &GpuBuffer,
+        ffn: u32,
+        act: &GpuBuffer,
+    ) -> Result<()> {
+        let half = |first_col| RowsView { buffer: gate_up, offset_elems: first_col, row_stride_elems: 2 * ffn };
+        let none = |y| LoraUp { b_offset_elems: 0, n_rows: ffn, rank: 0, first_rank: 0, y };
+        let group = self.group(l, LoraInput::FfnNorm);
+        let find = |target| group.and_then(|g| g.outputs.iter().find(|o| o.target == target));
+        let gate = find(Target::FfnGate).map_or(none(half(0)), |o| up(o, half(0)));
+        let upd = find(Target::FfnUp).map_or(none(half(ffn)), |o| up(o, half(ffn)));
+        match group {
+            Some(group) if Self::fused(group, n) => {
+                Ok(lora_vec_geglu(batch, &down(group, x, n), &group.b, &gate, &upd, act)?)
+            }
+            _ => {
+                self.apply(batch, l, LoraInput::FfnNorm, x, n, |t| match t {
+                    Target::FfnGate => Some(half(0)),
+                    Target::FfnUp => Some(half(ffn)),
+                    _ => None,
+                })?;
+                let operand = |offset_elems| GluOperand { buffer: gate_up, offset_elems, row_stride_elems: 2 * ffn };
+                Ok(geglu_rows(batch, operand(0), operand(ffn), act, n, ffn)?)
+            }
+        }
+    }
+
     /// GPU bytes of every A, B and the down-projection scratch.
     pub fn size_bytes(&self) -> u64 {
-        let groups: u64 = self
-            .groups
-            .iter()
-            .flatten()
-            .map(|g| g.a.size_bytes() + g.outputs.iter().map(|o| o.b.size_bytes()).sum::<u64>())
-            .sum();
+        let groups: u64 = self.groups.iter().flatten().map(|g| g.a.size_bytes() + g.b.size_bytes()).sum();
         groups + self.u.size_bytes()
     }
+}
+
+fn up<'a>(o: &LoraOutput, y: RowsView<'a>) -> LoraUp<'a> {
+    LoraUp { b_offset_elems: o.b_offset, n_rows: o.out_dim, rank: o.rank, first_rank: o.first_rank, y }
+}
+
+fn down<'a>(group: &'a LoraGroup, x: &'a GpuBuffer, n: u32) -> LoraDown<'a> {
+    LoraDown { a: &group.a, rank_total: group.rank_total, in_dim: group.in_dim, x, n_tokens: n }
 }
