@@ -7,8 +7,12 @@
 // halves of a [gate | up] product row (gate_up, read only) and the kernel writes act[t][c] = gelu(gate + Δgate) ·
 // (up + Δup) instead: the update lands between the product and the activation without a second pass.
 // Every workgroup recomputes u: A is a few hundred KB at most and stays in L2, and no second dispatch waits on u.
-// Bindings (group 0): 0 a, 1 x, 2 b: array<f32> read; then GLU: 3 gate_up read, 4 act read_write, 5 params;
-// else: 3 y0 (4 y1, 5 y2 with Y1/Y2) read_write, then params uniform. Outputs may not alias a, x or b.
+// WG_SIZE must be a power of two (the tree reduction).
+// With DOWN_ONLY it stops after u and writes it to u_out [n_tokens][rank_total] (prefill: one workgroup per token,
+// then `lora_add` per target, instead of a tiled product whose few rows leave the GPU idle).
+// Bindings (group 0): 0 a, 1 x: array<f32> read; DOWN_ONLY: 2 u_out read_write, 3 params; else 2 b read, then GLU:
+// 3 gate_up read, 4 act read_write, 5 params; else: 3 y0 (4 y1, 5 y2 with Y1/Y2) read_write, then params uniform.
+// Outputs may not alias a, x or b.
 // Dispatch: n_col_groups × n_tokens workgroups of WG_SIZE (Grid::for_items); one invocation per output column.
 
 #include "include/activation.wgsl"
@@ -36,11 +40,12 @@ struct Params {
     targets: array<Target, 3>,
 }
 
-// Lanes that share one row of A in the down-projection; WG_SIZE / DOWN_LANES rows per pass.
-const DOWN_LANES: u32 = 8u;
-
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#ifdef DOWN_ONLY
+@group(0) @binding(2) var<storage, read_write> u_out: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+#else
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 #ifdef GLU
 @group(0) @binding(3) var<storage, read> gate_up: array<f32>;
@@ -61,10 +66,20 @@ const DOWN_LANES: u32 = 8u;
 #endif
 #endif
 #endif
+#endif
 
-var<workgroup> partial: array<f32, WG_SIZE>;
+// Eight rows' partial sums per invocation (two vec4), reduced as one tree: 8 KB.
+var<workgroup> partial: array<vec4<f32>, 2 * WG_SIZE>;
 var<workgroup> u: array<f32, MAX_RANK>;
 
+fn a_at(r: u32, i: u32) -> f32 {
+    if r < params.rank_total {
+        return a[r * params.in_dim + i];
+    }
+    return 0.0;
+}
+
+#ifndef DOWN_ONLY
 fn delta(k: u32, c: u32) -> f32 {
     let tg = params.targets[k];
     var sum = 0.0;
@@ -73,6 +88,7 @@ fn delta(k: u32, c: u32) -> f32 {
     }
     return sum;
 }
+#endif
 
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -81,30 +97,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let t = group / params.n_col_groups;
-    let lane = lid % DOWN_LANES;
-    let row_in_pass = lid / DOWN_LANES;
+    // u = A·x[t], eight rows at a time: every invocation takes every WG_SIZE-th column (coalesced reads of x and
+    // of each row of A), then one tree reduction sums the eight rows' partials together.
     let x_row = t * params.in_dim;
-    for (var base = 0u; base < params.rank_total; base += WG_SIZE / DOWN_LANES) {
-        let r = base + row_in_pass;
-        var s = 0.0;
-        if r < params.rank_total {
-            let a_row = r * params.in_dim;
-            for (var i = lane; i < params.in_dim; i += DOWN_LANES) {
-                s += a[a_row + i] * x[x_row + i];
+    for (var base = 0u; base < params.rank_total; base += 8u) {
+        var lo = vec4<f32>(0.0);
+        var hi = vec4<f32>(0.0);
+        // Four columns per iteration: their 36 loads are independent and in flight together, where one column
+        // per iteration left each invocation waiting on L2 once per column (33 µs for k = 12288 on an H200).
+        for (var i0 = lid; i0 < params.in_dim; i0 += 4u * WG_SIZE) {
+            for (var q = 0u; q < 4u; q++) {
+                let i = i0 + q * WG_SIZE;
+                if i < params.in_dim {
+                    let xv = x[x_row + i];
+                    lo += vec4<f32>(a_at(base, i), a_at(base + 1u, i), a_at(base + 2u, i), a_at(base + 3u, i)) * xv;
+                    hi += vec4<f32>(a_at(base + 4u, i), a_at(base + 5u, i), a_at(base + 6u, i), a_at(base + 7u, i)) * xv;
+                }
             }
         }
-        partial[lid] = s;
+        partial[2u * lid] = lo;
+        partial[2u * lid + 1u] = hi;
         workgroupBarrier();
-        if lane == 0u && r < params.rank_total {
-            var total = 0.0;
-            for (var l = 0u; l < DOWN_LANES; l++) {
-                total += partial[lid + l];
+        for (var stride = WG_SIZE / 2u; stride > 0u; stride >>= 1u) {
+            if lid < stride {
+                partial[2u * lid] += partial[2u * (lid + stride)];
+                partial[2u * lid + 1u] += partial[2u * (lid + stride) + 1u];
             }
-            u[r] = total;
+            workgroupBarrier();
+        }
+        if lid < 8u && base + lid < params.rank_total {
+            u[base + lid] = partial[lid / 4u][lid % 4u];
         }
         workgroupBarrier();
     }
 
+#ifdef DOWN_ONLY
+    for (var r = lid; r < params.rank_total; r += WG_SIZE) {
+        u_out[t * params.rank_total + r] = u[r];
+    }
+#else
     let c = (group % params.n_col_groups) * WG_SIZE + lid;
     if c >= params.n_cols {
         return;
@@ -135,5 +166,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
         default: { y0[idx] = y0[idx] + d; }
     }
+#endif
 #endif
 }

@@ -21,6 +21,8 @@ pub enum LoraVecKey {
     Add { outputs: u32 },
     /// Gate and up updates, then GeGLU.
     Geglu,
+    /// Only the down-projection, written out (prefill).
+    Down,
 }
 
 impl KernelKey for LoraVecKey {
@@ -32,6 +34,7 @@ impl KernelKey for LoraVecKey {
             LoraVecKey::Add { outputs: 2 } => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             LoraVecKey::Add { .. } => &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform],
             LoraVecKey::Geglu => &[Read, Read, Read, Read, ReadWrite, Uniform],
+            LoraVecKey::Down => &[Read, Read, ReadWrite, Uniform],
         }
     }
 
@@ -39,15 +42,21 @@ impl KernelKey for LoraVecKey {
         match self {
             LoraVecKey::Add { outputs } => format!("lora_vec_add{outputs}_f32_wg{WG_SIZE}"),
             LoraVecKey::Geglu => format!("lora_vec_geglu_f32_wg{WG_SIZE}"),
+            LoraVecKey::Down => format!("lora_down_f32_wg{WG_SIZE}"),
         }
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
         let outputs = match *self {
             LoraVecKey::Add { outputs } => outputs,
-            LoraVecKey::Geglu => 0,
+            LoraVecKey::Geglu | LoraVecKey::Down => 0,
         };
-        let flags = [("Y1", outputs >= 2), ("Y2", outputs >= 3), ("GLU", *self == LoraVecKey::Geglu)];
+        let flags = [
+            ("Y1", outputs >= 2),
+            ("Y2", outputs >= 3),
+            ("GLU", *self == LoraVecKey::Geglu),
+            ("DOWN_ONLY", *self == LoraVecKey::Down),
+        ];
         let mut d = defines_with(WG_SIZE, &flags);
         d.push(("MAX_RANK", format!("{LORA_VEC_MAX_RANK}u")));
         d
@@ -59,7 +68,7 @@ impl KernelKey for LoraVecKey {
 
     fn all_variants() -> Vec<Self> {
         let mut all: Vec<Self> = (1..=MAX_TARGETS as u32).map(|outputs| LoraVecKey::Add { outputs }).collect();
-        all.push(LoraVecKey::Geglu);
+        all.extend([LoraVecKey::Geglu, LoraVecKey::Down]);
         all
     }
 }
@@ -228,6 +237,31 @@ pub fn lora_vec_geglu(
     let groups = params.n_col_groups as u64 * down.n_tokens as u64;
     let grid = Grid::for_items(groups, 1, batch.max_workgroups_per_dimension());
     batch.dispatch(&LoraVecKey::Geglu, &[down.a, down.x, b, gate.y.buffer, act], &params, grid)
+}
+
+/// `u[t] = A·x[t]` (`[n_tokens][rank_total]`), one workgroup per token: the down-projection of a group for a
+/// prompt chunk, where a tiled product over so few rows would leave most of the GPU idle.
+pub fn lora_down(batch: &mut Batch, down: &LoraDown, u: &GpuBuffer) -> Result<()> {
+    let op = "lora_down";
+    if down.rank_total > LORA_VEC_MAX_RANK {
+        return Err(GpuError::Unsupported {
+            op: op.into(),
+            reason: format!("a stacked rank of {} exceeds {LORA_VEC_MAX_RANK}", down.rank_total),
+        });
+    }
+    check_buffer(op, "a", down.a, down.rank_total as u64 * down.in_dim as u64 * 4)?;
+    check_buffer(op, "x", down.x, down.n_tokens as u64 * down.in_dim as u64 * 4)?;
+    check_buffer(op, "u", u, down.n_tokens as u64 * down.rank_total as u64 * 4)?;
+    for input in [down.a, down.x] {
+        check_distinct(op, input, u)?;
+    }
+    if down.n_tokens == 0 || down.rank_total == 0 {
+        return Ok(());
+    }
+    let mut p = params(down, [TargetParams::default(); MAX_TARGETS], 0, 0);
+    p.n_col_groups = 1;
+    let grid = Grid::for_items(down.n_tokens as u64, 1, batch.max_workgroups_per_dimension());
+    batch.dispatch(&LoraVecKey::Down, &[down.a, down.x, u], &p, grid)
 }
 
 /// Every variant of this family's kernels.

@@ -10,7 +10,7 @@ use crate::tolerance::max_nmse;
 use candle_core::{Result, Tensor};
 use ferrogem::gpu::{Context, GpuBuffer};
 use ferrogem::ops::lora_add::RowsView;
-use ferrogem::ops::lora_vec::{LoraDown, LoraUp, lora_vec_add, lora_vec_geglu};
+use ferrogem::ops::lora_vec::{LoraDown, LoraUp, lora_down, lora_vec_add, lora_vec_geglu};
 use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,6 +21,8 @@ enum Layout {
     Buffers { checked: usize },
     /// Two targets: gate and up halves of one `[gate | up]` row; the output is the GeGLU.
     Geglu,
+    /// Only the down-projection u = A·x, written out (`lora_down`).
+    Down,
 }
 
 pub struct LoraVecCase {
@@ -47,6 +49,9 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         case(1536, 4, &[(6144, 16), (6144, 16)], Layout::Geglu),
         // Only the up half updated: the gate's rank is 0.
         case(256, 1, &[(512, 0), (512, 4)], Layout::Geglu),
+        case(1536, 64, &[(0, 48)], Layout::Down),
+        case(12288, 7, &[(0, 16)], Layout::Down),
+        case(100, 3, &[(0, 256)], Layout::Down),
     ];
     for checked in 0..3 {
         cases.push(case(128, 2, &qkv, Layout::Buffers { checked }));
@@ -77,7 +82,7 @@ impl LoraVecCase {
     /// Row layout of target k's output: (buffer index, first column, row stride).
     fn y_layout(&self, k: usize) -> (usize, usize, usize) {
         match self.layout {
-            Layout::OneBuffer | Layout::Geglu => {
+            Layout::OneBuffer | Layout::Geglu | Layout::Down => {
                 let first: usize = self.targets[..k].iter().map(|t| t.0).sum();
                 (0, first, self.targets.iter().map(|t| t.0).sum())
             }
@@ -119,7 +124,11 @@ impl LoraVecCase {
 
 impl OpCase for LoraVecCase {
     fn op(&self) -> &'static str {
-        if self.layout == Layout::Geglu { "lora_vec_geglu" } else { "lora_vec_add" }
+        match self.layout {
+            Layout::Geglu => "lora_vec_geglu",
+            Layout::Down => "lora_down",
+            _ => "lora_vec_add",
+        }
     }
 
     fn vars(&self) -> String {
@@ -172,6 +181,12 @@ impl OpCase for LoraVecCase {
             .map(|(i, v)| upload_f32(ctx, &format!("y{i}"), &with_guards(v)))
             .collect::<ferrogem::Result<_>>()?;
         let (output, reference) = match self.layout {
+            Layout::Down => {
+                let xt = Tensor::from_slice(&x, (n, self.in_dim), &cpu())?;
+                let at = Tensor::from_slice(&a, (r, self.in_dim), &cpu())?;
+                let u = xt.matmul(&at.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+                (guarded_output(ctx, n * r, OutType::F32)?, u)
+            }
             Layout::Geglu => {
                 let ffn = self.targets[0].0;
                 let gu = Tensor::from_slice(&y[0], (n, 2 * ffn), &cpu())?;
@@ -206,6 +221,7 @@ impl OpCase for LoraVecCase {
                     .collect();
                 match case.layout {
                     Layout::Geglu => lora_vec_geglu(batch, &down, &gb, &ups[0], &ups[1], &out),
+                    Layout::Down => lora_down(batch, &down, &out),
                     _ => lora_vec_add(batch, &down, &gb, &ups),
                 }
             }),

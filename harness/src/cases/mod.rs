@@ -186,6 +186,7 @@ mod family_tests {
         rope,
         geglu,
         lora_add,
+        lora_down,
         lora_vec_add,
         lora_vec_geglu,
         soft_max,

@@ -15,7 +15,7 @@ use crate::lora::{LoraAdapter, LoraError, LowRank, Target};
 use crate::models::{Arch, TextConfig};
 use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::lora_add::{RowsView, lora_add};
-use crate::ops::lora_vec::{LORA_VEC_MAX_RANK, LoraDown, LoraUp, lora_vec_add, lora_vec_geglu};
+use crate::ops::lora_vec::{LORA_VEC_MAX_RANK, LoraDown, LoraUp, lora_down, lora_vec_add, lora_vec_geglu};
 use crate::ops::mul_mat::{VEC_MAX_TOKENS, mul_mat};
 use crate::quant::QuantType;
 use std::collections::BTreeMap;
@@ -164,6 +164,28 @@ pub fn check_fit(
     Ok(unused)
 }
 
+/// GPU bytes [`LoraSet::build`] allocates for `adapters` (every used A and B, and the down-projection scratch for
+/// `max_chunk` tokens), for the memory plan.
+pub fn planned_bytes(
+    cfg: &TextConfig,
+    has_attn_v: &dyn Fn(usize) -> bool,
+    adapters: &[AppliedAdapter],
+    max_chunk: u32,
+) -> u64 {
+    let mut group_ranks: BTreeMap<(u32, LoraInput), u64> = BTreeMap::new();
+    let mut bytes = 0;
+    for u in adapters.iter().flat_map(|a| &a.adapter.updates) {
+        if let Ok(Some(_)) = target_shape(cfg, has_attn_v, u.layer as usize, u.target) {
+            bytes += 4 * (u.a.len() + u.b.len()) as u64;
+            *group_ranks.entry((u.layer, LoraInput::of(u.target))).or_default() += u.rank as u64;
+        }
+    }
+    match group_ranks.values().max() {
+        Some(&widest) => bytes + 4 * max_chunk.max(1) as u64 * widest,
+        None => 0,
+    }
+}
+
 impl LoraSet {
     /// Checks every update of `adapters` against the model and uploads them in `Category::Lora`; `None` when
     /// there are no adapters.
@@ -271,7 +293,11 @@ impl LoraSet {
         if Self::fused(group, n) {
             return Ok(lora_vec_add(batch, &down(group, x, n), &group.b, &ups)?);
         }
-        mul_mat(batch, &group.a, QuantType::F32, group.rank_total, group.in_dim, x, n, &self.u)?;
+        if group.rank_total <= LORA_VEC_MAX_RANK {
+            lora_down(batch, &down(group, x, n), &self.u)?;
+        } else {
+            mul_mat(batch, &group.a, QuantType::F32, group.rank_total, group.in_dim, x, n, &self.u)?;
+        }
         for up in &ups {
             let u = RowsView { buffer: &self.u, offset_elems: up.first_rank, row_stride_elems: group.rank_total };
             lora_add(batch, &group.b, up.b_offset_elems, up.n_rows, up.rank, u, up.y, n)?;

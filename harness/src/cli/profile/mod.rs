@@ -106,7 +106,8 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     let ctx = open_context(profile.clone())?;
     eprintln!("adapter: {}", ctx.caps().summary());
     let limits = PlanLimits::from_caps(ctx.caps());
-    let plan = MemoryPlan::new(&model.gguf, &config, &options, limits)?;
+    let mut plan = MemoryPlan::new(&model.gguf, &config, &options, limits)?;
+    plan.add_adapters(&model.gguf, &config, &model.adapters);
     print_plan(&model.display, &plan, profile.as_ref());
     let settings = measure::Settings { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, options };
     let measured = measure::run(&ctx, &model, &config, &settings);
@@ -127,7 +128,8 @@ fn plan_only(
     profile: Option<&DeviceProfile>,
     limits: PlanLimits,
 ) -> ferrogem::Result<ExitCode> {
-    let plan = MemoryPlan::new(&model.gguf, config, options, limits)?;
+    let mut plan = MemoryPlan::new(&model.gguf, config, options, limits)?;
+    plan.add_adapters(&model.gguf, config, &model.adapters);
     print_plan(&model.display, &plan, profile);
     let path = args.out.join("plan.json");
     let json = serde_json::json!({ "model": model.display, "profile": profile, "limits": limits, "plan": plan,
