@@ -20,6 +20,10 @@ pub enum Error {
     #[error(transparent)]
     Lora(#[from] crate::lora::LoraError),
 
+    /// A buffer the plan would allocate and bind whole exceeds the device's binding or buffer limit.
+    #[error("the memory plan needs a buffer larger than the device binds: {0}")]
+    PlanExceedsBinding(String),
+
     #[error("bad model file: {0}")]
     BadModelFile(#[from] crate::gguf::GgufError),
 

@@ -190,3 +190,66 @@ fn gpu_chat_goes_on_after_a_device_file_and_a_line_that_is_not_text() {
     assert!(out[1]["error"].as_str().unwrap_or_default().contains("UTF-8"), "{out:?}");
     assert!(out[2]["tokens"].is_array(), "{out:?}");
 }
+
+/// Issue 15: a snapshot that does not fit the session says which field differs; one saved with a LoRA adapter is
+/// another model's cache for a session without it (issue 12).
+#[test]
+fn gpu_chat_snapshot_mismatches_name_what_differs() {
+    let file = temp_path("mismatch.fgsnap");
+    let file_arg = file.to_str().unwrap();
+    let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden/lora/tiny-gemma4-lora-a");
+    let adapter = adapter.to_str().unwrap();
+    let sampling = ["-n", "2", "--temp", "0"];
+    let saved = chat(&[&sampling[..], &["--ctx", "64"]].concat(), format!("hello\n/save {file_arg}\n"));
+    assert_eq!(saved[1]["saved"], file_arg, "{saved:?}");
+    let wider = chat(&[&sampling[..], &["--ctx", "128"]].concat(), format!("/load {file_arg}\n"));
+    let error = wider[0]["error"].as_str().unwrap_or_else(|| panic!("{wider:?}"));
+    assert!(error.contains("ring holds") && error.contains("--ctx"), "{error}");
+    let with_adapter =
+        chat(&[&sampling[..], &["--ctx", "64", "--adapter", adapter]].concat(), format!("/load {file_arg}\n"));
+    let error = with_adapter[0]["error"].as_str().unwrap_or_else(|| panic!("{with_adapter:?}"));
+    assert!(error.contains("other LoRA adapters"), "{error}");
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Issue 15: cancellation is asked before every chunk of the prompt, so a long prefill stops within one chunk: here
+/// the observer says "cancel" at its second question, after the first of four chunks.
+#[test]
+fn gpu_a_prompt_is_cancelled_between_its_chunks() {
+    use ferrogem::gpu::{Context, ContextOptions};
+    use ferrogem::models::ModelFile;
+    use ferrogem::models::gemma::GemmaOptions;
+    use ferrogem::sampling::{Sampler, SamplerConfig};
+    use ferrogem::session::{GenerateParams, Observer, Session, StopReason};
+    use ferrogem::tokenizer::Tokenizer;
+
+    struct CancelAt {
+        asked: u32,
+        at: u32,
+    }
+    impl Observer for CancelAt {
+        fn cancelled(&mut self) -> bool {
+            self.asked += 1;
+            self.asked >= self.at
+        }
+    }
+    let ctx = Context::new_blocking(ContextOptions::from_env()).expect("GPU test needs an adapter");
+    let model = ModelFile::open(fixture("tiny-gemma4-f32.gguf").to_str().unwrap()).unwrap();
+    let options = GemmaOptions { max_chunk: 8, n_ctx: 64, ..GemmaOptions::default() };
+    let gemma = model.load(&ctx, options, &mut |_| {}).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&model.gguf).unwrap();
+    let mut session = Session::new(gemma, tokenizer, String::new());
+    let prompt: Vec<u32> = (0..32).map(|i| 5 + i * 7 % 500).collect();
+    let mut sampler = Sampler::new(SamplerConfig::greedy()).unwrap();
+    let params = GenerateParams { max_tokens: 4, stop_strings: Vec::new(), stop_tokens: Vec::new() };
+    let mut observer = CancelAt { asked: 0, at: 2 };
+    let generation = pollster::block_on(session.generate(&prompt, &mut sampler, &params, &mut observer)).unwrap();
+    assert_eq!(generation.stop, StopReason::Cancelled);
+    assert!(generation.tokens.is_empty());
+    assert_eq!(observer.asked, 2, "one chunk ran, the second was not started");
+    assert!(session.cached().is_empty(), "a cancelled prompt leaves nothing cached");
+    // The session is usable afterwards: the same prompt, not cancelled, generates.
+    let mut observer = CancelAt { asked: 0, at: u32::MAX };
+    let generation = pollster::block_on(session.generate(&prompt, &mut sampler, &params, &mut observer)).unwrap();
+    assert_eq!(generation.tokens.len(), 4, "{:?}", generation.stop);
+}

@@ -227,3 +227,27 @@ fn a_profile_beyond_the_adapter_names_the_limit() {
         "--downlevel is the webgpu-default profile"
     );
 }
+
+/// Issue 15: a profile whose storage bindings are smaller than a KV ring is refused by the plan, before anything is
+/// allocated, with the longest context whose rings fit; at that context the plan passes.
+#[test]
+fn a_ring_larger_than_the_binding_limit_is_refused_by_the_plan() {
+    let out = out_dir("binding");
+    std::fs::create_dir_all(&out).unwrap();
+    let profile_path = out.join("narrow.toml");
+    let text = "name = \"narrow\"\ndescription = \"1 MB bindings\"\n[features]\nshader_f16 = false\nsubgroups = false\n\
+                [limits]\nmax_storage_buffer_binding_size = 1_000_000\n";
+    std::fs::write(&profile_path, text).unwrap();
+    let profile_arg = profile_path.to_str().unwrap();
+    let (ok, text, _) = profile(&["--plan", "--device-profile", profile_arg, "--ctx", "4096"], &out);
+    assert!(!ok && text.contains("K and V rings") && text.contains("1000000") && text.contains("--ctx"), "{text}");
+    let fitting: String = text
+        .split("lower --ctx to ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no advised --ctx in:\n{text}"))
+        .to_owned();
+    let (ok, text, _) = profile(&["--plan", "--device-profile", profile_arg, "--ctx", &fitting], &out);
+    assert!(ok, "--ctx {fitting}:\n{text}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,9 +1,10 @@
 //! The sampling loop: prefill the prompt, then sample, stream and feed back one token at a time until a stop token,
 //! a stop string, the token budget, the context's end, or the caller cancels. The loop never stops in the middle
-//! of a token: cancellation is checked between tokens, so the cache always holds exactly `Session::cached`.
+//! of a token: cancellation is checked between tokens, so the cache always holds exactly `Session::cached`, and
+//! between the prompt's chunks, so a long prompt stops within one chunk (the cache is then emptied).
 
 use super::{Prefill, Session};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sampling::{Sampler, StopMatcher};
 use crate::tokenizer::{DecodeSpecial, StreamDecoder};
 
@@ -75,7 +76,19 @@ impl Session {
         params: &GenerateParams,
         observer: &mut dyn Observer,
     ) -> Result<Generation> {
-        let prefill = self.set_sequence(prompt).await?;
+        let prefill = match self.set_sequence_cancellable(prompt, &mut || observer.cancelled()).await {
+            Err(Error::Cancelled) => {
+                return Ok(Generation {
+                    tokens: Vec::new(),
+                    text: String::new(),
+                    stop: StopReason::Cancelled,
+                    stop_token: None,
+                    prompt_tokens: prompt.len() as u32,
+                    reused_tokens: 0,
+                });
+            }
+            prefill => prefill?,
+        };
         observer.prefilled(&prefill);
         let stop_tokens = if params.stop_tokens.is_empty() {
             self.tokenizer.end_of_generation().to_vec()

@@ -73,6 +73,15 @@ impl Session {
     /// is cached is kept (at least the last token is recomputed, for its logits); when the sliding layers' rings no
     /// longer hold what that rewind needs, everything is recomputed.
     pub async fn set_sequence(&mut self, ids: &[u32]) -> Result<Prefill> {
+        self.set_sequence_cancellable(ids, &mut || false).await
+    }
+
+    /// [`set_sequence`](Self::set_sequence), asking `cancelled` before each prompt chunk ([`Error::Cancelled`]).
+    pub async fn set_sequence_cancellable(
+        &mut self,
+        ids: &[u32],
+        cancelled: &mut dyn FnMut() -> bool,
+    ) -> Result<Prefill> {
         if ids.is_empty() {
             return Err(Error::Unsupported { op: "prefill".into(), reason: "the prompt has no tokens".into() });
         }
@@ -90,20 +99,20 @@ impl Session {
             0
         };
         self.cached.truncate(reused);
-        let logits = self.forward(&ids[reused..]).await?;
+        let logits = self.forward(&ids[reused..], cancelled).await?;
         Ok(Prefill { reused_tokens: reused as u32, computed_tokens: (ids.len() - reused) as u32, logits })
     }
 
     /// Appends one token and returns its logits.
     pub async fn push(&mut self, id: u32) -> Result<Vec<f32>> {
         self.check_fits("the conversation", self.cached.len() as u64 + 1)?;
-        self.forward(&[id]).await
+        self.forward(&[id], &mut || false).await
     }
 
     /// Runs `ids` after the cached sequence. The cache state is only extended once the forward pass succeeded.
-    async fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+    async fn forward(&mut self, ids: &[u32], cancelled: &mut dyn FnMut() -> bool) -> Result<Vec<f32>> {
         let pos0 = self.cached.len() as u32;
-        let logits = self.model.forward(ids, pos0, LogitRows::Last).await;
+        let logits = self.model.forward_cancellable(ids, pos0, LogitRows::Last, cancelled).await;
         let logits = match logits {
             Ok(logits) => logits,
             Err(e) => {

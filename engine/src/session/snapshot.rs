@@ -12,6 +12,7 @@
 use super::Session;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::models::gemma::AppliedAdapter;
 use crate::sampling::SamplerState;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,10 +23,22 @@ pub const MAX_HEADER_BYTES: u64 = 64 << 20;
 pub const VERSION: u32 = 1;
 const DIGEST_BYTES: usize = 32;
 
-/// Identifies a model's weights without reading them: the architecture and every tensor's name, type, shape and
-/// offset.
-pub fn fingerprint(gguf: &GgufFile) -> String {
+/// Identifies a model's weights without reading them (the architecture and every tensor's name, type, shape and
+/// offset) and the LoRA adapters applied to it (every update's values and scales): a cache computed with other
+/// adapters is another model's cache.
+pub fn fingerprint(gguf: &GgufFile, adapters: &[AppliedAdapter]) -> String {
     let mut hash = Sha256::new();
+    for applied in adapters {
+        hash.update(b"adapter");
+        hash.update(applied.scale.to_le_bytes());
+        for u in &applied.adapter.updates {
+            hash.update(u.layer.to_le_bytes());
+            hash.update(u.target.gguf_stem().as_bytes());
+            hash.update(u.scale.to_le_bytes());
+            hash.update(bytemuck::cast_slice::<f32, u8>(&u.a));
+            hash.update(bytemuck::cast_slice::<f32, u8>(&u.b));
+        }
+    }
     hash.update(gguf.architecture().unwrap_or("?").as_bytes());
     for t in gguf.tensors() {
         hash.update(t.name().as_bytes());
@@ -113,7 +126,7 @@ impl Session {
         let (header, payload) = parse(bytes)?;
         if header.fingerprint != self.fingerprint {
             return Err(bad(format!(
-                "it was saved from another model (fingerprint {}, this model {})",
+                "it was saved from another model or with other LoRA adapters (fingerprint {}, this session {})",
                 header.fingerprint, self.fingerprint
             )));
         }
@@ -128,16 +141,25 @@ impl Session {
         }
         let mut offset = 0u64;
         for ((index, cache), entry) in owners.iter().zip(&header.layers) {
-            if *index != entry.index
-                || cache.capacity != entry.capacity
-                || cache.k.size_bytes() != entry.k_bytes
-                || cache.v.size_bytes() != entry.v_bytes
+            let mut differs = Vec::new();
+            if *index != entry.index {
+                differs.push(format!("its next cache belongs to layer {}, here to layer {index}", entry.index));
+            }
+            if cache.capacity != entry.capacity {
+                differs.push(format!(
+                    "layer {index}'s ring holds {} positions in it and {} here (use the --ctx it was saved with)",
+                    entry.capacity, cache.capacity
+                ));
+            }
+            for (what, saved, here) in
+                [("K", entry.k_bytes, cache.k.size_bytes()), ("V", entry.v_bytes, cache.v.size_bytes())]
             {
-                return Err(bad(format!(
-                    "layer {index}'s ring differs (saved: layer {} with {} slots; here: {} slots) — \
-                     use the --ctx the snapshot was saved with",
-                    entry.index, entry.capacity, cache.capacity
-                )));
+                if saved != here {
+                    differs.push(format!("layer {index}'s {what} cache is {saved} bytes in it and {here} here"));
+                }
+            }
+            if !differs.is_empty() {
+                return Err(bad(differs.join("; ")));
             }
             offset += entry.k_bytes + entry.v_bytes;
         }

@@ -77,7 +77,7 @@ pub fn run(args: ChatArgs) -> ferrogem::Result<ExitCode> {
     stops.extend(template.stop_strings());
     let system = args.system.clone().or_else(|| loaded.opened.ollama.as_ref().and_then(|o| o.system.clone()));
     let messages = system.map(|s| vec![message(Role::System, s, None)]).unwrap_or_default();
-    let fingerprint = snapshot::fingerprint(&loaded.opened.gguf);
+    let fingerprint = snapshot::fingerprint(&loaded.opened.gguf, &loaded.opened.adapters);
     let session = Session::new(loaded.model, loaded.tokenizer, fingerprint);
     let sampler = Sampler::new(config.clone())?;
     let mut chat = Chat { args: &args, session, template, config, sampler, stops, messages, last_rates: (0.0, 0.0) };

@@ -80,7 +80,7 @@ pub fn run(args: GenerateArgs) -> ferrogem::Result<ExitCode> {
     let arch = loaded.model.config.arch;
     let adapter = loaded.ctx.caps().adapter.name.clone();
     let live_bytes_before = loaded.ctx.memory().live_bytes;
-    let fingerprint = snapshot::fingerprint(&loaded.opened.gguf);
+    let fingerprint = snapshot::fingerprint(&loaded.opened.gguf, &loaded.opened.adapters);
     let mut session = Session::new(loaded.model, loaded.tokenizer, fingerprint);
     let mut sampler = Sampler::new(config)?;
     let params = GenerateParams { max_tokens: args.max_tokens, stop_strings: stops, stop_tokens: Vec::new() };

@@ -213,7 +213,19 @@ impl Gemma {
     /// Runs `tokens` at positions `pos0..` (pos0 ≤ [`next_pos`](Self::next_pos); smaller rewinds), writing their
     /// K/V, and returns the asked-for logit rows.
     pub async fn forward(&mut self, tokens: &[u32], pos0: u32, rows: LogitRows) -> Result<Logits> {
-        self.run(tokens, pos0, rows, &mut Tracer::off()).await
+        self.run(tokens, pos0, rows, &mut Tracer::off(), &mut || false).await
+    }
+
+    /// [`forward`](Self::forward) that asks `cancelled` before each chunk and stops with [`Error::Cancelled`] when
+    /// it says so: a long prompt stops within one chunk's time. The chunks already run stay in the cache.
+    pub async fn forward_cancellable(
+        &mut self,
+        tokens: &[u32],
+        pos0: u32,
+        rows: LogitRows,
+        cancelled: &mut dyn FnMut() -> bool,
+    ) -> Result<Logits> {
+        self.run(tokens, pos0, rows, &mut Tracer::off(), cancelled).await
     }
 
     /// [`forward`](Self::forward) for at most `max_chunk` tokens that also reads back every intermediate.
@@ -230,7 +242,7 @@ impl Gemma {
             });
         }
         let mut tracer = Tracer::on(&self.ctx);
-        let logits = self.run(tokens, pos0, rows, &mut tracer).await?;
+        let logits = self.run(tokens, pos0, rows, &mut tracer, &mut || false).await?;
         Ok((logits, tracer.finish().await?))
     }
 
@@ -249,7 +261,14 @@ impl Gemma {
         pollster::block_on(self.forward_traced(tokens, pos0, rows))
     }
 
-    async fn run(&mut self, tokens: &[u32], pos0: u32, rows: LogitRows, tr: &mut Tracer) -> Result<Logits> {
+    async fn run(
+        &mut self,
+        tokens: &[u32],
+        pos0: u32,
+        rows: LogitRows,
+        tr: &mut Tracer,
+        cancelled: &mut dyn FnMut() -> bool,
+    ) -> Result<Logits> {
         let cfg = &self.config;
         let fail = |reason: String| Err(Error::Unsupported { op: "forward".into(), reason });
         if tokens.is_empty() {
@@ -271,6 +290,9 @@ impl Gemma {
         self.last_dispatches = 0;
         let n_chunks = tokens.len().div_ceil(max_chunk);
         for (c, chunk) in tokens.chunks(max_chunk).enumerate() {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
             let (n, pos) = (chunk.len() as u32, pos0 + (c * max_chunk) as u32);
             self.kv.check_chunk(&self.config, pos, n)?;
             self.ctx.set_phase(if n == 1 { Phase::Decode } else { Phase::Prefill });

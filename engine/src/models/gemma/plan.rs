@@ -100,6 +100,7 @@ impl MemoryPlan {
         lines.push(line("ring slot ids".into(), Category::Scratch, slots, kv.slot_ids_total_bytes()));
 
         let s = ScratchSizes::new(cfg, sizing.max_chunk, sizing.logit_rows, options.kv_cache);
+        check_bindings(cfg, options.kv_cache, &kv, &s, limits)?;
         let head = 2 * s.head_bytes + s.logits_bytes;
         let activations_what = format!("activations of a {}-token chunk", sizing.max_chunk);
         let activations = s.scratch_bytes() - head;
@@ -300,6 +301,50 @@ pub struct Budget<'a> {
     pub profile: &'a str,
     pub ceiling_bytes: u64,
     pub live_bytes: u64,
+}
+
+/// Every buffer the plan allocates whole is bound whole: refuse, before anything is allocated, one that exceeds the
+/// device's binding or buffer limit, with what to change. Weights are split on rows by the loader; the LM-head rows
+/// per pass are already sized to the binding.
+fn check_bindings(
+    cfg: &TextConfig,
+    cache_type: CacheType,
+    kv: &KvSizes,
+    s: &ScratchSizes,
+    limits: PlanLimits,
+) -> Result<()> {
+    let max = limits.max_storage_buffer_binding_bytes.min(limits.max_buffer_bytes);
+    let refuse = |reason: String| Err(Error::PlanExceedsBinding(reason));
+    for (l, ring) in kv.rings.iter().enumerate() {
+        let Some((capacity, bytes)) = *ring else { continue };
+        if bytes <= max {
+            continue;
+        }
+        let spec = &cfg.layers[l];
+        let fitting = max / (spec.n_kv_head as u64 * spec.head_dim as u64 * cache_type.elem_bytes()).max(1);
+        let advice = match (spec.window, cache_type) {
+            (None, CacheType::F32) => format!("lower --ctx to {fitting} or less, or use an f16 KV cache"),
+            (None, CacheType::F16) => format!("lower --ctx to {fitting} or less"),
+            (Some(w), _) => format!("lower the chunk size so that the window {w} + chunk − 1 ≤ {fitting}"),
+        };
+        return refuse(format!(
+            "layer {l}'s K and V rings would be {bytes} bytes each ({capacity} positions), and the device binds at \
+             most {max} bytes; {advice}"
+        ));
+    }
+    let chunk = [
+        ("the gate/up products", 2 * s.ffn_bytes),
+        ("the query activations", s.q_bytes),
+        ("the hidden activations", s.hidden_bytes),
+        ("the split-attention partials", s.partials_bytes),
+    ];
+    if let Some((what, bytes)) = chunk.into_iter().find(|(_, bytes)| *bytes > max) {
+        return refuse(format!(
+            "{what} of one chunk would be {bytes} bytes, and the device binds at most {max} bytes; lower the chunk \
+             size (--max-chunk)"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses, with what to change, a model whose plan does not fit the budget.
