@@ -14,7 +14,7 @@ use crate::npy;
 use crate::reference::{Forward, Reference};
 use ferrogem::gpu::Context;
 use ferrogem::models::ModelFile;
-use ferrogem::models::gemma::{GemmaOptions, LogitRows, Logits};
+use ferrogem::models::gemma::{GemmaOptions, LogitRows, Logits, check_fit};
 use std::time::Instant;
 
 /// Intermediates: NMSE = Σ(GPU − ref)² / Σ ref². Both sides are f32 math on the same dequantized weights, so only
@@ -134,6 +134,11 @@ fn check(ctx: &Context, model: &ModelFile, tokens: usize, prompt: Option<&str>) 
     let source = model.source.as_ref();
     let t0 = Instant::now();
     let mut reference = Reference::from_gguf(&model.gguf, source).map_err(|e| format!("CPU reference: {e}"))?;
+    // The engine's own check first, so an adapter for another model gets its message, not the reference's.
+    let has_attn_v = |l: usize| model.gguf.tensor(&format!("blk.{l}.attn_v.weight")).is_some();
+    for applied in &model.adapters {
+        check_fit(&reference.config, &has_attn_v, &applied.adapter).map_err(|e| e.to_string())?;
+    }
     reference.merge_adapters(&model.adapters).map_err(|e| format!("CPU reference: {e}"))?;
     let cfg = reference.config.clone();
     let explicit_prompt = prompt;
