@@ -2,7 +2,8 @@
 //! 33-token golden prompt with PEFT adapters (and their llama.cpp-converted GGUFs) applied to every tiny Gemma 4 and
 //! Gemma 3 base, F32 and quantized, against HF+peft on the same dequantized base, within the base model's tolerances
 //! (`golden.rs`) and with every top-1 identical. Adapter A: r 8, all seven projections. Adapter B: rsLoRA, rank and
-//! alpha patterns, three layers, and Gemma 4's PLE projections. Also both at once, and A at scale 0.5.
+//! alpha patterns, three layers, and Gemma 4's PLE projections. Also both at once, and A at scale 0.5. And
+//! llama.cpp running the converted adapter A itself (`--lora`): the same greedy text.
 //!
 //! Run with `cargo test -p ferrogem-harness --test lora_goldens -- --nocapture` for the table. A GPU test never
 //! skips: no adapter fails it (CI has lavapipe).
@@ -143,5 +144,47 @@ fn decode_token_by_token_matches_hf_peft() {
             .map(|c| Case { decode: true, ..c })
             .collect();
         check_all(downlevel, &cases);
+    }
+}
+
+/// llama.cpp's greedy text (`golden/lora/llama_greedy.json`, `--lora` with the converted adapter A) on the tiny F32
+/// models, against `ferrogem generate --temp 0` with the same GGUF and with the PEFT directory it was converted from:
+/// ten tokens each, compared as text (llama.cpp prints partial UTF-8 bytes raw, ferrogem as U+FFFD; the comparison
+/// decodes llama.cpp's bytes the same way). Without the adapter too, so a match is not the adapter doing nothing.
+#[test]
+fn greedy_text_with_the_adapter_matches_llama_cpp() {
+    let path = lora_dir().join("llama_greedy.json");
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let prompt = golden["prompt"].as_str().unwrap();
+    let n = golden["n_tokens"].as_u64().unwrap().to_string();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let runs = golden["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    for run in runs {
+        let bytes: Vec<u8> = run["text_bytes"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+        let want = String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_owned();
+        let model = root.join(run["model"].as_str().unwrap());
+        let adapters: Vec<PathBuf> = match run["adapter"].as_str().unwrap() {
+            "none" => vec![],
+            gguf => vec![root.join(gguf), root.join(gguf.trim_end_matches(".gguf"))],
+        };
+        let variants: Vec<Option<&PathBuf>> =
+            if adapters.is_empty() { vec![None] } else { adapters.iter().map(Some).collect() };
+        for adapter in variants {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferrogem"));
+            cmd.env_remove("FERROGEM_DOWNLEVEL");
+            cmd.args(["generate", "--json", "--model", model.to_str().unwrap(), "--prompt", prompt, "-n", &n]);
+            cmd.args(["--temp", "0"]);
+            if let Some(a) = adapter {
+                cmd.args(["--adapter", a.to_str().unwrap()]);
+            }
+            let out = cmd.output().expect("run ferrogem");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{stderr}");
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let got = report["text"].as_str().unwrap();
+            println!("{} + {:?}: ferrogem {got:?}, llama.cpp {want:?}", model.display(), adapter);
+            assert_eq!(got, want, "{} with {adapter:?}", model.display());
+        }
     }
 }
