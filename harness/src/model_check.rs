@@ -14,7 +14,7 @@ use crate::npy;
 use crate::reference::{Forward, Reference};
 use ferrogem::gpu::Context;
 use ferrogem::models::ModelFile;
-use ferrogem::models::gemma::{GemmaOptions, LogitRows, Logits, check_fit};
+use ferrogem::models::gemma::{GemmaOptions, LogitRows, Logits, check_fit, gguf_has_attn_v};
 use std::time::Instant;
 
 /// Intermediates: NMSE = Σ(GPU − ref)² / Σ ref². Both sides are f32 math on the same dequantized weights, so only
@@ -135,7 +135,7 @@ fn check(ctx: &Context, model: &ModelFile, tokens: usize, prompt: Option<&str>) 
     let t0 = Instant::now();
     let mut reference = Reference::from_gguf(&model.gguf, source).map_err(|e| format!("CPU reference: {e}"))?;
     // The engine's own check first, so an adapter for another model gets its message, not the reference's.
-    let has_attn_v = |l: usize| model.gguf.tensor(&format!("blk.{l}.attn_v.weight")).is_some();
+    let has_attn_v = gguf_has_attn_v(&model.gguf);
     for applied in &model.adapters {
         check_fit(&reference.config, &has_attn_v, &applied.adapter).map_err(|e| e.to_string())?;
     }

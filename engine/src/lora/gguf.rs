@@ -4,24 +4,17 @@
 
 use super::{AdapterFormat, LoraAdapter, LoraError, LowRank, Target};
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
-use crate::quant::QuantType;
 use crate::source::ByteSource;
 use std::collections::BTreeMap;
 
 fn values(info: &TensorInfo, source: &dyn ByteSource) -> Result<Vec<f32>, LoraError> {
     let bytes = info.bytes(source)?;
-    Ok(match info.dtype() {
-        QuantType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        QuantType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        QuantType::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        other => {
-            return Err(LoraError::Tensor {
-                tensor: info.name().to_owned(),
-                problem: format!(
-                    "has type {other}; adapters are read in F32, F16 or BF16 (convert with --outtype f32)"
-                ),
-            });
-        }
+    info.dtype().dense_to_f32(&bytes).ok_or_else(|| LoraError::Tensor {
+        tensor: info.name().to_owned(),
+        problem: format!(
+            "has type {}; adapters are read in F32, F16 or BF16 (convert with --outtype f32)",
+            info.dtype()
+        ),
     })
 }
 

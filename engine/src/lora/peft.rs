@@ -6,6 +6,7 @@
 //! name: DoRA, biases, `modules_to_save`, adapters on other modules, other PEFT types.
 
 use super::{AdapterFormat, LoraAdapter, LoraError, LowRank, Target};
+use crate::quant::QuantType;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -179,13 +180,13 @@ fn parse_key(key: &str) -> Result<Key, LoraError> {
 }
 
 fn to_f32(key: &str, view: &safetensors::tensor::TensorView) -> Result<Vec<f32>, LoraError> {
-    let data = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+    let dense = match view.dtype() {
+        Dtype::F32 => QuantType::F32,
+        Dtype::F16 => QuantType::F16,
+        Dtype::BF16 => QuantType::BF16,
         Dtype::F64 => {
-            data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8")) as f32).collect()
+            let wide = view.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8")));
+            return Ok(wide.map(|v| v as f32).collect());
         }
         other => {
             return Err(LoraError::Tensor {
@@ -193,7 +194,8 @@ fn to_f32(key: &str, view: &safetensors::tensor::TensorView) -> Result<Vec<f32>,
                 problem: format!("has dtype {other:?}; F32, F16, BF16 and F64 are read"),
             });
         }
-    })
+    };
+    Ok(dense.dense_to_f32(view.data()).expect("a dense type"))
 }
 
 fn dims2(key: &str, shape: &[usize]) -> Result<(u32, u32), LoraError> {

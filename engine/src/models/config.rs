@@ -11,6 +11,16 @@ pub enum Arch {
     Gemma3,
 }
 
+impl Arch {
+    /// `general.architecture`, and the prefix of the architecture's metadata keys.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Arch::Gemma4 => "gemma4",
+            Arch::Gemma3 => "gemma3",
+        }
+    }
+}
+
 /// What one layer is, decided at load time.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LayerSpec {
@@ -81,10 +91,7 @@ impl TextConfig {
                 });
             }
         };
-        let p = match arch {
-            Arch::Gemma4 => "gemma4",
-            Arch::Gemma3 => "gemma3",
-        };
+        let p = arch.gguf_name();
         let key = |k: &str| format!("{p}.{k}");
         let n_layers = g.get_u32(&key("block_count"))? as usize;
         // Per-layer facts are vectors of n_layers: bound it before anything is sized by it.

@@ -150,6 +150,18 @@ impl QuantType {
         }
     }
 
+    /// Little-endian values of a dense type (F32, F16, BF16) as f32; `None` for block-quantized types.
+    pub fn dense_to_f32(self, bytes: &[u8]) -> Option<Vec<f32>> {
+        Some(match self {
+            QuantType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            QuantType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            QuantType::BF16 => {
+                bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            _ => return None,
+        })
+    }
+
     /// Bytes that `elems` elements take, or `None` if `elems` is not a whole number of blocks or the size
     /// overflows `u64`.
     pub fn bytes_for(self, elems: u64) -> Option<u64> {

@@ -10,9 +10,10 @@
 
 use super::Weights;
 use crate::error::Result;
+use crate::gguf::GgufFile;
 use crate::gpu::{Batch, Category, Context, GpuBuffer};
 use crate::lora::{LoraAdapter, LoraError, LowRank, Target};
-use crate::models::{Arch, TextConfig};
+use crate::models::TextConfig;
 use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::lora_add::{RowsView, lora_add};
 use crate::ops::lora_vec::{LORA_VEC_MAX_RANK, LoraDown, LoraUp, lora_down, lora_vec_add, lora_vec_geglu};
@@ -126,13 +127,6 @@ pub fn target_shape(
     }))
 }
 
-fn arch_name(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Gemma4 => "gemma4",
-        Arch::Gemma3 => "gemma3",
-    }
-}
-
 /// Checks that every update of `adapter` fits the model: its architecture, each projection's existence and shape.
 /// Returns how many updates change nothing (k/v of KV-shared layers). Needs no GPU (`inspect --base` uses it).
 pub fn check_fit(
@@ -141,9 +135,9 @@ pub fn check_fit(
     adapter: &LoraAdapter,
 ) -> Result<usize, LoraError> {
     if let Some(arch) = &adapter.architecture
-        && arch != arch_name(cfg.arch)
+        && arch != cfg.arch.gguf_name()
     {
-        return Err(LoraError::WrongArchitecture { adapter: arch.clone(), model: arch_name(cfg.arch).into() });
+        return Err(LoraError::WrongArchitecture { adapter: arch.clone(), model: cfg.arch.gguf_name().into() });
     }
     let mut unused = 0;
     for u in &adapter.updates {
@@ -162,6 +156,11 @@ pub fn check_fit(
         }
     }
     Ok(unused)
+}
+
+/// Whether owner layer `l` of the model in `gguf` has a V projection (K = V layers do not), for the checks above.
+pub fn gguf_has_attn_v(gguf: &GgufFile) -> impl Fn(usize) -> bool + '_ {
+    move |l| gguf.tensor(&format!("blk.{l}.attn_v.weight")).is_some()
 }
 
 /// GPU bytes [`LoraSet::build`] allocates for `adapters` (every used A and B, and the down-projection scratch for

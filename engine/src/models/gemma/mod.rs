@@ -22,7 +22,7 @@ mod trace;
 mod weights;
 
 pub use kv_cache::{KvCache, KvSizes, LayerCache};
-pub use lora::{AppliedAdapter, LoraInput, LoraSet, check_fit, planned_bytes, target_shape};
+pub use lora::{AppliedAdapter, LoraInput, LoraSet, check_fit, gguf_has_attn_v, planned_bytes, target_shape};
 pub use ple::{Ple, TABLE_NAME as PLE_TABLE_NAME};
 pub use scratch::{Scratch, ScratchSizes, logit_rows};
 pub use trace::Traced;
@@ -31,7 +31,7 @@ pub use weights::{Layer, Linear, Weights};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::{Category, Context, Phase};
-use crate::models::{Arch, TextConfig};
+use crate::models::TextConfig;
 use crate::ops::attention::CacheType;
 use crate::source::ByteSource;
 use plan::{Budget, MemoryPlan, PlanLimits, Sizing, refuse_unless_fits};
@@ -329,10 +329,7 @@ impl Gemma {
 
 /// RoPE here rotates the whole head (`n_dims` = head dim, gemma4.md §3.4); refuse a file that says otherwise.
 fn check_rope_dims(gguf: &GgufFile, cfg: &TextConfig) -> Result<()> {
-    let prefix = match cfg.arch {
-        Arch::Gemma4 => "gemma4",
-        Arch::Gemma3 => "gemma3",
-    };
+    let prefix = cfg.arch.gguf_name();
     for (key, sliding) in [("rope.dimension_count", false), ("rope.dimension_count_swa", true)] {
         if let Ok(n_dims) = gguf.get_u32(&format!("{prefix}.{key}"))
             && let Some(l) = cfg.layers.iter().find(|l| l.sliding == sliding && l.head_dim != n_dims)

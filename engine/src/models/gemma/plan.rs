@@ -134,8 +134,7 @@ impl MemoryPlan {
 
     /// Adds the LoRA adapters' buffers ([`super::planned_bytes`]) to the plan, in `Category::Lora`.
     pub fn add_adapters(&mut self, gguf: &GgufFile, cfg: &TextConfig, adapters: &[super::AppliedAdapter]) {
-        let has_attn_v = |l: usize| gguf.tensor(&format!("blk.{l}.attn_v.weight")).is_some();
-        let bytes = super::planned_bytes(cfg, &has_attn_v, adapters, self.sizing.max_chunk);
+        let bytes = super::planned_bytes(cfg, &super::gguf_has_attn_v(gguf), adapters, self.sizing.max_chunk);
         if bytes > 0 {
             let what = format!("LoRA A, B and down-projection of {} adapter(s)", adapters.len());
             self.lines.push(PlanLine { what, category: Category::Lora, buffers: None, bytes });

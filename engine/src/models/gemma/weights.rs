@@ -306,16 +306,9 @@ impl<'a> Loader<'a> {
             return Err(bad(name, format!("has {} elements; the model config implies {len}", info.elems())));
         }
         let bytes = info.bytes(self.source)?;
-        let values: Vec<f32> = match info.dtype() {
-            QuantType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            QuantType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            QuantType::BF16 => {
-                bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-            }
-            other => {
-                return Err(bad(name, format!("has type {other}; norm and scale vectors must be F32, F16 or BF16")));
-            }
-        };
+        let values = info.dtype().dense_to_f32(&bytes).ok_or_else(|| {
+            bad(name, format!("has type {}; norm and scale vectors must be F32, F16 or BF16", info.dtype()))
+        })?;
         let buffer = self.ctx.upload(name, Category::Weights, bytemuck::cast_slice(&values))?;
         Ok(self.uploaded(buffer))
     }

@@ -3,7 +3,7 @@
 
 use super::InspectArgs;
 use ferrogem::lora::{LoraAdapter, Target};
-use ferrogem::models::gemma::check_fit;
+use ferrogem::models::gemma::{check_fit, gguf_has_attn_v};
 use ferrogem::models::{ModelFile, TextConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -58,7 +58,7 @@ fn report(path: &str, adapter: &LoraAdapter, base: Option<&str>) -> ferrogem::Re
         Some(model) => {
             let model = ModelFile::open(model)?;
             let cfg = TextConfig::from_gguf(&model.gguf)?;
-            let has_attn_v = |l: usize| model.gguf.tensor(&format!("blk.{l}.attn_v.weight")).is_some();
+            let has_attn_v = gguf_has_attn_v(&model.gguf);
             Some(match check_fit(&cfg, &has_attn_v, adapter) {
                 Ok(0) => Ok("fits".into()),
                 Ok(unused) => Ok(format!("fits ({unused} k/v updates of KV-shared layers change nothing, as in HF)")),

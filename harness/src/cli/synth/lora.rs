@@ -6,8 +6,8 @@
 use clap::Args;
 use ferrogem::gguf::{GgufWriter, Value};
 use ferrogem::lora::Target;
-use ferrogem::models::gemma::target_shape;
-use ferrogem::models::{Arch, ModelFile, TextConfig};
+use ferrogem::models::gemma::{gguf_has_attn_v, target_shape};
+use ferrogem::models::{ModelFile, TextConfig};
 use ferrogem::quant::QuantType;
 use ferrogem::sampling::SplitMix64;
 use std::path::PathBuf;
@@ -70,11 +70,8 @@ pub fn run(args: SynthLoraArgs) -> ferrogem::Result<ExitCode> {
     }
     let model = ModelFile::open(&args.model)?;
     let cfg = TextConfig::from_gguf(&model.gguf)?;
-    let has_attn_v = |l: usize| model.gguf.tensor(&format!("blk.{l}.attn_v.weight")).is_some();
-    let arch = match cfg.arch {
-        Arch::Gemma4 => "gemma4",
-        Arch::Gemma3 => "gemma3",
-    };
+    let has_attn_v = gguf_has_attn_v(&model.gguf);
+    let arch = cfg.arch.gguf_name();
     let mut w = GgufWriter::new(3);
     w.add_metadata("general.architecture", Value::String(arch.into()));
     w.add_metadata("general.type", Value::String("adapter".into()));
