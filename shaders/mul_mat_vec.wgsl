@@ -3,9 +3,15 @@
 // GeGLU (GLU_STACKED or GLU_VECTOR, ggml mul_mat + geglu fused): y = gelu(W[r]·x) · u, where
 //   GLU_STACKED: u = W[up_row_offset + r]·x, the up row of a [gate; up] stacked weight, read beside the gate row;
 //   GLU_VECTOR:  u = up_vec[t·up_vec_stride + up_vec_offset + y_first_row + r] (Gemma 4's PLE gate times ple[l]).
+// LORA adds a low-rank update to each product before its epilogue: W[r]·x[t] + Σ_j B[r][j]·u[t][j], with B
+// `[m_rows][rank]` at `b_offset` of lora_b (already scaled) and u = A·x made beforehand (`[n_tokens][u_stride]`,
+// this target's ranks from `u_offset`); with GLU_STACKED the up product has its own term. Each lane adds its
+// share of the ranks to its partial sums, so the update rides on the reduction the product already does: a
+// LoRA-adapted projection costs no dispatch of its own, and the base weights are read once.
 // Bindings (group 0): 0 weights: array<vec4<u32>> (VEC4_WEIGHTS) or array<u32> read (W row-major [m_rows][k] in
 // ggml blocks), 1 x: array<vec4<f32>> read ([n_tokens][k]), then GeGLU: 2 up_vec: array<f32> read (GLU_STACKED: x
-// again, never read), 3 y, 4 params; else 2 y: array<f32> read_write ([n_tokens][y_row_stride]), 3 params uniform.
+// again, never read), 3 y; else 2 y: array<f32> read_write ([n_tokens][y_row_stride]). Then LORA: lora_b, lora_u:
+// array<f32> read. Last: params uniform.
 // Dispatch: workgroups of WG_SIZE = GROUPS row groups of LANES invocations; a group owns ROWS rows (4 for one
 // token; 1 with MULTI_TOKEN, which serves 4 tokens per workgroup). Grid::for_items(n_row_blocks ·
 // ceil(n_tokens / TOKENS), 1), row block fastest. Lane l of a group takes chunks l, l + LANES, … of its rows:
@@ -22,6 +28,16 @@ const TOKENS: u32 = 4u; // one vec4 lane per token
 #else
 const ROWS: u32 = 4u; // one vec4 lane per row
 const TOKENS: u32 = 1u;
+#endif
+
+#ifdef LORA
+// One product's low-rank update; rank 0 is none.
+struct LoraTerm {
+    rank: u32,
+    b_offset: u32,
+    u_offset: u32,
+    u_stride: u32,
+}
 #endif
 
 struct Params {
@@ -41,6 +57,10 @@ struct Params {
     up_vec_stride: u32,
     _pad1: u32,
 #endif
+#ifdef LORA
+    lora_gate: LoraTerm, // the product's own update (the gate's with GLU)
+    lora_up: LoraTerm,   // GLU_STACKED: the up product's; rank 0 elsewhere
+#endif
 }
 
 #ifdef VEC4_WEIGHTS
@@ -59,10 +79,22 @@ fn w32(word: u32) -> u32 {
 #include "include/activation.wgsl"
 @group(0) @binding(2) var<storage, read> up_vec: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#ifdef LORA
+@group(0) @binding(4) var<storage, read> lora_b: array<f32>;
+@group(0) @binding(5) var<storage, read> lora_u: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
+#else
 @group(0) @binding(4) var<uniform> params: Params;
+#endif
 #else
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+#ifdef LORA
+@group(0) @binding(3) var<storage, read> lora_b: array<f32>;
+@group(0) @binding(4) var<storage, read> lora_u: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+#else
 @group(0) @binding(3) var<uniform> params: Params;
+#endif
 #endif
 
 var<workgroup> partials: array<vec4<f32>, WG_SIZE>;
@@ -93,6 +125,29 @@ fn token_dots(base: u32, c: u32, runs: vec2<u32>, xt: vec4<u32>) -> vec4<f32> {
         chunk_dot(ch, x_chunk(xt.w, runs)),
     );
 }
+
+#ifdef LORA
+// This lane's share (ranks j ≡ lane mod LANES) of `term`'s update for the rows and tokens of the accumulator,
+// clamped like them to the last row and token.
+fn lora_share(term: LoraTerm, row0: u32, t0: u32, n_tok: u32, lane: u32) -> vec4<f32> {
+    var d = vec4<f32>(0.0);
+    let last_row = params.m_rows - 1u;
+    for (var j = lane; j < term.rank; j += LANES) {
+#ifdef MULTI_TOKEN
+        let bv = lora_b[term.b_offset + min(row0, last_row) * term.rank + j];
+        let ts = vec4<u32>(t0) + min(vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n_tok - 1u));
+        let us = ts * term.u_stride + vec4<u32>(term.u_offset + j);
+        d += bv * vec4<f32>(lora_u[us.x], lora_u[us.y], lora_u[us.z], lora_u[us.w]);
+#else
+        let rows = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_row));
+        let bs = rows * term.rank + vec4<u32>(term.b_offset + j);
+        let uv = lora_u[t0 * term.u_stride + term.u_offset + j];
+        d += uv * vec4<f32>(lora_b[bs.x], lora_b[bs.y], lora_b[bs.z], lora_b[bs.w]);
+#endif
+    }
+    return d;
+}
+#endif
 
 @compute @workgroup_size(WG_SIZE)
 fn main(
@@ -144,6 +199,12 @@ fn main(
 #endif
 #endif
     }
+#ifdef LORA
+    acc += lora_share(params.lora_gate, row0, t0, n_tok, lane);
+#ifdef GLU_STACKED
+    acc_up += lora_share(params.lora_up, row0, t0, n_tok, lane);
+#endif
+#endif
 
 #ifdef SUBGROUPS
     // Butterflies within runs of s = min(LANES, subgroup size) lanes: both are powers of two and aligned, so a run

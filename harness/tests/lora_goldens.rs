@@ -131,7 +131,7 @@ fn downlevel_matches_hf_peft() {
     check_all(true, &cases);
 }
 
-/// Decoding runs the one-dispatch LoRA kernels (`lora_vec_add`, `lora_vec_geglu`); prefill runs `mul_mat` +
+/// Decoding adds the updates in the mat-vec epilogues (`LoraEpilogue`); prefill runs `lora_down` +
 /// `lora_add`. Token by token, every position's logits against the same goldens.
 #[test]
 fn decode_token_by_token_matches_hf_peft() {

@@ -7,7 +7,7 @@ pub mod binary;
 pub mod get_rows;
 pub mod glu;
 pub mod lora_add;
-pub mod lora_vec;
+pub mod lora_down;
 pub mod mul_mat;
 pub mod mul_mat_vec;
 pub mod rms_norm;
@@ -32,7 +32,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
         get_rows::variants,
         glu::variants,
         lora_add::variants,
-        lora_vec::variants,
+        lora_down::variants,
         mul_mat::variants,
         rms_norm::variants,
         rms_norm_add::variants,

@@ -11,9 +11,9 @@ pub use super::mul_mat_vec::VEC_MAX_TOKENS;
 use super::mul_mat_vec::record_vec;
 pub use super::weights::{MulMatArgs, WEIGHT_TYPES};
 use super::weights::{MulMatParams, checked_args, type_stem, weight_defines};
-use crate::gpu::Result;
 use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
+use crate::gpu::{GpuError, Result};
 use crate::quant::QuantType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +93,12 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
     };
     if vec {
         return record_vec(batch, a, &mut params, None);
+    }
+    if a.lora.is_some() {
+        return Err(GpuError::Unsupported {
+            op: "mul_mat".into(),
+            reason: "a LoRA epilogue needs the mat-vec path; add prompt updates with lora_add".into(),
+        });
     }
     let grid = Grid::for_items(
         params.n_row_groups as u64 * a.n_tokens.div_ceil(TILE_N) as u64,

@@ -4,7 +4,7 @@
 //! rows) or a vector read per token (Gemma 4's PLE gate, `gelu(inp_gate·h) ⊙ ple[l]`).
 
 use super::args::check_binding;
-use super::weights::{MulMatArgs, MulMatParams, WEIGHT_TYPES, checked_args, type_stem, weight_defines};
+use super::weights::{LoraEpilogue, MulMatArgs, MulMatParams, WEIGHT_TYPES, checked_args, type_stem, weight_defines};
 use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
 use crate::gpu::{GpuError, Result};
@@ -51,15 +51,19 @@ pub struct MulMatVecKey<const GLU: bool> {
     pub lanes: u32,
     /// The up operand (GLU only; `Stacked` otherwise, unused).
     pub up: GluUpKind,
+    /// A LoRA update in the epilogue (`LoraEpilogue`): two more bindings.
+    pub lora: bool,
 }
 
 impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
     const FILE: &'static str = "mul_mat_vec.wgsl";
     fn bindings(&self) -> &'static [Access] {
-        if GLU {
-            &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
-        } else {
-            &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+        use Access::{Read, ReadWrite, Uniform};
+        match (GLU, self.lora) {
+            (true, true) => &[Read, Read, Read, ReadWrite, Read, Read, Uniform],
+            (true, false) => &[Read, Read, Read, ReadWrite, Uniform],
+            (false, true) => &[Read, Read, ReadWrite, Read, Read, Uniform],
+            (false, false) => &[Read, Read, ReadWrite, Uniform],
         }
     }
 
@@ -71,7 +75,9 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
             (true, GluUpKind::Stacked) => "_geglu_stacked",
             (true, GluUpKind::Vector) => "_geglu_vec",
         };
-        format!("mul_mat_vec{glu}_{}_f32_{reduce}_wg{VEC_WG_SIZE}_l{}_t{tokens}", type_stem(self.wtype), self.lanes)
+        let lora = if self.lora { "_lora" } else { "" };
+        let stem = type_stem(self.wtype);
+        format!("mul_mat_vec{glu}{lora}_{stem}_f32_{reduce}_wg{VEC_WG_SIZE}_l{}_t{tokens}", self.lanes)
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
@@ -82,7 +88,13 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
             GluUpKind::Stacked => "GLU_STACKED",
             GluUpKind::Vector => "GLU_VECTOR",
         };
-        let flags = [(self.subgroups, "SUBGROUPS"), (self.multi_token, "MULTI_TOKEN"), (GLU, "GLU"), (GLU, glu_kind)];
+        let flags = [
+            (self.subgroups, "SUBGROUPS"),
+            (self.multi_token, "MULTI_TOKEN"),
+            (GLU, "GLU"),
+            (GLU, glu_kind),
+            (self.lora, "LORA"),
+        ];
         d.extend(flags.into_iter().filter(|(on, _)| *on).map(|(_, name)| (name, String::new())));
         d
     }
@@ -99,6 +111,7 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
             multi_token in BOOLS,
             lanes in [8, 32],
             up in ups.iter().copied(),
+            lora in BOOLS,
         })
     }
 }
@@ -114,6 +127,46 @@ struct GluParams {
     _pad: u32,
 }
 const _: () = assert!(size_of::<GluParams>() == 48);
+
+/// Matches `LoraTerm` in `mul_mat_vec.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LoraTermParams {
+    rank: u32,
+    b_offset: u32,
+    u_offset: u32,
+    u_stride: u32,
+}
+
+/// `Params` with `LORA` defined, plain and with `GLU`: the product's and the up rows' terms follow.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LoraParams {
+    base: MulMatParams,
+    terms: [LoraTermParams; 2],
+}
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GluLoraParams {
+    base: GluParams,
+    terms: [LoraTermParams; 2],
+}
+
+fn lora_terms(lora: &LoraEpilogue) -> [LoraTermParams; 2] {
+    [lora.term, lora.up].map(|t| LoraTermParams {
+        rank: t.rank,
+        b_offset: t.b_offset_elems,
+        u_offset: t.first_rank,
+        u_stride: lora.u_stride,
+    })
+}
+
+/// `buffers`, then the LoRA buffers when there is an update.
+fn with_lora_buffers<'a>(buffers: &[&'a GpuBuffer], lora: Option<&LoraEpilogue<'a>>) -> Vec<&'a GpuBuffer> {
+    let mut all = buffers.to_vec();
+    all.extend(lora.iter().flat_map(|l| [l.b, l.u]));
+    all
+}
 
 /// The up operand of [`mul_mat_vec_geglu`].
 #[derive(Debug, Clone, Copy)]
@@ -140,9 +193,20 @@ pub(crate) fn record_vec(
     let n_workgroups = params.n_row_groups as u64 * a.n_tokens.div_ceil(tokens_per_wg) as u64;
     let grid = Grid::for_items(n_workgroups, 1, batch.max_workgroups_per_dimension());
     let subgroups = batch.caps().subgroups;
+    let lora = a.lora.is_some();
+    if a.lora.is_some_and(|l| l.up.rank > 0) && !matches!(glu, Some(GluUp::Stacked { .. })) {
+        return Err(GpuError::Unsupported {
+            op: "mul_mat_vec".into(),
+            reason: "an up-rows LoRA term needs the stacked GeGLU".into(),
+        });
+    }
     let Some(glu) = glu else {
-        let key = MulMatVecKey::<false> { wtype: a.wtype, subgroups, multi_token, lanes, up: GluUpKind::Stacked };
-        return batch.dispatch(&key, &[a.weights, a.x, a.y], params, grid);
+        let key = MulMatVecKey::<false> { wtype: a.wtype, subgroups, multi_token, lanes, up: GluUpKind::Stacked, lora };
+        let buffers = with_lora_buffers(&[a.weights, a.x, a.y], a.lora.as_ref());
+        return match &a.lora {
+            None => batch.dispatch(&key, &buffers, params, grid),
+            Some(l) => batch.dispatch(&key, &buffers, &LoraParams { base: *params, terms: lora_terms(l) }, grid),
+        };
     };
     let (up, up_vec, glu_params) = match *glu {
         GluUp::Stacked { up_row_offset } => {
@@ -160,8 +224,12 @@ pub(crate) fn record_vec(
             (GluUpKind::Vector, buffer, p)
         }
     };
-    let key = MulMatVecKey::<true> { wtype: a.wtype, subgroups, multi_token, lanes, up };
-    batch.dispatch(&key, &[a.weights, a.x, up_vec, a.y], &glu_params, grid)
+    let key = MulMatVecKey::<true> { wtype: a.wtype, subgroups, multi_token, lanes, up, lora };
+    let buffers = with_lora_buffers(&[a.weights, a.x, up_vec, a.y], a.lora.as_ref());
+    match &a.lora {
+        None => batch.dispatch(&key, &buffers, &glu_params, grid),
+        Some(l) => batch.dispatch(&key, &buffers, &GluLoraParams { base: glu_params, terms: lora_terms(l) }, grid),
+    }
 }
 
 /// `y[t][y_first_row + r] = gelu(W[r]·x[t]) · up` for the rows of `a` (any token count; the mat-vec kernel, so meant

@@ -1,7 +1,7 @@
 //! Weight operands in GGUF block encodings, shared by `get_rows`, `mul_mat` and `mul_mat_vec`: the types the WGSL
 //! block readers decode, the defines that pick a reader, row sizes, and the arguments of a product `y = x · Wᵀ`.
 
-use super::args::check_binding;
+use super::args::{check_binding, check_distinct};
 use crate::gpu::{Batch, GpuBuffer, GpuError, Result};
 use crate::quant::QuantType;
 
@@ -87,6 +87,39 @@ pub struct MulMatArgs<'a> {
     pub y_first_row: u32,
     /// Length of a y row (all rows of the whole tensor).
     pub y_row_stride: u32,
+    /// A low-rank update added to each product before it is stored (the mat-vec kernel only).
+    pub lora: Option<LoraEpilogue<'a>>,
+}
+
+/// One product's low-rank update: `+ Σ_j b[b_offset_elems + r·rank + j] · u[t][first_rank + j]` for row `r` of the
+/// weights (of this part) and token `t`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoraTerm {
+    /// 0: no update.
+    pub rank: u32,
+    pub b_offset_elems: u32,
+    pub first_rank: u32,
+}
+
+/// LoRA updates `y = W·x + B·u` with `u = A·x` made beforehand (`docs/lora.md`): the B matrices (already scaled)
+/// and the down-projections `u` (`[n_tokens][u_stride]`) of a group of targets.
+#[derive(Debug, Clone, Copy)]
+pub struct LoraEpilogue<'a> {
+    pub b: &'a GpuBuffer,
+    pub u: &'a GpuBuffer,
+    pub u_stride: u32,
+    /// The product's update (the gate's, for a GeGLU).
+    pub term: LoraTerm,
+    /// A stacked GeGLU's up rows' update; no other product reads it.
+    pub up: LoraTerm,
+}
+
+impl LoraEpilogue<'_> {
+    /// The update of a part whose rows start at row `first` of the tensor (`SplitTensor`).
+    pub fn from_row(self, first: u32) -> Self {
+        let skip = |t: LoraTerm| LoraTerm { b_offset_elems: t.b_offset_elems + first * t.rank, ..t };
+        LoraEpilogue { term: skip(self.term), up: skip(self.up), ..self }
+    }
 }
 
 impl<'a> MulMatArgs<'a> {
@@ -100,12 +133,17 @@ impl<'a> MulMatArgs<'a> {
         n_tokens: u32,
         y: &'a GpuBuffer,
     ) -> Self {
-        MulMatArgs { weights, wtype, m_rows, k, x, n_tokens, y, y_first_row: 0, y_row_stride: m_rows }
+        MulMatArgs { weights, wtype, m_rows, k, x, n_tokens, y, y_first_row: 0, y_row_stride: m_rows, lora: None }
     }
 
     /// Makes this a part whose rows are global rows `y_first_row..` of a tensor of `y_row_stride` rows.
     pub fn part(self, y_first_row: u32, y_row_stride: u32) -> Self {
         MulMatArgs { y_first_row, y_row_stride, ..self }
+    }
+
+    /// Adds `lora`'s update to every product.
+    pub fn with_lora(self, lora: Option<LoraEpilogue<'a>>) -> Self {
+        MulMatArgs { lora, ..self }
     }
 }
 
@@ -132,5 +170,27 @@ pub(crate) fn checked_args(op: &str, a: &MulMatArgs, batch: &Batch) -> Result<Op
     check_binding(op, "x", a.x, n * k * 4, max_binding)?;
     let y_elems = (n - 1) * a.y_row_stride as u64 + a.y_first_row as u64 + m;
     check_binding(op, "y", a.y, y_elems * 4, max_binding)?;
+    if let Some(lora) = &a.lora {
+        check_lora(op, lora, m, n, max_binding)?;
+        for input in [lora.b, lora.u] {
+            check_distinct(op, input, a.y)?;
+        }
+    }
     Ok(Some(row_bytes))
+}
+
+fn check_lora(op: &str, lora: &LoraEpilogue, m_rows: u64, n_tokens: u64, max_binding: u64) -> Result<()> {
+    for term in [lora.term, lora.up].iter().filter(|t| t.rank > 0) {
+        let (rank, first) = (term.rank as u64, term.first_rank as u64);
+        if first + rank > lora.u_stride as u64 {
+            return Err(GpuError::Unsupported {
+                op: op.into(),
+                reason: format!("LoRA ranks {first}..{} past a u row of {}", first + rank, lora.u_stride),
+            });
+        }
+        check_binding(op, "LoRA B", lora.b, (term.b_offset_elems as u64 + m_rows * rank) * 4, max_binding)?;
+        let u_elems = (n_tokens - 1) * lora.u_stride as u64 + first + rank;
+        check_binding(op, "LoRA u", lora.u, u_elems * 4, max_binding)?;
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ mod dequant;
 mod get_rows;
 mod glu;
 mod lora_add;
-mod lora_vec;
+mod lora_down;
 mod model_shapes;
 mod mul_mat;
 mod mul_mat_vec;
@@ -91,7 +91,7 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
         rope::cases,
         glu::cases,
         lora_add::cases,
-        lora_vec::cases,
+        lora_down::cases,
         soft_max::cases,
         unary::cases,
         set_rows::cases,
@@ -187,8 +187,6 @@ mod family_tests {
         geglu,
         lora_add,
         lora_down,
-        lora_vec_add,
-        lora_vec_geglu,
         soft_max,
         set_rows,
         attention,

@@ -9,8 +9,9 @@ use crate::reference::ops;
 use crate::tolerance::max_nmse;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
-use ferrogem::gpu::{Category, Context, SplitTensor};
+use ferrogem::gpu::{Category, Context, GpuBuffer, SplitTensor};
 use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, mul_mat_with};
+use ferrogem::ops::weights::{LoraEpilogue, LoraTerm};
 use ferrogem::quant::QuantType;
 use std::rc::Rc;
 
@@ -53,13 +54,89 @@ pub struct MulMatCase {
     path: MulMatPath,
     /// Row parts the weights are split into (as SplitTensor does for tensors over the binding limit).
     parts: u32,
+    lora: Option<LoraCase>,
 }
 
 impl MulMatCase {
     /// A product of `n` tokens with an [m, k] weight of `wtype`; `parts` > 1 splits W on rows and dispatches per
     /// part into the shared y.
     pub fn new(wtype: QuantType, m: u32, k: u32, n: u32, path: MulMatPath, parts: u32) -> Self {
-        MulMatCase { wtype, m, k, n, path, parts: parts.max(1) }
+        MulMatCase { wtype, m, k, n, path, parts: parts.max(1), lora: None }
+    }
+
+    /// The same product with a LoRA update in its epilogue (the mat-vec path).
+    pub fn with_lora(self, rank: u32) -> Self {
+        MulMatCase { lora: Some(LoraCase { rank, up_rank: 0 }), ..self }
+    }
+}
+
+/// A LoRA update in a mat-vec's epilogue (`LoraEpilogue`): the product's term of rank `rank` and, for a stacked
+/// GeGLU, the up rows' of `up_rank` (0: none). u rows are wider than both and the terms start at offsets, so a
+/// wrong slice or stride shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoraCase {
+    pub rank: u32,
+    pub up_rank: u32,
+}
+
+/// Where a case's terms live in u and B.
+const LORA_U_FIRST: u32 = 3;
+const LORA_B_FIRST: u32 = 5;
+
+impl LoraCase {
+    fn u_stride(&self) -> u32 {
+        LORA_U_FIRST + self.rank + self.up_rank + 2
+    }
+
+    /// The two terms for `m` rows: the product's, then the up rows'.
+    fn terms(&self, m: u32) -> [LoraTerm; 2] {
+        let term = LoraTerm { rank: self.rank, b_offset_elems: LORA_B_FIRST, first_rank: LORA_U_FIRST };
+        let up = LoraTerm {
+            rank: self.up_rank,
+            b_offset_elems: LORA_B_FIRST + m * self.rank,
+            first_rank: LORA_U_FIRST + self.rank,
+        };
+        [term, up]
+    }
+
+    /// Seeded (B, u) for `m` rows and `n` tokens, B scaled so an update is about as large as a product.
+    pub fn data(&self, name: &str, m: u32, n: u32) -> (Vec<f32>, Vec<f32>) {
+        let b_len = (LORA_B_FIRST + m * (self.rank + self.up_rank)) as usize;
+        let b_scale = 1.0 / ((self.rank + self.up_rank).max(1) as f32).sqrt();
+        let b = seeded(&format!("{name}/lora_b"), b_len).iter().map(|v| v * b_scale).collect();
+        (b, seeded(&format!("{name}/lora_u"), (n * self.u_stride()) as usize))
+    }
+
+    /// The updates `[n][m]` in f64: the product's (`up` false) or the up rows'.
+    pub fn delta(&self, b: &[f32], u: &[f32], m: u32, n: u32, up: bool) -> CaseResult<Tensor> {
+        let t = self.terms(m)[usize::from(up)];
+        let (rank, m, n) = (t.rank as usize, m as usize, n as usize);
+        let b0 = t.b_offset_elems as usize;
+        let bt = Tensor::from_slice(&b[b0..b0 + m * rank], (m, rank), &cpu())?.to_dtype(DType::F64)?;
+        let ut = Tensor::from_slice(u, (n, self.u_stride() as usize), &cpu())?;
+        let ut = ut.narrow(1, t.first_rank as usize, rank)?.to_dtype(DType::F64)?;
+        Ok(ops::mul_mat(&ut, &bt)?)
+    }
+
+    pub fn epilogue<'a>(&self, b: &'a GpuBuffer, u: &'a GpuBuffer, m: u32) -> LoraEpilogue<'a> {
+        let [term, up] = self.terms(m);
+        LoraEpilogue { b, u, u_stride: self.u_stride(), term, up }
+    }
+
+    /// FLOPs and bytes the updates add to a product of `m` rows and `n` tokens.
+    pub fn flops(&self, m: u32, n: u32) -> u64 {
+        2 * n as u64 * m as u64 * (self.rank + self.up_rank) as u64
+    }
+
+    pub fn bytes(&self, m: u32, n: u32) -> u64 {
+        4 * (m as u64 * (self.rank + self.up_rank) as u64 + n as u64 * self.u_stride() as u64)
+    }
+
+    pub fn describe(&self) -> String {
+        match self.up_rank {
+            0 => format!(",lora=r{}", self.rank),
+            up => format!(",lora=r{}+{up}", self.rank),
+        }
     }
 }
 
@@ -96,7 +173,9 @@ impl OpCase for MulMatCase {
             MulMatPath::Tiled => "tiled",
         };
         let parts = if self.parts > 1 { format!(",parts={}", self.parts) } else { String::new() };
-        format!("type={},m={},k={},n={},path={path}{parts}", self.wtype.name().to_lowercase(), self.m, self.k, self.n)
+        let lora = self.lora.map(|l| l.describe()).unwrap_or_default();
+        let (t, m, k, n) = (self.wtype.name().to_lowercase(), self.m, self.k, self.n);
+        format!("type={t},m={m},k={k},n={n},path={path}{parts}{lora}")
     }
 
     fn max_nmse(&self) -> f64 {
@@ -104,12 +183,14 @@ impl OpCase for MulMatCase {
     }
 
     fn flops(&self) -> u64 {
-        2 * self.m as u64 * self.k as u64 * self.n as u64
+        let lora = self.lora.map_or(0, |l| l.flops(self.m, self.n));
+        2 * self.m as u64 * self.k as u64 * self.n as u64 + lora
     }
 
     fn bytes(&self) -> u64 {
         let weight_bytes = self.wtype.bytes_for(self.m as u64 * self.k as u64).unwrap_or(0);
-        weight_bytes + 4 * self.n as u64 * (self.k as u64 + self.m as u64)
+        let lora = self.lora.map_or(0, |l| l.bytes(self.m, self.n));
+        weight_bytes + 4 * self.n as u64 * (self.k as u64 + self.m as u64) + lora
     }
 
     fn elems(&self) -> u64 {
@@ -123,7 +204,15 @@ impl OpCase for MulMatCase {
         let (bytes, w) = quantized_weights(&name, self.wtype, m, k)?;
         let x = seeded(&format!("{name}/x"), n * k);
         let xt = Tensor::from_vec(x.clone(), (n, k), &cpu())?;
-        let reference = ops::mul_mat(&xt.to_dtype(DType::F64)?, &w.to_dtype(DType::F64)?)?;
+        let mut reference = ops::mul_mat(&xt.to_dtype(DType::F64)?, &w.to_dtype(DType::F64)?)?;
+        let lora = match self.lora {
+            Some(l) => {
+                let (b, u) = l.data(&name, self.m, self.n);
+                reference = (reference + l.delta(&b, &u, self.m, self.n, false)?)?;
+                Some((l, upload_f32(ctx, "lora b", &b)?, upload_f32(ctx, "lora u", &u)?))
+            }
+            None => None,
+        };
         let reference = reference.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
 
         let row_bytes = bytes.len() as u64 / self.m as u64;
@@ -136,7 +225,10 @@ impl OpCase for MulMatCase {
         Ok(Built {
             record: Box::new(move |batch| {
                 for (part, &(first, rows)) in weights.parts.iter().zip(&weights.plan.parts) {
-                    let args = MulMatArgs::new(part, wtype, rows as u32, k, &gx, n, &out).part(first as u32, m_total);
+                    let epilogue = lora.as_ref().map(|(l, b, u)| l.epilogue(b, u, m_total).from_row(first as u32));
+                    let args = MulMatArgs::new(part, wtype, rows as u32, k, &gx, n, &out)
+                        .part(first as u32, m_total)
+                        .with_lora(epilogue);
                     mul_mat_with(batch, &args, path)?;
                 }
                 Ok(())

@@ -26,6 +26,10 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         }
         // Weights split on rows into parts of one shared y.
         cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 2)));
+        // A LoRA update in the epilogue: split rows (each part's B rows), and several tokens with more ranks
+        // than lanes.
+        cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 2).with_lora(16)));
+        cases.push(Box::new(MulMatCase::new(wtype, 7, 256, 3, MulMatPath::Vec, 1).with_lora(40)));
     }
     cases
 }

@@ -3,7 +3,7 @@
 //! 4's PLE gate times `ple[l]`). Weights are quantized by candle; the reference multiplies candle's dequantization by
 //! x in f64, then applies `reference::ops::geglu` (tanh-form gelu, and the product) in f64.
 
-use super::mul_mat::quantized_weights;
+use super::mul_mat::{LoraCase, quantized_weights};
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
 use crate::reference::ops;
 use crate::tolerance::max_nmse;
@@ -33,12 +33,19 @@ pub struct MulMatGluCase {
     up: UpSource,
     /// Row parts of the gate weights (vector up only; a stacked matrix is one binding by construction).
     parts: u32,
+    /// LoRA updates on the gate product and (stacked) the up product, before GeGLU.
+    lora: Option<LoraCase>,
 }
 
 impl MulMatGluCase {
     pub fn new(wtype: QuantType, m: u32, k: u32, n: u32, up: UpSource, parts: u32) -> Self {
         let parts = if up == UpSource::Stacked { 1 } else { parts.max(1) };
-        MulMatGluCase { wtype, m, k, n, up, parts }
+        MulMatGluCase { wtype, m, k, n, up, parts, lora: None }
+    }
+
+    /// With LoRA updates of ranks `rank` (gate) and `up_rank` (the stacked up rows; 0 for a vector up).
+    pub fn with_lora(self, rank: u32, up_rank: u32) -> Self {
+        MulMatGluCase { lora: Some(LoraCase { rank, up_rank }), ..self }
     }
 }
 
@@ -58,6 +65,13 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         // Gate weights split on rows, each part writing its columns and reading its slice of the vector.
         let up = UpSource::Vector { offset: 8, stride: 40 };
         cases.push(Box::new(MulMatGluCase::new(wtype, 13, 512, 2, up, 2)));
+        // LoRA updates before GeGLU: gate and up (one token; several, with more ranks than lanes), only up,
+        // and the gate of a split vector-up product.
+        cases.push(Box::new(MulMatGluCase::new(wtype, 13, 768, 1, UpSource::Stacked, 1).with_lora(16, 16)));
+        cases.push(Box::new(MulMatGluCase::new(wtype, 7, 256, 3, UpSource::Stacked, 1).with_lora(12, 5)));
+        cases.push(Box::new(MulMatGluCase::new(wtype, 5, 256, 1, UpSource::Stacked, 1).with_lora(0, 4)));
+        let up = UpSource::Vector { offset: 8, stride: 40 };
+        cases.push(Box::new(MulMatGluCase::new(wtype, 13, 512, 2, up, 2).with_lora(8, 0)));
         // A dense row with a partial last chunk (the tiny Gemma 4's PLE gate reads k = 128; 40 is not 32-aligned).
         if wtype.block_elems() == 1 {
             cases.push(Box::new(MulMatGluCase::new(wtype, 5, 40, 1, UpSource::Stacked, 1)));
@@ -78,7 +92,9 @@ impl OpCase for MulMatGluCase {
             UpSource::Vector { offset, stride } => format!("vec{offset}+{stride}t"),
         };
         let parts = if self.parts > 1 { format!(",parts={}", self.parts) } else { String::new() };
-        format!("type={},m={},k={},n={},up={up}{parts}", self.wtype.name().to_lowercase(), self.m, self.k, self.n)
+        let lora = self.lora.map(|l| l.describe()).unwrap_or_default();
+        let (t, m, k, n) = (self.wtype.name().to_lowercase(), self.m, self.k, self.n);
+        format!("type={t},m={m},k={k},n={n},up={up}{parts}{lora}")
     }
 
     fn max_nmse(&self) -> f64 {
@@ -87,13 +103,15 @@ impl OpCase for MulMatGluCase {
 
     fn flops(&self) -> u64 {
         let matrices = if self.up == UpSource::Stacked { 2 } else { 1 };
-        matrices * 2 * self.m as u64 * self.k as u64 * self.n as u64
+        let lora = self.lora.map_or(0, |l| l.flops(self.m, self.n));
+        matrices * 2 * self.m as u64 * self.k as u64 * self.n as u64 + lora
     }
 
     fn bytes(&self) -> u64 {
         let matrices = if self.up == UpSource::Stacked { 2 } else { 1 };
         let weight_bytes = self.wtype.bytes_for(self.m as u64 * self.k as u64).unwrap_or(0);
-        matrices * weight_bytes + 4 * self.n as u64 * (self.k as u64 + 2 * self.m as u64)
+        let lora = self.lora.map_or(0, |l| l.bytes(self.m, self.n));
+        matrices * weight_bytes + 4 * self.n as u64 * (self.k as u64 + 2 * self.m as u64) + lora
     }
 
     fn elems(&self) -> u64 {
@@ -112,9 +130,18 @@ impl OpCase for MulMatGluCase {
         let x: Vec<f32> = seeded(&format!("{name}/x"), n * k).iter().map(|v| v * x_range).collect();
         let xt = Tensor::from_vec(x.clone(), (n, k), &cpu())?.to_dtype(DType::F64)?;
         let products = ops::mul_mat(&xt, &w.to_dtype(DType::F64)?)?;
-        let gate = products.narrow(1, 0, m)?;
+        let lora_data = self.lora.map(|l| (l, l.data(&name, self.m, self.n)));
+        // The product's columns `first..first + m`, plus the LoRA update of the gate (`up` false) or up rows.
+        let updated = |first: usize, up: bool| -> CaseResult<Tensor> {
+            let product = products.narrow(1, first, m)?;
+            Ok(match &lora_data {
+                Some((l, (b, u))) => (product + l.delta(b, u, self.m, self.n, up)?)?,
+                None => product,
+            })
+        };
+        let gate = updated(0, false)?;
         let (up, vector) = match self.up {
-            UpSource::Stacked => (products.narrow(1, m, m)?, None),
+            UpSource::Stacked => (updated(m, true)?, None),
             UpSource::Vector { offset, stride } => {
                 let (offset, stride) = (offset as usize, stride as usize);
                 let v: Vec<f32> = seeded(&format!("{name}/v"), offset + n * stride).iter().map(|v| 3.0 * v).collect();
@@ -133,6 +160,10 @@ impl OpCase for MulMatGluCase {
             Some(v) => Some(upload_f32(ctx, "up vector", v)?),
             None => None,
         };
+        let lora = match lora_data {
+            Some((l, (b, u))) => Some((l, upload_f32(ctx, "lora b", &b)?, upload_f32(ctx, "lora u", &u)?)),
+            None => None,
+        };
         let output = guarded_output(ctx, n * m, OutType::F32)?;
         let (out, wtype, up) = (Rc::clone(&output), self.wtype, self.up);
         let (m_total, k, n) = (self.m, self.k, self.n);
@@ -146,7 +177,10 @@ impl OpCase for MulMatGluCase {
                         }
                         _ => (GluUp::Stacked { up_row_offset: m_total }, m_total),
                     };
-                    let args = MulMatArgs::new(part, wtype, rows, k, &gx, n, &out).part(first as u32, m_total);
+                    let epilogue = lora.as_ref().map(|(l, b, u)| l.epilogue(b, u, m_total).from_row(first as u32));
+                    let args = MulMatArgs::new(part, wtype, rows, k, &gx, n, &out)
+                        .part(first as u32, m_total)
+                        .with_lora(epilogue);
                     mul_mat_vec_geglu(batch, &args, &glu)?;
                 }
                 Ok(())

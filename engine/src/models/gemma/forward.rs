@@ -11,7 +11,7 @@
 //! on its own (it is added inside `rms_norm_add`), so it is not traced.
 
 use super::trace::Tracer;
-use super::{Gemma, LoraInput};
+use super::{Gemma, GroupUpdates, LoraInput};
 use crate::error::Result;
 use crate::gpu::{Batch, GpuBuffer};
 use crate::lora::Target;
@@ -92,21 +92,20 @@ impl Gemma {
             (Some(attn_k), Some(k_norm), Some(cache)) => Some((attn_k, k_norm, cache)),
             _ => None,
         };
-        layer.attn_q.forward(batch, &s.normed, n, &s.q_raw)?;
+        let qkv = GroupUpdates::begin(lora, batch, l, LoraInput::AttnNorm, &s.normed, n, true)?;
+        layer.attn_q.forward_lora(batch, &s.normed, n, &s.q_raw, qkv.epilogue(Target::AttnQ))?;
         if let Some((attn_k, _, _)) = owner {
-            attn_k.forward(batch, &s.normed, n, &s.k_raw)?;
+            attn_k.forward_lora(batch, &s.normed, n, &s.k_raw, qkv.epilogue(Target::AttnK))?;
             if let Some(attn_v) = &layer.attn_v {
-                attn_v.forward(batch, &s.normed, n, &s.v_raw)?;
+                attn_v.forward_lora(batch, &s.normed, n, &s.v_raw, qkv.epilogue(Target::AttnV))?;
             }
         }
-        if let Some(lora) = lora {
-            lora.apply(batch, l, LoraInput::AttnNorm, &s.normed, n, |t| match t {
-                Target::AttnQ => Some(rows(&s.q_raw, 0, nh * hd)),
-                Target::AttnK => Some(rows(&s.k_raw, 0, nkv * hd)),
-                Target::AttnV => Some(rows(&s.v_raw, 0, nkv * hd)),
-                _ => None,
-            })?;
-        }
+        qkv.finish(batch, |t| match t {
+            Target::AttnQ => Some(rows(&s.q_raw, 0, nh * hd)),
+            Target::AttnK => Some(rows(&s.k_raw, 0, nkv * hd)),
+            Target::AttnV => Some(rows(&s.v_raw, 0, nkv * hd)),
+            _ => None,
+        })?;
         let freq_factors = if spec.sliding { None } else { self.weights.rope_freqs.as_ref() };
         let norm_rope = |weight, n_heads| NormRope {
             weight,
@@ -160,12 +159,9 @@ impl Gemma {
         };
         attention(batch, &s.q, &cache.k, &cache.v, &s.heads, s.partials.as_ref(), &shape)?;
         tr.grab(batch, &name("attn_heads"), &s.heads, n as u64 * (nh * hd) as u64);
-        layer.attn_output.forward(batch, &s.heads, n, &s.proj)?;
-        if let Some(lora) = lora {
-            lora.apply(batch, l, LoraInput::Heads, &s.heads, n, |t| {
-                (t == Target::AttnOutput).then(|| rows(&s.proj, 0, h))
-            })?;
-        }
+        let o = GroupUpdates::begin(lora, batch, l, LoraInput::Heads, &s.heads, n, true)?;
+        layer.attn_output.forward_lora(batch, &s.heads, n, &s.proj, o.epilogue(Target::AttnOutput))?;
+        o.finish(batch, |t| (t == Target::AttnOutput).then(|| rows(&s.proj, 0, h)))?;
         tr.grab(batch, &name("attn_out"), &s.proj, hidden_elems);
         // Post-norms are folded into the residual adds, each also writing the pre-norm of what reads it next.
         let norm_add = |batch: &mut Batch,
@@ -180,19 +176,25 @@ impl Gemma {
         norm_add(batch, &mut cur, &layer.post_attention_norm, None, Some((&layer.ffn_norm, &s.normed)))?;
         tr.grab(batch, &name("attn_residual"), &s.h[cur], hidden_elems);
 
-        // MLP; GeGLU is fused into the gate/up product when decoding, unless a LoRA update goes between them.
-        let updated = |target| lora.is_some_and(|lo| lo.updates(l, target));
-        match lora {
-            Some(lora) if updated(Target::FfnGate) || updated(Target::FfnUp) => {
-                layer.ffn_gate_up.products(batch, &s.normed, n, &s.gate_up)?;
-                lora.apply_geglu(batch, l, &s.normed, n, &s.gate_up, layer.ffn_gate_up.ffn_dim(), &s.act)?;
-            }
-            _ => layer.ffn_gate_up.forward_geglu(batch, &s.normed, n, &s.gate_up, &s.act)?,
+        // MLP; GeGLU is fused into the gate/up product when decoding. A prompt's gate/up updates go between the
+        // products and GeGLU.
+        let gate_up = &layer.ffn_gate_up;
+        let ffn = GroupUpdates::begin(lora, batch, l, LoraInput::FfnNorm, &s.normed, n, gate_up.takes_lora())?;
+        if ffn.after(Target::FfnGate) || ffn.after(Target::FfnUp) {
+            let ffn_dim = gate_up.ffn_dim();
+            gate_up.products(batch, &s.normed, n, &s.gate_up, None)?;
+            ffn.finish(batch, |t| match t {
+                Target::FfnGate => Some(rows(&s.gate_up, 0, 2 * ffn_dim)),
+                Target::FfnUp => Some(rows(&s.gate_up, ffn_dim, 2 * ffn_dim)),
+                _ => None,
+            })?;
+            gate_up.geglu_of_products(batch, n, &s.gate_up, &s.act)?;
+        } else {
+            gate_up.forward_geglu(batch, &s.normed, n, &s.gate_up, &s.act, ffn.geglu_epilogue())?;
         }
-        layer.ffn_down.forward(batch, &s.act, n, &s.proj)?;
-        if let Some(lora) = lora {
-            lora.apply(batch, l, LoraInput::Act, &s.act, n, |t| (t == Target::FfnDown).then(|| rows(&s.proj, 0, h)))?;
-        }
+        let down = GroupUpdates::begin(lora, batch, l, LoraInput::Act, &s.act, n, true)?;
+        layer.ffn_down.forward_lora(batch, &s.act, n, &s.proj, down.epilogue(Target::FfnDown))?;
+        down.finish(batch, |t| (t == Target::FfnDown).then(|| rows(&s.proj, 0, h)))?;
         tr.grab(batch, &name("mlp_out"), &s.proj, hidden_elems);
         let next_norm = self.weights.layers.get(l + 1).map(|next| (&next.attn_norm, &s.normed));
         let scale = layer.layer_output_scale.as_ref();
@@ -217,22 +219,18 @@ impl Gemma {
             let p = cfg.ple_dim;
             let row_stride_elems = cfg.n_layers() as u32 * p;
             let ple_l = GluOperand { buffer: ple.inputs(), offset_elems: l as u32 * p, row_stride_elems };
-            if n <= VEC_MAX_TOKENS && !updated(Target::InpGate) {
-                inp_gate.forward_geglu_vec(batch, &s.h[cur], n, gated, ple_l)?;
+            let residual = &s.h[cur];
+            let gate_updates = GroupUpdates::begin(lora, batch, l, LoraInput::Residual, residual, n, true)?;
+            if n <= VEC_MAX_TOKENS {
+                inp_gate.forward_geglu_vec(batch, residual, n, gated, ple_l, gate_updates.epilogue(Target::InpGate))?;
             } else {
-                inp_gate.forward(batch, &s.h[cur], n, gate)?;
-                if let Some(lora) = lora {
-                    let dst = |t| (t == Target::InpGate).then(|| rows(gate, 0, p));
-                    lora.apply(batch, l, LoraInput::Residual, &s.h[cur], n, dst)?;
-                }
+                inp_gate.forward(batch, residual, n, gate)?;
+                gate_updates.finish(batch, |t| (t == Target::InpGate).then(|| rows(gate, 0, p)))?;
                 geglu_rows(batch, GluOperand::contiguous(gate, p), ple_l, gated, n, p)?;
             }
-            proj.forward(batch, gated, n, &s.proj)?;
-            if let Some(lora) = lora {
-                lora.apply(batch, l, LoraInput::PleGated, gated, n, |t| {
-                    (t == Target::Proj).then(|| rows(&s.proj, 0, h))
-                })?;
-            }
+            let proj_updates = GroupUpdates::begin(lora, batch, l, LoraInput::PleGated, gated, n, true)?;
+            proj.forward_lora(batch, gated, n, &s.proj, proj_updates.epilogue(Target::Proj))?;
+            proj_updates.finish(batch, |t| (t == Target::Proj).then(|| rows(&s.proj, 0, h)))?;
             norm_add(batch, &mut cur, post_norm, scale, next_norm)?;
         }
         tr.grab(batch, &name("output"), &s.h[cur], hidden_elems);

@@ -3,10 +3,11 @@
 //!
 //! Per layer, the targets that read the same activation form a group (q/k/v read the attention pre-norm, gate/up
 //! the FFN pre-norm, …): their A's, of every adapter, are stacked into one `[rank_total][in]` F32 matrix so one
-//! `mul_mat` makes all their down-projections `u = A·x`, and each target's B's are placed side by side, each
-//! scaled by its adapter's scale, so one `lora_add` adds that target's whole update (two adapters on one
-//! projection add, as in PEFT). Adapters are checked against the model and uploaded before anything is replaced:
-//! a bad one leaves the model as it was.
+//! `lora_down` makes all their down-projections `u = A·x`, and each target's B's are placed side by side, each
+//! scaled by its adapter's scale, so one term adds that target's whole update (two adapters on one projection add,
+//! as in PEFT): in the mat-vec's epilogue when decoding, by `lora_add` after a prompt's product
+//! ([`GroupUpdates`]). Adapters are checked against the model and uploaded before anything is replaced: a bad one
+//! leaves the model as it was.
 
 use super::Weights;
 use crate::error::Result;
@@ -14,11 +15,10 @@ use crate::gguf::GgufFile;
 use crate::gpu::{Batch, Category, Context, GpuBuffer};
 use crate::lora::{LoraAdapter, LoraError, LowRank, Target};
 use crate::models::TextConfig;
-use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::lora_add::{RowsView, lora_add};
-use crate::ops::lora_vec::{LORA_VEC_MAX_RANK, LoraDown, LoraUp, lora_down, lora_vec_add, lora_vec_geglu};
-use crate::ops::mul_mat::{VEC_MAX_TOKENS, mul_mat};
-use crate::quant::QuantType;
+use crate::ops::lora_down::{LoraDown, lora_down};
+use crate::ops::mul_mat::VEC_MAX_TOKENS;
+use crate::ops::weights::{LoraEpilogue, LoraTerm};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -82,6 +82,12 @@ struct LoraGroup {
     in_dim: u32,
     rank_total: u32,
     outputs: Vec<LoraOutput>,
+}
+
+impl LoraGroup {
+    fn down<'a>(&'a self, x: &'a GpuBuffer, n: u32) -> LoraDown<'a> {
+        LoraDown { a: &self.a, rank_total: self.rank_total, in_dim: self.in_dim, x, n_tokens: n }
+    }
 }
 
 /// A group's targets, each with its updates (of every adapter) and their scales.
@@ -259,85 +265,31 @@ impl LoraSet {
         Ok(LoraGroup { input, a, b, in_dim, rank_total, outputs })
     }
 
-    /// Whether layer `l` updates `target` (the fused decode GeGLU cannot take an update between product and gelu).
-    pub fn updates(&self, l: usize, target: Target) -> bool {
-        self.groups[l].iter().any(|g| g.outputs.iter().any(|o| o.target == target))
-    }
-
     fn group(&self, l: usize, input: LoraInput) -> Option<&LoraGroup> {
         self.groups[l].iter().find(|g| g.input == input)
     }
 
-    /// Whether a chunk of `n` tokens takes the one-dispatch path (`lora_vec`).
-    fn fused(group: &LoraGroup, n: u32) -> bool {
-        n <= VEC_MAX_TOKENS && group.rank_total <= LORA_VEC_MAX_RANK
-    }
-
-    /// Adds the updates of layer `l`'s targets that read `input` (x, `[n][in]`) to their products, each where
-    /// `dst(target)` says it lives: one `lora_vec_add` for a few tokens, else `mul_mat` then `lora_add` per target.
-    pub fn apply<'a>(
+    /// Adds `group`'s updates to their products, each where `dst(target)` says it lives: `u = A·x` (`lora_down`,
+    /// or `mul_mat` past its rank limit), then one `lora_add` per target.
+    fn add_after<'a>(
         &'a self,
         batch: &mut Batch,
-        l: usize,
-        input: LoraInput,
+        group: &'a LoraGroup,
         x: &'a GpuBuffer,
         n: u32,
         dst: impl Fn(Target) -> Option<RowsView<'a>>,
     ) -> Result<()> {
-        let Some(group) = self.group(l, input) else { return Ok(()) };
-        let ups: Vec<LoraUp> = group.outputs.iter().filter_map(|o| Some(up(o, dst(o.target)?))).collect();
-        if ups.is_empty() {
+        let outputs: Vec<(&LoraOutput, RowsView)> =
+            group.outputs.iter().filter_map(|o| Some((o, dst(o.target)?))).collect();
+        if outputs.is_empty() {
             return Ok(());
         }
-        if Self::fused(group, n) {
-            return Ok(lora_vec_add(batch, &down(group, x, n), &group.b, &ups)?);
-        }
-        if group.rank_total <= LORA_VEC_MAX_RANK {
-            lora_down(batch, &down(group, x, n), &self.u)?;
-        } else {
-            mul_mat(batch, &group.a, QuantType::F32, group.rank_total, group.in_dim, x, n, &self.u)?;
-        }
-        for up in &ups {
-            let u = RowsView { buffer: &self.u, offset_elems: up.first_rank, row_stride_elems: group.rank_total };
-            lora_add(batch, &group.b, up.b_offset_elems, up.n_rows, up.rank, u, up.y, n)?;
+        lora_down(batch, &group.down(x, n), &self.u)?;
+        for (o, y) in outputs {
+            let u = RowsView { buffer: &self.u, offset_elems: o.first_rank, row_stride_elems: group.rank_total };
+            lora_add(batch, &group.b, o.b_offset, o.out_dim, o.rank, u, y, n)?;
         }
         Ok(())
-    }
-
-    /// Layer `l`'s gate/up updates on the `[n][gate | up]` products in `gate_up` (x the FFN pre-norm), then
-    /// `act = gelu(gate)·up` (`[n][ffn]`): one `lora_vec_geglu` for a few tokens, else `mul_mat`, `lora_add` and
-    /// `geglu`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn apply_geglu(
-        &self,
-        batch: &mut Batch,
-        l: usize,
-        x: &GpuBuffer,
-        n: u32,
-        gate_up: &GpuBuffer,
-        ffn: u32,
-        act: &GpuBuffer,
-    ) -> Result<()> {
-        let half = |first_col| RowsView { buffer: gate_up, offset_elems: first_col, row_stride_elems: 2 * ffn };
-        let none = |y| LoraUp { b_offset_elems: 0, n_rows: ffn, rank: 0, first_rank: 0, y };
-        let group = self.group(l, LoraInput::FfnNorm);
-        let find = |target| group.and_then(|g| g.outputs.iter().find(|o| o.target == target));
-        let gate = find(Target::FfnGate).map_or(none(half(0)), |o| up(o, half(0)));
-        let upd = find(Target::FfnUp).map_or(none(half(ffn)), |o| up(o, half(ffn)));
-        match group {
-            Some(group) if Self::fused(group, n) => {
-                Ok(lora_vec_geglu(batch, &down(group, x, n), &group.b, &gate, &upd, act)?)
-            }
-            _ => {
-                self.apply(batch, l, LoraInput::FfnNorm, x, n, |t| match t {
-                    Target::FfnGate => Some(half(0)),
-                    Target::FfnUp => Some(half(ffn)),
-                    _ => None,
-                })?;
-                let operand = |offset_elems| GluOperand { buffer: gate_up, offset_elems, row_stride_elems: 2 * ffn };
-                Ok(geglu_rows(batch, operand(0), operand(ffn), act, n, ffn)?)
-            }
-        }
     }
 
     /// GPU bytes of every A, B and the down-projection scratch.
@@ -347,10 +299,79 @@ impl LoraSet {
     }
 }
 
-fn up<'a>(o: &LoraOutput, y: RowsView<'a>) -> LoraUp<'a> {
-    LoraUp { b_offset_elems: o.b_offset, n_rows: o.out_dim, rank: o.rank, first_rank: o.first_rank, y }
+/// One group's updates for one chunk ([`GroupUpdates::begin`]); nothing to add without adapters.
+pub struct GroupUpdates<'a> {
+    set: Option<&'a LoraSet>,
+    group: Option<&'a LoraGroup>,
+    x: &'a GpuBuffer,
+    n: u32,
+    /// `u` is made; the products add their updates.
+    in_epilogue: bool,
 }
 
-fn down<'a>(group: &'a LoraGroup, x: &'a GpuBuffer, n: u32) -> LoraDown<'a> {
-    LoraDown { a: &group.a, rank_total: group.rank_total, in_dim: group.in_dim, x, n_tokens: n }
+impl<'a> GroupUpdates<'a> {
+    /// Starts the updates of layer `l`'s targets that read `input` (x, `[n][in]`) for a chunk of `n` tokens. When
+    /// the products are mat-vecs (`mat_vec`: a few tokens, and products that take an epilogue), this records
+    /// `u = A·x` and each product adds its own update ([`GroupUpdates::epilogue`]): one dispatch per group, and the
+    /// base weights read once. Otherwise [`GroupUpdates::finish`] adds them after the products.
+    pub fn begin(
+        set: Option<&'a LoraSet>,
+        batch: &mut Batch,
+        l: usize,
+        input: LoraInput,
+        x: &'a GpuBuffer,
+        n: u32,
+        mat_vec: bool,
+    ) -> Result<Self> {
+        let group = set.and_then(|s| s.group(l, input));
+        let in_epilogue = mat_vec && n <= VEC_MAX_TOKENS;
+        if let (Some(set), Some(g), true) = (set, group, in_epilogue) {
+            lora_down(batch, &g.down(x, n), &set.u)?;
+        }
+        Ok(GroupUpdates { set, group, x, n, in_epilogue })
+    }
+
+    fn term(&self, target: Target) -> LoraTerm {
+        let output = self.group.and_then(|g| g.outputs.iter().find(|o| o.target == target));
+        output.map_or(LoraTerm::default(), |o| LoraTerm {
+            rank: o.rank,
+            b_offset_elems: o.b_offset,
+            first_rank: o.first_rank,
+        })
+    }
+
+    fn epilogue_of(&self, term: LoraTerm, up: LoraTerm) -> Option<LoraEpilogue<'a>> {
+        let (set, group) = (self.set?, self.group?);
+        let any = term.rank > 0 || up.rank > 0;
+        (self.in_epilogue && any).then_some(LoraEpilogue {
+            b: &group.b,
+            u: &set.u,
+            u_stride: group.rank_total,
+            term,
+            up,
+        })
+    }
+
+    /// `target`'s update for its mat-vec's epilogue; `None` if it has none here or they come after the products.
+    pub fn epilogue(&self, target: Target) -> Option<LoraEpilogue<'a>> {
+        self.epilogue_of(self.term(target), LoraTerm::default())
+    }
+
+    /// The gate and up updates of a GeGLU's products, as [`GroupUpdates::epilogue`].
+    pub fn geglu_epilogue(&self) -> Option<LoraEpilogue<'a>> {
+        self.epilogue_of(self.term(Target::FfnGate), self.term(Target::FfnUp))
+    }
+
+    /// Whether `target` is updated and its update is added after the products (by `finish`).
+    pub fn after(&self, target: Target) -> bool {
+        !self.in_epilogue && self.term(target).rank > 0
+    }
+
+    /// Adds the updates that did not ride in an epilogue, each where `dst(target)` says its product lives.
+    pub fn finish(self, batch: &mut Batch, dst: impl Fn(Target) -> Option<RowsView<'a>>) -> Result<()> {
+        match (self.set, self.group) {
+            (Some(set), Some(group)) if !self.in_epilogue => set.add_after(batch, group, self.x, self.n, dst),
+            _ => Ok(()),
+        }
+    }
 }

@@ -22,7 +22,9 @@ mod trace;
 mod weights;
 
 pub use kv_cache::{KvCache, KvSizes, LayerCache};
-pub use lora::{AppliedAdapter, LoraInput, LoraSet, check_fit, gguf_has_attn_v, planned_bytes, target_shape};
+pub use lora::{
+    AppliedAdapter, GroupUpdates, LoraInput, LoraSet, check_fit, gguf_has_attn_v, planned_bytes, target_shape,
+};
 pub use ple::{Ple, TABLE_NAME as PLE_TABLE_NAME};
 pub use scratch::{Scratch, ScratchSizes, logit_rows};
 pub use trace::Traced;

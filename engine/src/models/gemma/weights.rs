@@ -6,12 +6,13 @@
 use super::LoadProgress;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
-use crate::gpu::{Batch, Category, Context, GpuBuffer, SplitTensor};
+use crate::gpu::{Batch, Category, Context, GpuBuffer, GpuError, SplitTensor};
 use crate::models::{Arch, LayerSpec, TextConfig};
 use crate::ops::get_rows::get_rows_part;
 use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::mul_mat::{MulMatArgs, MulMatPath, VEC_MAX_TOKENS, mul_mat_with};
 use crate::ops::mul_mat_vec::{GluUp, mul_mat_vec_geglu};
+use crate::ops::weights::{LoraEpilogue, LoraTerm};
 use crate::quant::QuantType;
 use crate::source::ByteSource;
 use std::cell::RefCell;
@@ -30,10 +31,23 @@ pub struct Linear {
 impl Linear {
     /// y[t][..rows] = W · x[t] for `n` tokens: one `mul_mat` per row part.
     pub fn forward(&self, batch: &mut Batch, x: &GpuBuffer, n: u32, y: &GpuBuffer) -> Result<()> {
-        self.forward_into(batch, x, n, y, 0, self.rows)
+        self.forward_into(batch, x, n, y, 0, self.rows, None)
     }
 
-    /// `forward` into columns `first_col..first_col + rows` of a y whose rows are `y_row_elems` long.
+    /// `forward` plus a LoRA update in the mat-vec epilogue (a few tokens).
+    pub fn forward_lora(
+        &self,
+        batch: &mut Batch,
+        x: &GpuBuffer,
+        n: u32,
+        y: &GpuBuffer,
+        lora: Option<LoraEpilogue>,
+    ) -> Result<()> {
+        self.forward_into(batch, x, n, y, 0, self.rows, lora)
+    }
+
+    /// `forward_lora` into columns `first_col..first_col + rows` of a y whose rows are `y_row_elems` long.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_into(
         &self,
         batch: &mut Batch,
@@ -42,17 +56,19 @@ impl Linear {
         y: &GpuBuffer,
         first_col: u32,
         y_row_elems: u32,
+        lora: Option<LoraEpilogue>,
     ) -> Result<()> {
         for (part, &(first, count)) in self.w.parts.iter().zip(&self.w.plan.parts) {
             let args = MulMatArgs::new(part, self.wtype, count as u32, self.cols, x, n, y)
-                .part(first_col + first as u32, y_row_elems);
+                .part(first_col + first as u32, y_row_elems)
+                .with_lora(lora.map(|l| l.from_row(first as u32)));
             mul_mat_with(batch, &args, MulMatPath::Auto)?;
         }
         Ok(())
     }
 
-    /// `y[t] = gelu(W·x[t]) ⊙ up[t]` with `up[t][c] = up[offset_elems + t·row_stride_elems + c]`, fused into the
-    /// mat-vec (for a few tokens).
+    /// `y[t] = gelu(W·x[t] + lora) ⊙ up[t]` with `up[t][c] = up[offset_elems + t·row_stride_elems + c]`, fused into
+    /// the mat-vec (for a few tokens).
     pub fn forward_geglu_vec(
         &self,
         batch: &mut Batch,
@@ -60,10 +76,12 @@ impl Linear {
         n: u32,
         y: &GpuBuffer,
         up: GluOperand,
+        lora: Option<LoraEpilogue>,
     ) -> Result<()> {
         for (part, &(first, count)) in self.w.parts.iter().zip(&self.w.plan.parts) {
-            let args =
-                MulMatArgs::new(part, self.wtype, count as u32, self.cols, x, n, y).part(first as u32, self.rows);
+            let args = MulMatArgs::new(part, self.wtype, count as u32, self.cols, x, n, y)
+                .part(first as u32, self.rows)
+                .with_lora(lora.map(|l| l.from_row(first as u32)));
             let up = GluUp::Vector {
                 buffer: up.buffer,
                 offset_elems: up.offset_elems,
@@ -121,8 +139,9 @@ pub enum GateUp {
 }
 
 impl GateUp {
-    /// `act[t] = gelu(ffn_gate·x[t]) ⊙ (ffn_up·x[t])` (`[n][ffn]`) for `n` tokens; `gate_up` is `[n][2·ffn]`
-    /// scratch for the products where they are not fused (prompts, separate matrices).
+    /// `act[t] = gelu(ffn_gate·x[t]) ⊙ (ffn_up·x[t])` (`[n][ffn]`) for `n` tokens, with `lora`'s gate and up terms
+    /// (a few tokens, [`GateUp::takes_lora`]); `gate_up` is `[n][2·ffn]` scratch for the products where they are
+    /// not fused (prompts, separate matrices).
     pub fn forward_geglu(
         &self,
         batch: &mut Batch,
@@ -130,26 +149,47 @@ impl GateUp {
         n: u32,
         gate_up: &GpuBuffer,
         act: &GpuBuffer,
+        lora: Option<LoraEpilogue>,
     ) -> Result<()> {
         if let GateUp::Stacked(w) = self
             && n <= VEC_MAX_TOKENS
             && w.w.parts.len() == 1
         {
-            let args = MulMatArgs::new(&w.w.parts[0], w.wtype, self.ffn_dim(), w.cols, x, n, act);
+            let args = MulMatArgs::new(&w.w.parts[0], w.wtype, self.ffn_dim(), w.cols, x, n, act).with_lora(lora);
             return Ok(mul_mat_vec_geglu(batch, &args, &GluUp::Stacked { up_row_offset: self.ffn_dim() })?);
         }
-        self.products(batch, x, n, gate_up)?;
+        self.products(batch, x, n, gate_up, lora)?;
         self.geglu_of_products(batch, n, gate_up, act)
     }
 
-    /// The unfused first half: `gate_up[t] = [ffn_gate·x[t] | ffn_up·x[t]]`, `[n][2·ffn]`.
-    pub fn products(&self, batch: &mut Batch, x: &GpuBuffer, n: u32, gate_up: &GpuBuffer) -> Result<()> {
+    /// Whether the products can take a LoRA epilogue: not a stacked matrix split on rows, whose parts may hold
+    /// both gate and up rows.
+    pub fn takes_lora(&self) -> bool {
+        !matches!(self, GateUp::Stacked(w) if w.w.parts.len() > 1)
+    }
+
+    /// The unfused first half: `gate_up[t] = [ffn_gate·x[t] | ffn_up·x[t]]`, `[n][2·ffn]`, with `lora`'s terms
+    /// on the separate matrices (a stacked one takes them only in the fused GeGLU).
+    pub fn products(
+        &self,
+        batch: &mut Batch,
+        x: &GpuBuffer,
+        n: u32,
+        gate_up: &GpuBuffer,
+        lora: Option<LoraEpilogue>,
+    ) -> Result<()> {
         let ffn = self.ffn_dim();
         match self {
-            GateUp::Stacked(w) => w.forward(batch, x, n, gate_up),
+            GateUp::Stacked(w) if lora.is_none() => w.forward(batch, x, n, gate_up),
+            GateUp::Stacked(_) => Err(GpuError::Unsupported {
+                op: "ffn gate/up products".into(),
+                reason: "a stacked matrix takes LoRA terms only in the fused GeGLU".into(),
+            }
+            .into()),
             GateUp::Separate { gate, up } => {
-                gate.forward_into(batch, x, n, gate_up, 0, 2 * ffn)?;
-                up.forward_into(batch, x, n, gate_up, ffn, 2 * ffn)
+                gate.forward_into(batch, x, n, gate_up, 0, 2 * ffn, lora)?;
+                let up_lora = lora.map(|l| LoraEpilogue { term: l.up, up: LoraTerm::default(), ..l });
+                up.forward_into(batch, x, n, gate_up, ffn, 2 * ffn, up_lora)
             }
         }
     }
