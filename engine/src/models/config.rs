@@ -73,6 +73,12 @@ pub const DEFAULT_RMS_EPS: f32 = 1e-6;
 /// The most layers a file may declare: the deepest Gemma (3 27B) has 62, so this only bounds what a hostile
 /// `block_count` can make the loader allocate.
 pub const MAX_LAYERS: usize = 1024;
+/// The per-layer embedding table of Gemma 4 E-models; its presence turns PLE on.
+pub const PLE_TABLE: &str = "per_layer_token_embd.weight";
+/// The widest hidden, FFN, head or PLE width taken (Gemma's widest is 21504), and the most heads (Gemma: 32). Two
+/// such widths, or a width and a head or layer count, multiply without overflowing u32.
+pub const MAX_WIDTH: u32 = 1 << 20;
+pub const MAX_HEADS: u32 = 1 << 10;
 
 fn bad(key: &str, why: String) -> GgufError {
     GgufError::WrongType { key: key.to_owned(), expected: "a consistent Gemma configuration", found: why }
@@ -150,6 +156,45 @@ impl TextConfig {
             Err(_) if arch == Arch::Gemma3 && context_length >= GEMMA3_LONG_CONTEXT => GEMMA3_LONG_CONTEXT_ROPE_SCALE,
             Err(_) => 1.0,
         };
+        // Widths multiply into buffer sizes and kernel indices: bound each so no product of two overflows.
+        let widths = [
+            ("embedding_length", hidden, MAX_WIDTH),
+            ("attention.key_length", head_dim_full, MAX_WIDTH),
+            ("attention.key_length_swa", head_dim_swa, MAX_WIDTH),
+            ("embedding_length_per_layer_input", ple_dim, MAX_WIDTH),
+            ("attention.head_count", n_head, MAX_HEADS),
+        ];
+        let per_layer = ffn_dims.iter().map(|&f| ("feed_forward_length", f, MAX_WIDTH));
+        let per_layer_kv = n_kv_heads.iter().map(|&h| ("attention.head_count_kv", h, MAX_HEADS));
+        for (name, value, max) in widths.into_iter().chain(per_layer).chain(per_layer_kv) {
+            if value > max {
+                return Err(bad(&key(name), format!("{value}; this engine takes at most {max}")));
+            }
+        }
+        // V is as wide as K in every Gemma, and the kernels read it so: a file that says otherwise is not one.
+        for (name, k_width) in [("attention.value_length", head_dim_full), ("attention.value_length_swa", head_dim_swa)]
+        {
+            match g.get_u32(&key(name)) {
+                Ok(v_width) if v_width != k_width => {
+                    return Err(bad(&key(name), format!("{v_width}, but the key length is {k_width}")));
+                }
+                _ => {}
+            }
+        }
+        if window == 0 && sliding.iter().any(|&s| s) {
+            return Err(bad(&key("attention.sliding_window"), "0, but some layers use a sliding window".into()));
+        }
+        // Per-layer embeddings are on when the file has their table, and then need their width (files of
+        // metadata alone, the shape files, have no tensors to check against).
+        let has_ple_table = g.tensor(PLE_TABLE).is_some();
+        if arch == Arch::Gemma4 && !g.tensors().is_empty() && has_ple_table != (ple_dim > 0) {
+            let what = if has_ple_table {
+                "0, but the file has per_layer_token_embd"
+            } else {
+                "set, but the file has no per_layer_token_embd"
+            };
+            return Err(bad(&key("embedding_length_per_layer_input"), format!("{ple_dim}: {what}")));
+        }
         if shared_kv_layers >= n_layers && shared_kv_layers > 0 {
             return Err(bad(&key("attention.shared_kv_layers"), format!("{shared_kv_layers} of {n_layers} layers")));
         }

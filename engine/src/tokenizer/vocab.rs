@@ -171,6 +171,10 @@ impl Vocab {
         };
         self.bos = special_id("tokenizer.ggml.bos_token_id")?;
         self.eos = special_id("tokenizer.ggml.eos_token_id")?;
+        // Not used here, but a file that names a token that does not exist is as broken as with BOS.
+        for role in ["unknown", "padding", "mask", "seperator", "cls"] {
+            special_id(&format!("tokenizer.ggml.{role}_token_id"))?;
+        }
         let mut end_of_generation: Vec<u32> = self.eos.into_iter().collect();
         end_of_generation.extend(special_id("tokenizer.ggml.eot_token_id")?);
         // Ollama writes generation_config.json's list of stop ids.

@@ -26,7 +26,7 @@ use crate::ops::weights::checked_row_bytes;
 use crate::quant::QuantType;
 use crate::source::ByteSource;
 
-pub const TABLE_NAME: &str = "per_layer_token_embd.weight";
+pub const TABLE_NAME: &str = crate::models::config::PLE_TABLE;
 
 /// Where the PLE table lives in the file, and the GPU scratch its rows pass through.
 #[derive(Debug)]
