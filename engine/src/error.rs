@@ -20,6 +20,13 @@ pub enum Error {
     #[error(transparent)]
     Lora(#[from] crate::lora::LoraError),
 
+    /// LoRA adapters would take the GPU memory past the profile's ceiling; nothing was allocated.
+    #[error(
+        "the adapters do not fit device profile `{profile}`: they need {needed_bytes} bytes, and {live_bytes} of the \
+         {ceiling_bytes}-byte ceiling are already live. To fit: {advice}"
+    )]
+    AdaptersDoNotFit { profile: String, needed_bytes: u64, live_bytes: u64, ceiling_bytes: u64, advice: String },
+
     /// A buffer the plan would allocate and bind whole exceeds the device's binding or buffer limit.
     #[error("the memory plan needs a buffer larger than the device binds: {0}")]
     PlanExceedsBinding(String),

@@ -162,3 +162,55 @@ fn bad_adapter_arguments_are_refused_with_what_is_wrong() {
         ferrogem(&["logits", "--model", model, "--tokens", "2", "--out", out, "--adapter", &scaled_nan], false);
     assert!(!ok && stderr.contains("not a finite number"), "{stderr}");
 }
+
+/// Under a device profile's ceiling, adapters that would pass it are refused before anything is allocated, with
+/// what would fit: removing the applied adapters first when that is enough, else smaller adapters.
+#[test]
+fn adapters_over_the_ceiling_are_refused_with_what_would_fit() {
+    let path = fixture("tiny-gemma4-f32.gguf");
+    let adapter = synth_lora(&path, 8, "all", 5, 0.05);
+    // `ModelFile::load` would apply the adapters itself: load the base, and apply them by hand.
+    let model = ModelFile::open(path.to_str().unwrap()).unwrap();
+    let mut with_adapter = ModelFile::open(path.to_str().unwrap()).unwrap();
+    with_adapter.add_adapter("synthetic", &adapter, 1.0).unwrap();
+    let adapters = with_adapter.adapters;
+    let options = GemmaOptions { max_chunk: 8, n_ctx: 16, ..GemmaOptions::default() };
+    let live = |ctx: &Context| ctx.memory().live_bytes;
+
+    // What the model and the adapter take, measured without a ceiling.
+    let free = Context::new_blocking(ContextOptions::from_env()).expect("LoRA tests need a GPU adapter");
+    let mut gemma = model.load(&free, options, &mut |_| {}).unwrap();
+    let base_bytes = live(&free);
+    gemma.set_adapters(&adapters).unwrap();
+    let adapter_bytes = live(&free) - base_bytes;
+    drop(gemma);
+
+    let with_ceiling = |ceiling_bytes: u64| {
+        let mut profile = ferrogem::gpu::DeviceProfile::webgpu_default();
+        profile.ceiling_bytes = Some(ceiling_bytes);
+        let ctx = Context::new_blocking(ContextOptions { profile: Some(profile), ..ContextOptions::from_env() });
+        let ctx = ctx.expect("LoRA tests need a GPU adapter");
+        let gemma = model.load(&ctx, options, &mut |_| {}).unwrap();
+        (ctx, gemma)
+    };
+    // Room for half the adapter: refused, nothing allocated, the model runs as before.
+    let (ctx, mut gemma) = with_ceiling(base_bytes + adapter_bytes / 2);
+    let before = live(&ctx);
+    let err = gemma.set_adapters(&adapters).unwrap_err();
+    assert!(matches!(err, ferrogem::Error::AdaptersDoNotFit { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("need {adapter_bytes} bytes")) && message.contains("adapters of at most"),
+        "{message}"
+    );
+    assert_eq!(live(&ctx), before, "a refused adapter allocated");
+    gemma.forward_blocking(&[2, 9, 4], 0, LogitRows::All).unwrap();
+
+    // Room for one adapter and a half: applying it again fits only once the applied one is removed.
+    let (_ctx, mut gemma) = with_ceiling(base_bytes + adapter_bytes * 3 / 2);
+    gemma.set_adapters(&adapters).unwrap();
+    let message = gemma.set_adapters(&adapters).unwrap_err().to_string();
+    assert!(message.contains("remove the applied adapters first"), "{message}");
+    gemma.set_adapters(&[]).unwrap();
+    gemma.set_adapters(&adapters).unwrap();
+}

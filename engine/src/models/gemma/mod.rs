@@ -189,6 +189,7 @@ impl Gemma {
     /// Every adapter is checked against the model and uploaded before the old ones are dropped, so an error leaves
     /// the model as it was. The cached positions were computed with the old adapters: the sequence restarts.
     pub fn set_adapters(&mut self, adapters: &[AppliedAdapter]) -> Result<()> {
+        self.refuse_adapters_over_the_ceiling(adapters)?;
         let previous = self.ctx.phase();
         self.ctx.set_phase(Phase::Load);
         let built = LoraSet::build(&self.ctx, &self.config, &self.weights, adapters, self.scratch.max_chunk);
@@ -196,6 +197,30 @@ impl Gemma {
         self.lora = built?;
         self.reset();
         Ok(())
+    }
+
+    /// Under a profile's ceiling, the new adapters must fit beside everything live, the applied adapters
+    /// included: they are dropped only once the new ones are uploaded.
+    fn refuse_adapters_over_the_ceiling(&self, adapters: &[AppliedAdapter]) -> Result<()> {
+        let caps = self.ctx.caps();
+        let (Some(profile), Some(ceiling_bytes)) = (&caps.profile, caps.ceiling_bytes) else { return Ok(()) };
+        let has_attn_v = |l: usize| self.weights.layers[l].attn_v.is_some();
+        let needed_bytes = planned_bytes(&self.config, &has_attn_v, adapters, self.scratch.max_chunk);
+        let live_bytes = self.ctx.memory().live_bytes;
+        if live_bytes + needed_bytes <= ceiling_bytes {
+            return Ok(());
+        }
+        let applied_bytes = self.lora.as_ref().map_or(0, LoraSet::size_bytes);
+        let room = ceiling_bytes.saturating_sub(live_bytes.saturating_sub(applied_bytes));
+        let advice = if applied_bytes > 0 && needed_bytes <= room {
+            format!("remove the applied adapters first (they hold {applied_bytes} bytes), then apply these")
+        } else {
+            format!(
+                "adapters of at most {room} bytes (their bytes grow with the rank and the number of targets), or \
+                 more room for them: a shorter context (--ctx) or a smaller quant of the base"
+            )
+        };
+        Err(Error::AdaptersDoNotFit { profile: profile.clone(), needed_bytes, live_bytes, ceiling_bytes, advice })
     }
 
     pub fn context(&self) -> &Context {

@@ -360,8 +360,11 @@ pub fn refuse_unless_fits(
     if plan.total_bytes() <= budget {
         return Ok(());
     }
-    let fits =
-        |o: &GemmaOptions| -> Result<bool> { Ok(MemoryPlan::new(gguf, cfg, o, limits)?.total_bytes() <= budget) };
+    // Adapters in the plan (`add_adapters`) stay the same size whatever the options.
+    let adapter_bytes = plan.category_bytes(Category::Lora);
+    let fits = |o: &GemmaOptions| -> Result<bool> {
+        Ok(MemoryPlan::new(gguf, cfg, o, limits)?.total_bytes() + adapter_bytes <= budget)
+    };
     // The plan grows with the context, so the longest context that fits is a binary search.
     let (mut lo, mut hi) = (0u32, plan.sizing.n_ctx);
     while hi - lo > 1 {
