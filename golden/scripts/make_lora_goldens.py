@@ -346,7 +346,11 @@ for arch in args.arch.split(","):
                  dict(n_lora_layers_scaled=n_scaled, max_abs_vs_lora_a=float(np.abs(lg_h - lg_a).max())))
         assert e["max_abs_vs_lora_a"] > 1e-3 and e["max_abs_vs_base"] > 1e-3
 
-    # llama.cpp converter
+    # llama.cpp converter. Adapter A also as Q8_0 (the converter quantizes A; B, whose rows of r = 8 are not a
+    # whole 32-block, falls back to F16): ferrogem reads it and is checked against A's logits within its rounding.
+    outq = os.path.join(args.out, f"tiny-{arch}-lora-a.q8_0.gguf")
+    subprocess.run([sys.executable, os.path.join(args.llama_cpp, "convert_lora_to_gguf.py"), "--outtype", "q8_0",
+                    "--base", hf_base, "--outfile", outq, adirs["a"]], check=True, capture_output=True)
     tmap = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), 6)
     gguf2hf = {v: k for k, v in hf2gguf_all.items()}
     for which in ["a", "b"]:

@@ -61,7 +61,11 @@ fn run(ctx: &Context, case: &Case) -> Result<String, String> {
     let rows = ids.len();
     let agree = (0..rows).filter(|r| argmax(got.row(*r)) == argmax(&want.data[r * vocab..(r + 1) * vocab])).count();
     let line = format!("max|Δ| {max_abs:.2e}, NMSE {nmse:.2e}, top-1 {agree}/{rows}");
-    if within(max_abs as f64, MAX_ABS_VS_HF as f64) && within(nmse, MAX_NMSE_VS_HF) && agree == rows {
+    let (max_abs_bound, nmse_bound) = match case.adapters.iter().any(|(file, _)| file.contains(".q8_0.")) {
+        true => (MAX_ABS_Q8_0_ADAPTER as f64, MAX_NMSE_Q8_0_ADAPTER),
+        false => (MAX_ABS_VS_HF as f64, MAX_NMSE_VS_HF),
+    };
+    if within(max_abs as f64, max_abs_bound) && within(nmse, nmse_bound) && agree == rows {
         Ok(line)
     } else {
         Err(line)
@@ -88,6 +92,13 @@ fn check_all(downlevel: bool, cases: &[Case]) {
     assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// An adapter converted with `--outtype q8_0` (A in Q8_0, B in F16) against the f32 adapter's HF+peft logits: the
+/// file itself differs by its rounding (Q8_0 keeps 8 bits per weight, a relative error up to 2^-8 of each block's
+/// largest value), which moves the O(0.1–1) adapter updates by ~1e-3 (measured: max |Δ| 5.3e-3, NMSE ≤ 1.2e-6 on
+/// the tiny models). The bounds leave ~4× and ~8× room; top-1 must still agree everywhere.
+const MAX_ABS_Q8_0_ADAPTER: f32 = 2e-2;
+const MAX_NMSE_Q8_0_ADAPTER: f64 = 1e-5;
+
 const ARCHS: [&str; 2] = ["gemma4", "gemma3"];
 const QUANTS: [&str; 6] = ["f32", "Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K"];
 
@@ -103,13 +114,14 @@ fn peft_adapter_on_every_base_matches_hf_peft() {
     check_all(false, &cases);
 }
 
-/// The converted GGUF of adapter A gives the PEFT adapter's logits. Adapter B's GGUF is checked against HF+peft
+/// The converted GGUF of adapter A gives the PEFT adapter's logits (converted to Q8_0, within its rounding). Adapter B's GGUF is checked against HF+peft
 /// under the scale rule the GGUF can express (one α for the file, α/r per tensor; see golden/lora/README.md).
 fn feature_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for arch in ARCHS {
         for quant in ["f32", "Q4_K_M"] {
             cases.push(case(arch, quant, &[("lora-a.gguf", 1.0)], "lora-a"));
+            cases.push(case(arch, quant, &[("lora-a.q8_0.gguf", 1.0)], "lora-a"));
             cases.push(case(arch, quant, &[("lora-b", 1.0)], "lora-b"));
             cases.push(case(arch, quant, &[("lora-b.gguf", 1.0)], "lora-b.gguf-rule"));
             cases.push(case(arch, quant, &[("lora-a", 1.0), ("lora-b", 1.0)], "lora-ab"));

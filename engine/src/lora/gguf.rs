@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 fn values(info: &TensorInfo, source: &dyn ByteSource) -> Result<Vec<f32>, LoraError> {
     let bytes = info.bytes(source)?;
-    info.dtype().dense_to_f32(&bytes).ok_or_else(|| LoraError::Tensor {
+    info.dtype().to_f32(&bytes).ok_or_else(|| LoraError::Tensor {
         tensor: info.name().to_owned(),
         problem: format!(
-            "has type {}; adapters are read in F32, F16 or BF16 (convert with --outtype f32)",
+            "has type {}; adapters are read in F32, F16, BF16 or Q8_0 (convert_lora_to_gguf.py's --outtype)",
             info.dtype()
         ),
     })

@@ -162,6 +162,20 @@ impl QuantType {
         })
     }
 
+    /// As [`dense_to_f32`](Self::dense_to_f32), and Q8_0 (blocks of an f16 scale and 32 signed bytes: what
+    /// llama.cpp's `convert_lora_to_gguf.py --outtype q8_0` writes for LoRA A matrices); `None` for other types.
+    pub fn to_f32(self, bytes: &[u8]) -> Option<Vec<f32>> {
+        if self != QuantType::Q8_0 {
+            return self.dense_to_f32(bytes);
+        }
+        let mut values = Vec::with_capacity(bytes.len() / self.block_bytes() as usize * 32);
+        for block in bytes.chunks_exact(self.block_bytes() as usize) {
+            let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+            values.extend(block[2..].iter().map(|&q| d * q as i8 as f32));
+        }
+        Some(values)
+    }
+
     /// Bytes that `elems` elements take, or `None` if `elems` is not a whole number of blocks or the size
     /// overflows `u64`.
     pub fn bytes_for(self, elems: u64) -> Option<u64> {
