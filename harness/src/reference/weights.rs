@@ -6,7 +6,7 @@ use super::{Layer, Reference};
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Result, Tensor};
 use ferrogem::gguf::{GgufFile, TensorInfo};
-use ferrogem::models::{Arch, TextConfig};
+use ferrogem::models::TextConfig;
 use ferrogem::quant::QuantType;
 use ferrogem::source::ByteSource;
 use std::borrow::Cow;
@@ -187,10 +187,7 @@ impl Reference {
         let ld = Loader { gguf, source };
         let (h, nh) = (config.hidden as usize, config.n_head as usize);
         let (n_layers, p) = (config.n_layers(), config.ple_dim as usize);
-        let prefix = match config.arch {
-            Arch::Gemma4 => "gemma4",
-            Arch::Gemma3 => "gemma3",
-        };
+        let prefix = config.arch.gguf_name();
         // RoPE's frequency exponent uses n_dims; every known file sets it to the layer's head dim (§3.4).
         for (key, sliding) in [("rope.dimension_count", false), ("rope.dimension_count_swa", true)] {
             if let Ok(n_dims) = gguf.get_u32(&format!("{prefix}.{key}"))

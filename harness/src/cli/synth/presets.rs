@@ -187,9 +187,6 @@ impl Preset {
     }
 
     pub fn arch_name(&self) -> &'static str {
-        match self.arch {
-            Arch::Gemma4 => "gemma4",
-            Arch::Gemma3 => "gemma3",
-        }
+        self.arch.gguf_name()
     }
 }
