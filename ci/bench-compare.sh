@@ -127,8 +127,8 @@ fg = load("ferrogem.json")
 pp, tg = tests(load("llama.json"))
 vk = load("llama-vulkan.json")
 bytes_per_token = fg["decode_bytes"]["total_bytes"]
-copy_bw = fg["copy_gb_per_s"] * 1e9
-roofline = lambda tok_s: tok_s * bytes_per_token / copy_bw
+read_bw = fg["read_gb_per_s"] * 1e9
+roofline = lambda tok_s: tok_s * bytes_per_token / read_bw
 
 rows = []  # metric, llama.cpp, ferrogem, ratio, target, met
 def add(metric, llama, ours, target, met, ratio=None):
@@ -151,7 +151,7 @@ env = fg["environment"]
 print(f"device: {tg.get('gpu_info') or tg.get('cpu_info', '?')} (llama.cpp {tg.get('backends', '?')}, build {tg.get('build_commit', '?')}); "
       f"ferrogem on {env['adapter']} ({env['backend']}, driver {env['driver']} {env['driver_info']}), commit {env['commit']}")
 print(f"model: {fg['model']['name']} ({tg.get('model_type', '?')}, {tg.get('model_size', 0) / 1e9:.2f} GB); "
-      f"decode reads {bytes_per_token / 1e9:.3f} GB/token; device copy bandwidth {fg['copy_gb_per_s']:.0f} GB/s; "
+      f"decode reads {bytes_per_token / 1e9:.3f} GB/token; shader read bandwidth (stream_read) {fg['read_gb_per_s']:.0f} GB/s; "
       f"llama.cpp {len(tg.get('samples_ts', []))} reps (mean), ferrogem {fg['reps']} reps (median)")
 header = ["metric", "llama.cpp", "ferrogem", "ratio", "target", "met?"]
 widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]

@@ -49,12 +49,12 @@ impl Environment {
 #[derive(Serialize)]
 struct JsonReport<'a> {
     environment: &'a Environment,
-    copy_gb_per_s: Option<f64>,
+    read_gb_per_s: Option<f64>,
     rows: &'a [Row],
 }
 
-pub fn write_json(path: &Path, env: &Environment, copy_gb_per_s: Option<f64>, rows: &[Row]) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(&JsonReport { environment: env, copy_gb_per_s, rows })?;
+pub fn write_json(path: &Path, env: &Environment, read_gb_per_s: Option<f64>, rows: &[Row]) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(&JsonReport { environment: env, read_gb_per_s, rows })?;
     std::fs::write(path, text)
 }
 

@@ -66,7 +66,7 @@ fn bench_appends_a_sane_row_and_times_every_dispatch() {
     }
     assert!(cell("dispatches_per_token") >= 6.0, "at least one dispatch per layer");
     assert!(cell("submissions_per_token") >= 1.0);
-    assert!(cell("copy_gb_per_s") > 0.0 && cell("achieved_gb_per_s") > 0.0 && cell("roofline_pct") > 0.0);
+    assert!(cell("read_gb_per_s") > 0.0 && cell("achieved_gb_per_s") > 0.0 && cell("read_roofline_pct") > 0.0);
     assert!(cell("memory_peak_bytes") > 0.0);
     assert!((0.0..=1.0).contains(&cell("bind_hit_rate_decode")));
 

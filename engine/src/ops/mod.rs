@@ -16,6 +16,7 @@ pub mod rms_norm_rope;
 pub mod rope;
 pub mod set_rows;
 pub mod soft_max;
+pub mod stream_read;
 pub mod sum_rows;
 pub mod unary;
 pub mod weights;
@@ -40,6 +41,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
         rope::variants,
         set_rows::variants,
         soft_max::variants,
+        stream_read::variants,
         unary::variants,
     ] {
         all.extend(family()?);

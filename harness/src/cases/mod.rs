@@ -22,6 +22,7 @@ mod rope;
 pub mod runner;
 mod set_rows;
 mod soft_max;
+pub mod stream_read;
 mod sum_rows;
 
 mod unary;
@@ -93,6 +94,7 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
         lora_add::cases,
         lora_down::cases,
         soft_max::cases,
+        stream_read::cases,
         unary::cases,
         set_rows::cases,
         attention::cases,
@@ -145,7 +147,7 @@ mod family_tests {
     fn run_family(op: &str) {
         let ctx = Context::new_blocking(ContextOptions::from_env())
             .unwrap_or_else(|e| panic!("op cases need a GPU adapter and found none: {e}"));
-        let options = RunOptions { mode: Mode::Test, max_elements: 1 << 24, copy_gb_per_s: None };
+        let options = RunOptions { mode: Mode::Test, max_elements: 1 << 24, read_gb_per_s: None };
         let (mut ran, mut failures) = (0, Vec::new());
         for case in all_cases().into_iter().filter(|c| c.op() == op) {
             let row = run_case(&ctx, case.as_ref(), &options);
@@ -188,6 +190,7 @@ mod family_tests {
         lora_add,
         lora_down,
         soft_max,
+        stream_read,
         set_rows,
         attention,
         dequant,

@@ -8,7 +8,7 @@ use crate::model_arg;
 use clap::{Args, Subcommand};
 use ferrogem::gpu::kernels::validate;
 use ferrogem::gpu::{Context, ContextOptions};
-use ferrogem_harness::cases::runner::{Mode, Row, RunOptions, measure_copy_bandwidth, run_case};
+use ferrogem_harness::cases::runner::{Mode, Row, RunOptions, measure_read_bandwidth, run_case};
 use ferrogem_harness::cases::{self};
 use ferrogem_harness::results::{self, Environment};
 use ferrogem_harness::{load_check, model_check};
@@ -114,18 +114,18 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
 
     match args.what {
         Some(CheckWhat::Ops(ops)) => {
-            let copy_gb_per_s = match ops.mode {
-                Mode::Perf => Some(measure_copy_bandwidth(&ctx)?),
+            let read_gb_per_s = match ops.mode {
+                Mode::Perf => Some(measure_read_bandwidth(&ctx)?),
                 Mode::Test => None,
             };
-            if let Some(bw) = copy_gb_per_s {
-                println!("device copy bandwidth: {bw:.1} GB/s");
+            if let Some(bw) = read_gb_per_s {
+                println!("read bandwidth (stream_read): {bw:.1} GB/s");
             }
-            let run_options = RunOptions { mode: ops.mode, max_elements: args.common.max_elements, copy_gb_per_s };
+            let run_options = RunOptions { mode: ops.mode, max_elements: args.common.max_elements, read_gb_per_s };
             let rows = run_ops(&ctx, &selected, &run_options, &mut tally);
             let env = Environment::new(ctx.caps());
             if let Some(path) = &ops.json {
-                results::write_json(path, &env, copy_gb_per_s, &rows).map_err(|e| io_error(path, e))?;
+                results::write_json(path, &env, read_gb_per_s, &rows).map_err(|e| io_error(path, e))?;
             }
             if let Some(path) = &ops.csv {
                 results::write_csv(path, &env, &rows).map_err(|e| io_error(path, e))?;
@@ -143,7 +143,7 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
                 }
             }
             let run_options =
-                RunOptions { mode: Mode::Test, max_elements: args.common.max_elements, copy_gb_per_s: None };
+                RunOptions { mode: Mode::Test, max_elements: args.common.max_elements, read_gb_per_s: None };
             run_ops(&ctx, &selected, &run_options, &mut tally);
             let model = model_arg::open(args.model.as_deref(), &[])?;
             let name = format!("load({})", model.display);

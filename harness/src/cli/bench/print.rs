@@ -80,8 +80,8 @@ pub fn tables(r: &BenchReport) -> String {
     );
     let _ = writeln!(
         out,
-        "bandwidth: device copy {:.2} GB/s; decode achieves {:.3} GB/s = {:.2}% of the decode roofline ({:.1} tok/s)",
-        r.copy_gb_per_s,
+        "bandwidth: shader read (stream_read) {:.2} GB/s; decode achieves {:.3} GB/s = {:.2}% of the decode roofline ({:.1} tok/s)",
+        r.read_gb_per_s,
         r.achieved_gb_per_s,
         100.0 * r.roofline_fraction,
         r.roofline_tok_s

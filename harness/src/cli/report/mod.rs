@@ -66,7 +66,7 @@ const TABLE_COLUMNS: [&str; 10] = [
     col::DECODE_TOK_S,
     "dispatches_per_token",
     "submissions_per_token",
-    "roofline_pct",
+    "read_roofline_pct",
     col::MEMORY_PEAK_BYTES,
     col::BIND_HIT_RATE_DECODE,
     "top_kernel",
