@@ -7,6 +7,7 @@
 
 use ferrogem::gpu::GpuError;
 use ferrogem::gpu::{Category, Context, ContextOptions, DeviceProfile, Phase};
+use ferrogem::models::gemma::EARLY_SUBMIT_DISPATCHES;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,12 +91,13 @@ fn gates(tag: &str, model_args: &[&str], mode_args: &[&str], ceiling_bytes: u64)
     assert!(u64_at(&s, "/counters/0/accountant_bytes") > 0, "{tag}: the load check saw the model");
     let error = s.pointer("/plan_vs_measured/relative_error").and_then(Value::as_f64).unwrap();
     assert!(error.abs() <= MAX_PLAN_RELATIVE_ERROR, "{tag}: plan off by {:.2}%", 100.0 * error);
-    assert!(s.pointer("/decode/dispatches_per_token").and_then(Value::as_f64).unwrap() > 10.0);
-    assert_eq!(
-        s.pointer("/decode/submissions_per_token").and_then(Value::as_f64),
-        Some(1.0),
-        "{tag}: one submit per token"
-    );
+    let dispatches = s.pointer("/decode/dispatches_per_token").and_then(Value::as_f64).unwrap();
+    assert!(dispatches > 10.0);
+    // Layer boundaries submit what is recorded once EARLY_SUBMIT_DISPATCHES wait, and the head goes in the last.
+    let submissions = s.pointer("/decode/submissions_per_token").and_then(Value::as_f64).unwrap();
+    let most = 1.0 + (dispatches / EARLY_SUBMIT_DISPATCHES as f64).floor();
+    let least = if dispatches > 2.0 * EARLY_SUBMIT_DISPATCHES as f64 { 2.0 } else { 1.0 };
+    assert!((least..=most).contains(&submissions), "{tag}: {submissions} submits for {dispatches} dispatches a token");
     assert!(!s["environment"]["commit"].as_str().unwrap().is_empty());
 
     let csv = std::fs::read_to_string(out.join("trajectory.csv")).unwrap();

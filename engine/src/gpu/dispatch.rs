@@ -1,4 +1,5 @@
-//! A batch records dispatches into one command encoder and one compute pass, and is submitted once. Bind groups
+//! A batch records dispatches into one command encoder and one compute pass, and is submitted once, or in parts
+//! (`submit_early`) so the GPU starts before the host has recorded all of it. Bind groups
 //! come from the cache; parameters are written into the cached entry's uniform buffer. While GPU timing is on
 //! (`timing.rs`), each dispatch and copy is bracketed by timestamps, read back right after the submit.
 
@@ -15,7 +16,10 @@ pub struct Batch {
     ctx: Context,
     encoder: wgpu::CommandEncoder,
     pass: Option<wgpu::ComputePass<'static>>,
+    label: String,
     dispatches: u32,
+    /// Dispatches recorded since the last submit.
+    unsubmitted: u32,
     /// `Some` only while GPU timing is on.
     timer: Option<BatchTimer>,
 }
@@ -26,7 +30,7 @@ impl Context {
         self.shared.lock_state().bind_cache.begin_batch();
         let timer = self.shared.timing.begin_batch(self, label);
         let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
-        Batch { ctx: self.clone(), encoder, pass: None, dispatches: 0, timer }
+        Batch { ctx: self.clone(), encoder, pass: None, label: label.to_owned(), dispatches: 0, unsubmitted: 0, timer }
     }
 }
 
@@ -89,6 +93,7 @@ impl Batch {
             None => {}
         }
         self.dispatches += 1;
+        self.unsubmitted += 1;
         Ok(())
     }
 
@@ -159,7 +164,24 @@ impl Batch {
         self.dispatches
     }
 
-    /// Submits everything recorded as one command buffer; with GPU timing on, also waits for its timestamps.
+    /// Submits what is recorded so far once at least `min_dispatches` of it wait, so that the GPU starts on them
+    /// while the host records the rest, which goes on in a fresh encoder. While GPU timing is on this does
+    /// nothing: the batch's timestamps are resolved and read back in one submit.
+    pub fn submit_early(&mut self, min_dispatches: u32) -> Result<()> {
+        if self.timer.is_some() || self.unsubmitted < min_dispatches {
+            return Ok(());
+        }
+        self.pass = None;
+        let descriptor = wgpu::CommandEncoderDescriptor { label: Some(&self.label) };
+        let recorded = std::mem::replace(&mut self.encoder, self.ctx.device().create_command_encoder(&descriptor));
+        self.ctx.queue().submit([recorded.finish()]);
+        self.ctx.shared.submissions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.unsubmitted = 0;
+        self.ctx.check_errors()
+    }
+
+    /// Submits everything recorded since the last submit as one command buffer; with GPU timing on, also waits
+    /// for its timestamps.
     pub fn submit(mut self) -> Result<wgpu::SubmissionIndex> {
         self.pass = None;
         if let Some(timer) = &self.timer {

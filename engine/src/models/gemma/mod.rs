@@ -9,8 +9,8 @@
 //! let step = model.forward_blocking(&[next], ids.len() as u32, LogitRows::Last)?;    // decode
 //! ```
 //!
-//! A chunk is one batch and one submission (the logits' copy to a mappable buffer included); only the logit rows
-//! asked for are computed and read back. Chunks longer than `max_chunk` run as several.
+//! A chunk is one batch (the logits' copy to a mappable buffer included), submitted a few layers at a time so the
+//! GPU starts before the host has recorded all of it; only the logit rows asked for are computed and read back. Chunks longer than `max_chunk` run as several.
 
 mod forward;
 mod kv_cache;
@@ -21,6 +21,7 @@ mod scratch;
 mod trace;
 mod weights;
 
+pub use forward::EARLY_SUBMIT_DISPATCHES;
 pub use kv_cache::{KvCache, KvSizes, LayerCache};
 pub use lora::{
     AppliedAdapter, GroupUpdates, LoraInput, LoraSet, check_fit, gguf_has_attn_v, planned_bytes, target_shape,
