@@ -90,6 +90,16 @@ counts=$(check_counts "$tmp/check-downlevel.log")
 read -r down_passed down_failed down_unsupported <<<"$counts"
 counts=$(check_counts "$tmp/check-full.log")
 read -r full_passed full_failed full_unsupported <<<"$counts"
+
+# The backward kernels in grad mode: each against finite differences and autograd of the f64 reference.
+grad_passed=0 grad_failed=0
+for level in full downlevel; do
+    level_flag=()
+    [ "$level" = full ] || level_flag=(--downlevel)
+    run_check "grad-$level" ops --mode grad --min-cases 69 "${level_flag[@]}"
+    read -r passed failed _ <<<"$(check_counts "$tmp/check-grad-$level.log")"
+    grad_passed=$((grad_passed + passed)) grad_failed=$((grad_failed + failed))
+done
 check_s=$((SECONDS - phase))
 
 # 4. Memory and bind-group profiles of the tiny models, full and webgpu-default: the gates (ceilings, hit rate, no
@@ -111,7 +121,9 @@ profile_s=$((SECONDS - phase))
 
 echo "ci/test.sh: cargo test: $tests_passed tests passed in $tests_binaries binaries;" \
     "check: $full_passed passed, $full_failed failed, $full_unsupported not supported (full)," \
-    "$down_passed/$down_failed/$down_unsupported (downlevel); profile: $profile_runs runs;" \
+    "$down_passed/$down_failed/$down_unsupported (downlevel); grad: $grad_passed passed, $grad_failed failed" \
+    "(full and downlevel); profile: $profile_runs runs;" \
     "total $(minutes $SECONDS) min (lint $(minutes $lint_s), tests $(minutes $tests_s)," \
     "check $(minutes $check_s), profile $(minutes $profile_s))"
-echo "$((tests_passed + full_passed + down_passed)) passed, $((tests_failed + full_failed + down_failed)) failed"
+echo "$((tests_passed + full_passed + down_passed + grad_passed)) passed," \
+    "$((tests_failed + full_failed + down_failed + grad_failed)) failed"

@@ -6,12 +6,14 @@ pub mod attention;
 pub mod binary;
 pub mod get_rows;
 pub mod glu;
+pub mod glu_back;
 pub mod lora_add;
 pub mod lora_down;
 pub mod mul_mat;
 pub mod mul_mat_vec;
 pub mod rms_norm;
 pub mod rms_norm_add;
+pub mod rms_norm_back;
 pub mod rms_norm_rope;
 pub mod rope;
 pub mod set_rows;
@@ -32,11 +34,13 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
         attention::variants,
         get_rows::variants,
         glu::variants,
+        glu_back::variants,
         lora_add::variants,
         lora_down::variants,
         mul_mat::variants,
         rms_norm::variants,
         rms_norm_add::variants,
+        rms_norm_back::variants,
         rms_norm_rope::variants,
         rope::variants,
         set_rows::variants,

@@ -1,12 +1,15 @@
 //! Cases for ggml `geglu` with separate gate and up tensors: `gelu(gate) ⊙ up`, gelu the tanh approximation.
-//! The reference is candle's `Tensor::gelu` (the tanh form; `gelu_erf` is the exact one) times `up`, in f32.
+//! The reference is candle's `Tensor::gelu` (the tanh form; `gelu_erf` is the exact one) times `up`, in f32. In grad
+//! mode the same cases check `geglu_back` (the gradients of gate and up).
 
+use super::grad::{BuiltGrad, GRAD_MAX_ELEMS, GradOutput, cpu_gradients};
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
 use crate::reference::ops;
 use crate::tolerance::max_nmse;
 use candle_core::Tensor;
 use ferrogem::gpu::Context;
 use ferrogem::ops::glu::geglu;
+use ferrogem::ops::glu_back::geglu_back;
 use std::rc::Rc;
 
 pub struct GegluCase {
@@ -71,6 +74,37 @@ impl OpCase for GegluCase {
             output,
             output_type: OutType::F32,
             reference,
+        })
+    }
+
+    fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
+        (self.elems() <= GRAD_MAX_ELEMS).then(|| self.grad(ctx))
+    }
+}
+
+impl GegluCase {
+    fn grad(&self, ctx: &Context) -> CaseResult<BuiltGrad> {
+        let name = self.name();
+        let gate: Vec<f32> = seeded(&format!("{name}/gate"), self.n).iter().map(|v| v * self.range).collect();
+        let up: Vec<f32> = seeded(&format!("{name}/up"), self.n).iter().map(|v| v * self.range).collect();
+        let dy = seeded(&format!("{name}/dy"), self.n);
+        let forward = |t: &[Tensor]| ops::geglu(&t[0], &t[1]);
+        let inputs = [(gate.clone(), vec![self.n]), (up.clone(), vec![self.n])];
+        let mut cpu = cpu_gradients(&inputs, &dy, &[0, 1], &forward)?.into_iter();
+        let (Some((gate_fd, gate_auto)), Some((up_fd, up_auto))) = (cpu.next(), cpu.next()) else {
+            return Err("cpu_gradients gave fewer than two gradients".into());
+        };
+        let (ggate, gup, gdy) =
+            (upload_f32(ctx, "gate", &gate)?, upload_f32(ctx, "up", &up)?, upload_f32(ctx, "dy", &dy)?);
+        let d_gate = guarded_output(ctx, self.n, OutType::F32)?;
+        let d_up = guarded_output(ctx, self.n, OutType::F32)?;
+        let (dg, du, n) = (Rc::clone(&d_gate), Rc::clone(&d_up), self.n as u64);
+        Ok(BuiltGrad {
+            record: Box::new(move |b| geglu_back(b, &ggate, &gup, &gdy, &dg, &du, n)),
+            grads: vec![
+                GradOutput { input: "gate", output: d_gate, finite_diff: gate_fd, autograd: gate_auto },
+                GradOutput { input: "up", output: d_up, finite_diff: up_fd, autograd: up_auto },
+            ],
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The op case registry, after llama.cpp's test-backend-ops: one case declares its op, parameters, needed
 //! features, tolerance, FLOPs and bytes, and how to build its GPU inputs and its CPU reference (candle-core, never
-//! a port of our kernels). The same case runs in test mode (check against the reference) and perf mode (time it).
+//! a port of our kernels). The same case runs in test mode (check against the reference), perf mode (time it) and,
+//! where the op has a backward kernel, grad mode (its gradients against finite differences and autograd, `grad`).
 //! Inputs are seeded from the case name, so the `--filter` a failure prints re-runs exactly that case.
 
 mod attention;
@@ -9,6 +10,7 @@ mod compare;
 mod dequant;
 mod get_rows;
 mod glu;
+pub mod grad;
 mod lora_add;
 mod lora_down;
 mod model_shapes;
@@ -70,6 +72,15 @@ pub trait OpCase {
     /// Elements of the largest tensor, for the `--max-elements` budget on slow adapters.
     fn elems(&self) -> u64;
     fn build(&self, ctx: &Context) -> CaseResult<Built>;
+    /// Grad mode: the op's backward kernels and the CPU gradients they must match. `None` where the op has no
+    /// backward kernel, or the shape is over `grad::GRAD_MAX_ELEMS`.
+    fn build_grad(&self, _ctx: &Context) -> Option<CaseResult<grad::BuiltGrad>> {
+        None
+    }
+    /// Largest NMSE of each backward output against either CPU gradient.
+    fn max_grad_nmse(&self) -> f64 {
+        crate::tolerance::max_nmse(&format!("{}_back", self.op()), "f32")
+    }
 
     fn name(&self) -> String {
         format!("{}({})", self.op(), self.vars())

@@ -1,6 +1,7 @@
 //! Runs cases in test or perf mode and turns each into a report row.
 
 use super::compare::judge;
+use super::grad::BuiltGrad;
 use super::stream_read::MEASURE_WORKGROUPS;
 use super::{OpCase, OutType};
 use ferrogem::gpu::{Category, Context};
@@ -15,6 +16,8 @@ pub enum Mode {
     Test,
     /// Each case timed: µs, GB/s, GFLOP/s and the fraction of the measured read bandwidth.
     Perf,
+    /// Each case with a backward kernel: its gradients against f64 finite differences and autograd.
+    Grad,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -22,7 +25,7 @@ pub struct Row {
     pub case: String,
     pub op: String,
     pub mode: Mode,
-    /// ok, fail, not_supported, over_budget
+    /// ok, fail, not_supported, over_budget, no_grad (grad mode, a case without a backward)
     pub status: String,
     pub detail: String,
     pub nmse: Option<f64>,
@@ -75,6 +78,15 @@ pub struct RunOptions {
 }
 
 pub fn run_case(ctx: &Context, case: &dyn OpCase, options: &RunOptions) -> Row {
+    // Grad mode builds first: a case without a backward is left out before any other verdict, and grad shapes are
+    // bounded by `grad::GRAD_MAX_ELEMS`, not by --max-elements.
+    let grad_built = match options.mode {
+        Mode::Grad => match case.build_grad(ctx) {
+            None => return row(case, Mode::Grad, "no_grad", "no backward kernel for this case".into()),
+            some => some,
+        },
+        Mode::Test | Mode::Perf => None,
+    };
     if !case.requires().met_by(ctx.caps()) {
         let reason = format!(
             "needs {:?}; the device granted f16={} subgroups={}",
@@ -84,13 +96,14 @@ pub fn run_case(ctx: &Context, case: &dyn OpCase, options: &RunOptions) -> Row {
         );
         return row(case, options.mode, "not_supported", reason);
     }
-    if case.elems() > options.max_elements {
+    if options.mode != Mode::Grad && case.elems() > options.max_elements {
         let reason = format!("{} elements is over --max-elements {}", case.elems(), options.max_elements);
         return row(case, options.mode, "over_budget", reason);
     }
-    let result = match options.mode {
-        Mode::Test => test(ctx, case),
-        Mode::Perf => perf(ctx, case, options.read_gb_per_s),
+    let result = match (options.mode, grad_built) {
+        (Mode::Grad, Some(built)) => built.and_then(|built| grad(ctx, case, built)),
+        (Mode::Perf, _) => perf(ctx, case, options.read_gb_per_s),
+        _ => test(ctx, case),
     };
     result.unwrap_or_else(|e| row(case, options.mode, "fail", e.to_string()))
 }
@@ -113,6 +126,31 @@ fn test(ctx: &Context, case: &dyn OpCase) -> super::CaseResult<Row> {
     let mut r = row(case, Mode::Test, if verdict.passed { "ok" } else { "fail" }, verdict.detail);
     r.nmse = verdict.nmse;
     r.max_abs = verdict.max_abs;
+    Ok(r)
+}
+
+/// Every gradient output against both CPU gradients; the row's NMSE and max |Δ| are the worst of them.
+fn grad(ctx: &Context, case: &dyn OpCase, built: BuiltGrad) -> super::CaseResult<Row> {
+    let mut batch = ctx.batch(&case.name());
+    (built.record)(&mut batch)?;
+    batch.submit()?;
+    let (mut passed, mut nmse, mut max_abs, mut details) = (true, 0.0f64, 0.0f64, Vec::new());
+    for g in &built.grads {
+        let bytes = pollster::block_on(ctx.read_bytes(&g.output))?;
+        let got: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        for (against, want) in [("fd", &g.finite_diff), ("autograd", &g.autograd)] {
+            let verdict = judge(&got, want, case.max_grad_nmse());
+            passed &= verdict.passed;
+            nmse = nmse.max(verdict.nmse.unwrap_or(f64::INFINITY));
+            max_abs = max_abs.max(verdict.max_abs.unwrap_or(f64::INFINITY));
+            details.push(format!("d{} vs {against}: {}", g.input, verdict.detail));
+        }
+    }
+    if built.grads.is_empty() {
+        return Err("the grad case has no outputs".into());
+    }
+    let mut r = row(case, Mode::Grad, if passed { "ok" } else { "fail" }, details.join("; "));
+    (r.max_nmse, r.nmse, r.max_abs) = (case.max_grad_nmse(), Some(nmse), Some(max_abs));
     Ok(r)
 }
 
