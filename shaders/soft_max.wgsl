@@ -4,13 +4,12 @@
 // (the reference's 0/0 would be NaN). Serves sampling and logit processing; attention has its own fused softmax.
 // Bindings (group 0): 0 src: array<f32> read, 1 mask: array<f32> read (without MASK the dispatcher binds src as a
 // stand-in that is never read), 2 dst: array<f32> read_write, 3 params uniform. dst may not alias src.
-// Dispatch: one workgroup of WG_SIZE invocations per row (Grid::for_items(n_rows, 1)). Each invocation keeps a
-// running maximum and a sum rescaled to it over a strided slice (one pass), the workgroup combines them
-// (include/reduce_max.wgsl then include/reduce.wgsl, subgroups when SUBGROUPS is defined), then each invocation
-// writes its slice.
+// Dispatch: one workgroup of WG_SIZE invocations per row (Grid::for_items(n_rows, 1)). The row's maximum and sum
+// in one pass (include/row_max_sum.wgsl, subgroups when SUBGROUPS is defined), then each invocation writes its slice.
 
 #include "include/reduce.wgsl"
 #include "include/reduce_max.wgsl"
+#include "include/row_max_sum.wgsl"
 
 struct Params {
     n_rows: u32,
@@ -23,10 +22,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> mask: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
-
-// Stands in for −inf as the starting maximum: WGSL constant expressions may not be infinite. exp(x − NO_MAX) is
-// 0 for every finite x, and a −inf entry never raises it.
-const NO_MAX: f32 = -3.0e38;
 
 fn value_at(row: u32, c: u32) -> f32 {
     let v = src[row * params.n_elems + c] * params.scale;
@@ -46,19 +41,9 @@ fn row_main(wg: u32, lane: Lane) {
         return;
     }
     let n = params.n_elems;
-    var local_max = NO_MAX;
-    var local_sum = 0.0;
-    for (var c = lid; c < n; c += WG_SIZE) {
-        let v = value_at(row, c);
-        if v > local_max {
-            local_sum = local_sum * exp(local_max - v) + 1.0;
-            local_max = v;
-        } else {
-            local_sum += exp(v - local_max);
-        }
-    }
-    let row_max = workgroup_max(local_max, lane);
-    let row_sum = workgroup_sum(local_sum * exp(local_max - row_max), lane);
+    let max_sum = row_max_sum(row, n, lane);
+    let row_max = max_sum.x;
+    let row_sum = max_sum.y;
     let base = row * n;
     for (var c = lid; c < n; c += WG_SIZE) {
         var y = 0.0;

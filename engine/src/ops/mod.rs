@@ -4,6 +4,7 @@
 mod args;
 pub mod attention;
 pub mod binary;
+pub mod cross_entropy;
 pub mod get_rows;
 pub mod glu;
 pub mod glu_back;
@@ -32,6 +33,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
     all.extend(variants_of::<sum_rows::SumRowsKey>()?);
     for family in [
         attention::variants,
+        cross_entropy::variants,
         get_rows::variants,
         glu::variants,
         glu_back::variants,

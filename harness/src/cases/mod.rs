@@ -7,6 +7,7 @@
 mod attention;
 mod binary;
 mod compare;
+mod cross_entropy;
 mod dequant;
 mod get_rows;
 mod glu;
@@ -105,6 +106,7 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
         lora_add::cases,
         lora_down::cases,
         soft_max::cases,
+        cross_entropy::cases,
         stream_read::cases,
         unary::cases,
         set_rows::cases,
@@ -201,6 +203,7 @@ mod family_tests {
         lora_add,
         lora_down,
         soft_max,
+        cross_entropy,
         stream_read,
         set_rows,
         attention,

@@ -122,3 +122,21 @@ pub fn attention(
     let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
     probs.matmul(&v)?.transpose(0, 1)?.contiguous()?.reshape((n, nh * hd))
 }
+
+/// Per-row cross-entropy of `[rows, n]` logits: `logsumexp(x[r]) − x[r][targets[r]]`, a target ≥ n leaving its
+/// row out (loss 0). The maximum subtracted inside logsumexp is detached: it cancels exactly, so autograd through
+/// it would only add rounding.
+pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let (rows, n) = logits.dims2()?;
+    let (mut onehot, mut trained) = (vec![0f64; rows * n], vec![0f64; rows]);
+    for (r, &t) in targets.iter().enumerate().filter(|&(_, &t)| (t as usize) < n) {
+        onehot[r * n + t as usize] = 1.0;
+        trained[r] = 1.0;
+    }
+    let (device, dtype) = (logits.device(), logits.dtype());
+    let onehot = Tensor::from_vec(onehot, (rows, n), device)?.to_dtype(dtype)?;
+    let trained = Tensor::from_vec(trained, rows, device)?.to_dtype(dtype)?;
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let logsumexp = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &max)?.squeeze(D::Minus1)?;
+    (logsumexp - (logits * onehot)?.sum(D::Minus1)?)? * trained
+}
