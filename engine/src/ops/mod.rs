@@ -11,6 +11,7 @@ pub mod glu_back;
 pub mod lora_add;
 pub mod lora_down;
 pub mod mul_mat;
+pub mod mul_mat_grad;
 pub mod mul_mat_vec;
 pub mod rms_norm;
 pub mod rms_norm_add;
@@ -40,6 +41,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
         lora_add::variants,
         lora_down::variants,
         mul_mat::variants,
+        mul_mat_grad::variants,
         rms_norm::variants,
         rms_norm_add::variants,
         rms_norm_back::variants,

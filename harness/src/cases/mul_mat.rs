@@ -2,8 +2,10 @@
 //! Q5_1/Q8_0/Q4_K/Q5_K/Q6_K, x [n][k] f32. Random f32 weights are quantized by candle; the GPU gets candle's raw
 //! block bytes and the reference multiplies candle's own dequantization of them by x (in f64), so the comparison
 //! is on identical weights and only the kernels' f32 arithmetic differs. The decode kernel's cases, built from the
-//! same [`MulMatCase`], are in `mul_mat_vec.rs`.
+//! same [`MulMatCase`], are in `mul_mat_vec.rs`. In grad mode the F32 cases check `mul_mat_grad` (the gradients
+//! of x and of W, as LoRA's A and B need them).
 
+use super::grad::{BuiltGrad, GRAD_MAX_ELEMS, GradOutput, cpu_gradients};
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
 use crate::reference::ops;
 use crate::tolerance::max_nmse;
@@ -11,6 +13,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::{Category, Context, GpuBuffer, SplitTensor};
 use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, mul_mat_with};
+use ferrogem::ops::mul_mat_grad::{MulMatShape, mul_mat_grad_w, mul_mat_grad_x};
 use ferrogem::ops::weights::{LoraEpilogue, LoraTerm};
 use ferrogem::quant::QuantType;
 use std::rc::Rc;
@@ -154,6 +157,11 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         cases.push(Box::new(MulMatCase::new(wtype, 9, 512, 3, MulMatPath::Auto, 1)));
         cases.push(Box::new(MulMatCase::new(wtype, 33, 512, 13, MulMatPath::Tiled, 3)));
     }
+    // LoRA's own shapes, small enough for finite differences in grad mode: A [r][k] and B [m][r] at r = 16, 5 and 8
+    // (the tiled kernel takes F32 rows in multiples of 8).
+    for (m, k, n) in [(16, 64, 5), (64, 16, 5), (5, 48, 9), (40, 8, 9), (1, 32, 1)] {
+        cases.push(Box::new(MulMatCase::new(QuantType::F32, m, k, n, MulMatPath::Tiled, 1)));
+    }
     cases
 }
 
@@ -236,6 +244,46 @@ impl OpCase for MulMatCase {
             output,
             output_type: OutType::F32,
             reference,
+        })
+    }
+
+    /// F32 weights without a LoRA epilogue, where finite differences over x and W stay affordable; the backward
+    /// does not depend on the forward's path, so only `mul_mat`'s cases (not `mul_mat_vec`'s) check it.
+    fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
+        let (m, k, n) = (self.m as u64, self.k as u64, self.n as u64);
+        let small = m * k + n * k <= 2 * GRAD_MAX_ELEMS;
+        let plain = self.lora.is_none() && self.parts == 1 && self.path != MulMatPath::Vec;
+        (self.wtype == QuantType::F32 && plain && small).then(|| self.grad(ctx))
+    }
+}
+
+impl MulMatCase {
+    /// dx once, overwriting; dW twice at scale ½, overwriting then accumulating, so that its output is the
+    /// gradient itself and both variants and the scale are exercised.
+    fn grad(&self, ctx: &Context) -> CaseResult<BuiltGrad> {
+        let name = self.name();
+        let (m, k, n) = (self.m as usize, self.k as usize, self.n as usize);
+        let x = seeded(&format!("{name}/x"), n * k);
+        let w = seeded(&format!("{name}/w"), m * k);
+        let dy = seeded(&format!("{name}/dy"), n * m);
+        let forward = |t: &[Tensor]| ops::mul_mat(&t[0], &t[1]);
+        let mut cpu_grads = cpu_gradients(&[(x.clone(), vec![n, k]), (w.clone(), vec![m, k])], &dy, &[0, 1], &forward)?;
+        let (w_fd, w_auto) = cpu_grads.pop().ok_or("no gradient of W")?;
+        let (x_fd, x_auto) = cpu_grads.pop().ok_or("no gradient of x")?;
+        let (gx, gw, gdy) = (upload_f32(ctx, "x", &x)?, upload_f32(ctx, "w", &w)?, upload_f32(ctx, "dy", &dy)?);
+        let (dx, dw) = (guarded_output(ctx, n * k, OutType::F32)?, guarded_output(ctx, m * k, OutType::F32)?);
+        let (out_x, out_w) = (Rc::clone(&dx), Rc::clone(&dw));
+        let shape = MulMatShape { m: self.m, k: self.k, n: self.n };
+        Ok(BuiltGrad {
+            record: Box::new(move |batch| {
+                mul_mat_grad_x(batch, shape, &gdy, &gw, &out_x, false)?;
+                mul_mat_grad_w(batch, shape, &gdy, &gx, &out_w, 0.5, false)?;
+                mul_mat_grad_w(batch, shape, &gdy, &gx, &out_w, 0.5, true)
+            }),
+            grads: vec![
+                GradOutput { input: "x", output: dx, finite_diff: x_fd, autograd: x_auto },
+                GradOutput { input: "w", output: dw, finite_diff: w_fd, autograd: w_auto },
+            ],
         })
     }
 }

@@ -1,0 +1,129 @@
+//! The gradients of `mul_mat` (y = x·Wᵀ, x `[n][k]`, W `[m][k]`) for training, with f32 weights (LoRA's A and B;
+//! frozen quantized bases need their own input-gradient kernel): the input gradient `dx = dy·W` and the weight
+//! gradient `dW = scale·dyᵀ·x` (ggml `out_prod`), overwritten or accumulated (`shaders/mul_mat_grad.wgsl`).
+
+use super::WG_SIZE;
+use super::args::{check_buffer, check_distinct, checked_u32};
+use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
+use crate::gpu::{Batch, GpuBuffer, GpuError, Grid, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MulMatGradKey {
+    /// Reads lhs as `[n_inner][n_out_rows]`: the weight gradient.
+    pub transpose_lhs: bool,
+    /// Adds to the output instead of overwriting it.
+    pub accumulate: bool,
+}
+
+/// Matches `Params` in `mul_mat_grad.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MulMatGradParams {
+    n_elems: u32,
+    n_out_cols: u32,
+    n_inner: u32,
+    n_out_rows: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+const _: () = assert!(size_of::<MulMatGradParams>() == 32);
+
+impl KernelKey for MulMatGradKey {
+    const FILE: &'static str = "mul_mat_grad.wgsl";
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
+
+    fn name(&self) -> String {
+        let which = if self.transpose_lhs { "w" } else { "x" };
+        let acc = if self.accumulate { "_acc" } else { "" };
+        format!("mul_mat_grad_{which}{acc}_f32_wg{WG_SIZE}")
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        defines_with(WG_SIZE, &[("TRANSPOSE_LHS", self.transpose_lhs), ("ACCUMULATE", self.accumulate)])
+    }
+
+    fn requires(&self) -> Requires {
+        Requires::default()
+    }
+
+    fn all_variants() -> Vec<Self> {
+        key_variants!(MulMatGradKey { transpose_lhs in BOOLS, accumulate in BOOLS })
+    }
+}
+
+/// The shape of the forward product: `n` tokens, `m` outputs, `k` inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct MulMatShape {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+}
+
+/// `dx` `[n][k]` = `dy` `[n][m]` · `w` `[m][k]` (f32), overwritten or, with `accumulate`, added to.
+pub fn mul_mat_grad_x(
+    batch: &mut Batch,
+    shape: MulMatShape,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
+    dx: &GpuBuffer,
+    accumulate: bool,
+) -> Result<()> {
+    let key = MulMatGradKey { transpose_lhs: false, accumulate };
+    product(batch, "mul_mat_grad_x", key, [("dy", dy, shape.n, shape.m), ("w", w, shape.m, shape.k)], dx, 1.0)
+}
+
+/// `dw` `[m][k]` = `scale`·`dy`ᵀ · `x` (`dy` `[n][m]`, `x` `[n][k]`, f32), overwritten or, with `accumulate`, added to.
+pub fn mul_mat_grad_w(
+    batch: &mut Batch,
+    shape: MulMatShape,
+    dy: &GpuBuffer,
+    x: &GpuBuffer,
+    dw: &GpuBuffer,
+    scale: f32,
+    accumulate: bool,
+) -> Result<()> {
+    let key = MulMatGradKey { transpose_lhs: true, accumulate };
+    product(batch, "mul_mat_grad_w", key, [("dy", dy, shape.n, shape.m), ("x", x, shape.n, shape.k)], dw, scale)
+}
+
+/// `operands`: (name, buffer, rows, cols) of lhs as stored, then rhs `[n_inner][n_out_cols]`.
+fn product(
+    batch: &mut Batch,
+    op: &str,
+    key: MulMatGradKey,
+    operands: [(&str, &GpuBuffer, u32, u32); 2],
+    out: &GpuBuffer,
+    scale: f32,
+) -> Result<()> {
+    let [(_, lhs, lhs_rows, lhs_cols), (_, rhs, n_inner, n_out_cols)] = operands;
+    let n_out_rows = if key.transpose_lhs { lhs_cols } else { lhs_rows };
+    let lhs_inner = if key.transpose_lhs { lhs_rows } else { lhs_cols };
+    if lhs_inner != n_inner {
+        return Err(GpuError::Unsupported {
+            op: op.into(),
+            reason: format!("inner lengths differ: {lhs_inner} and {n_inner}"),
+        });
+    }
+    if !scale.is_finite() {
+        return Err(GpuError::Unsupported { op: op.into(), reason: format!("scale must be finite, got {scale}") });
+    }
+    for (what, buffer, rows, cols) in operands {
+        check_buffer(op, what, buffer, rows as u64 * cols as u64 * 4)?;
+        check_distinct(op, buffer, out)?;
+    }
+    let n_elems = checked_u32(op, "output elements", n_out_rows as u64 * n_out_cols as u64)?;
+    check_buffer(op, "out", out, n_elems as u64 * 4)?;
+    if n_elems == 0 {
+        return Ok(());
+    }
+    let params = MulMatGradParams { n_elems, n_out_cols, n_inner, n_out_rows, scale, _pad: [0; 3] };
+    let grid = Grid::for_items(n_elems as u64, WG_SIZE, batch.max_workgroups_per_dimension());
+    batch.dispatch(&key, &[lhs, rhs, out], &params, grid)
+}
+
+/// Every variant of this family's kernels.
+pub fn variants() -> Result<Vec<VariantSource>> {
+    variants_of::<MulMatGradKey>()
+}
