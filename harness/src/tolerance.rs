@@ -41,7 +41,9 @@ pub fn max_nmse(op: &str, dtype: &str) -> f64 {
         // Backward kernels (grad mode) against f64 finite differences and f64 autograd of the reference forward, which
         // agree with each other to far below this: the kernel's f32 rounding bounds the gap, as for the forward f32
         // ops with reductions and transcendental functions below.
-        ("rms_norm_back" | "geglu_back" | "cross_entropy_back", "f32") => 1e-7,
+        ("rms_norm_back" | "geglu_back" | "cross_entropy_back" | "gelu_back" | "softcap_back", "f32") => 1e-7,
+        // A product with the scale: one f32 rounding, as `scale` below.
+        ("scale_back", "f32") => 1e-12,
         // mul_mat's gradients are f32 dot products like its forward (below): summation order only.
         ("mul_mat_back", "f32") => 1e-9,
         // f32 sums in a different order: ~n·2^-24 relative per term; measured ≤ 1e-13 at n = 2048.

@@ -2,6 +2,8 @@
 //! Gemma's final logit softcap), `gelu` (tanh approximation) and `mul_scalar` (`y = x·scalar[0]` with the scalar in a
 //! 1-element GPU buffer: Gemma 4's per-layer `layer_output_scale`).
 //!
+//! `unary_back` is their input gradient for training (`shaders/unary_back.wgsl`).
+//!
 //! Each op has an out-of-place form (`dst` must be a different buffer from `src`) and an in-place form that
 //! rewrites one buffer; the two have different binding layouts, hence the `INPLACE` const parameter of the keys.
 
@@ -205,9 +207,61 @@ pub fn mul_scalar_inplace(batch: &mut Batch, scalar: &GpuBuffer, x: &GpuBuffer, 
     batch.dispatch(&MulScalarKey::<true>, &[scalar, x], &p, grid)
 }
 
+/// The input gradient of a [`UnaryOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnaryBackKey {
+    pub op: UnaryOp,
+}
+
+impl KernelKey for UnaryBackKey {
+    const FILE: &'static str = "unary_back.wgsl";
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
+
+    fn name(&self) -> String {
+        format!("unary_{}_back_f32_wg{WG_SIZE}", self.op.ggml_name())
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        vec![("WG_SIZE", format!("{WG_SIZE}u")), (self.op.define(), String::new())]
+    }
+
+    fn requires(&self) -> Requires {
+        Requires::default()
+    }
+
+    fn all_variants() -> Vec<Self> {
+        [UnaryOp::Scale, UnaryOp::Softcap, UnaryOp::Gelu].into_iter().map(|op| UnaryBackKey { op }).collect()
+    }
+}
+
+/// `dx[i] = dy[i]·op'(x[i])` for `i < n_elems`, `x` the forward's input and `value` its parameter.
+pub fn unary_back(
+    batch: &mut Batch,
+    op: UnaryOp,
+    value: f32,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    dx: &GpuBuffer,
+    n_elems: u64,
+) -> Result<()> {
+    let name = format!("{}_back", op.ggml_name());
+    check_value(op, value)?;
+    let (p, bytes) = params(&name, n_elems, value)?;
+    for (what, buffer) in [("x", x), ("dy", dy), ("dx", dx)] {
+        check_buffer(&name, what, buffer, bytes)?;
+    }
+    check_distinct(&name, x, dx)?;
+    check_distinct(&name, dy, dx)?;
+    let grid = Grid::for_items(n_elems, WG_SIZE, batch.max_workgroups_per_dimension());
+    batch.dispatch(&UnaryBackKey { op }, &[x, dy, dx], &p, grid)
+}
+
 /// Every variant of this family's kernels.
 pub fn variants() -> Result<Vec<VariantSource>> {
-    let mut v = variants_of::<UnaryKey<false>>()?;
+    let mut v = variants_of::<UnaryBackKey>()?;
+    v.extend(variants_of::<UnaryKey<false>>()?);
     v.extend(variants_of::<UnaryKey<true>>()?);
     v.extend(variants_of::<MulScalarKey<false>>()?);
     v.extend(variants_of::<MulScalarKey<true>>()?);

@@ -1,7 +1,9 @@
 //! Cases for the unary ops of `unary.wgsl`: `scale`, `softcap` (incl. |x| ≫ cap), `gelu` (tanh approximation, incl.
 //! |x| up to 10 and past the x³ overflow) and `mul_scalar` (scalar from a 1-element buffer), each out of place and in
 //! place. References in candle f32: `affine`, `(x/cap).tanh()·cap`, `Tensor::gelu` (the tanh form), `broadcast_mul`.
+//! In grad mode the out-of-place scale, softcap and gelu cases check `unary_back`.
 
+use super::grad::{BuiltGrad, GRAD_MAX_ELEMS, GradOutput, cpu_gradients};
 use super::{
     Built, CaseResult, GUARD_ELEMS, GUARD_VALUE, OpCase, OutType, Record, cpu, guarded_output, seeded, upload_f32,
 };
@@ -9,7 +11,7 @@ use crate::reference::ops;
 use crate::tolerance::max_nmse;
 use candle_core::Tensor;
 use ferrogem::gpu::Context;
-use ferrogem::ops::unary::{UnaryOp, mul_scalar, mul_scalar_inplace, unary, unary_inplace};
+use ferrogem::ops::unary::{UnaryOp, mul_scalar, mul_scalar_inplace, unary, unary_back, unary_inplace};
 use std::rc::Rc;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,13 +72,32 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
 impl UnaryCase {
     fn reference(&self, x: &[f32]) -> CaseResult<Vec<f32>> {
         let t = Tensor::from_vec(x.to_vec(), x.len(), &cpu())?;
-        let y = match self.op {
-            UnaryCaseOp::Op(UnaryOp::Scale, s) => t.affine(s as f64, 0.0)?,
-            UnaryCaseOp::Op(UnaryOp::Softcap, cap) => ops::softcap(&t, cap)?,
-            UnaryCaseOp::Op(UnaryOp::Gelu, _) => t.gelu()?,
-            UnaryCaseOp::MulScalar(s) => t.broadcast_mul(&Tensor::new(&[s], &cpu())?)?,
-        };
-        Ok(y.to_vec1::<f32>()?)
+        Ok(self.forward(&t)?.to_vec1::<f32>()?)
+    }
+
+    /// The op on a candle tensor of any float dtype.
+    fn forward(&self, t: &Tensor) -> candle_core::Result<Tensor> {
+        match self.op {
+            UnaryCaseOp::Op(UnaryOp::Scale, s) => t.affine(s as f64, 0.0),
+            UnaryCaseOp::Op(UnaryOp::Softcap, cap) => ops::softcap(t, cap),
+            UnaryCaseOp::Op(UnaryOp::Gelu, _) => t.gelu(),
+            UnaryCaseOp::MulScalar(s) => t.broadcast_mul(&Tensor::new(&[s], t.device())?.to_dtype(t.dtype())?),
+        }
+    }
+
+    fn grad(&self, ctx: &Context, op: UnaryOp, value: f32) -> CaseResult<BuiltGrad> {
+        let name = self.name();
+        let x: Vec<f32> = seeded(&format!("{name}/x"), self.n).iter().map(|v| v * self.range).collect();
+        let dy = seeded(&format!("{name}/dy"), self.n);
+        let forward = |t: &[Tensor]| self.forward(&t[0]);
+        let (finite_diff, autograd) = cpu_gradients(&[(x.clone(), vec![self.n])], &dy, &[0], &forward)?.remove(0);
+        let (gx, gdy) = (upload_f32(ctx, "x", &x)?, upload_f32(ctx, "dy", &dy)?);
+        let dx = guarded_output(ctx, self.n, OutType::F32)?;
+        let (out, n) = (Rc::clone(&dx), self.n as u64);
+        Ok(BuiltGrad {
+            record: Box::new(move |batch| unary_back(batch, op, value, &gx, &gdy, &out, n)),
+            grads: vec![GradOutput { input: "x", output: dx, finite_diff, autograd }],
+        })
     }
 }
 
@@ -140,5 +161,15 @@ impl OpCase for UnaryCase {
             }
         };
         Ok(Built { record, output, output_type: OutType::F32, reference })
+    }
+
+    /// The out-of-place cases of the ops `unary_back` covers (in place changes nothing in the backward).
+    fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
+        match self.op {
+            UnaryCaseOp::Op(op, value) if !self.inplace && self.elems() <= GRAD_MAX_ELEMS => {
+                Some(self.grad(ctx, op, value))
+            }
+            _ => None,
+        }
     }
 }
