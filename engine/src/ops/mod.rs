@@ -1,6 +1,7 @@
 //! Op dispatchers. Each validates its inputs, picks a variant key from the device's capabilities, fills its
 //! parameters and records one dispatch into a batch; none creates a device, submits or reads back.
 
+pub mod adamw;
 mod args;
 pub mod attention;
 pub mod binary;
@@ -33,6 +34,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
     let mut all = variants_of::<binary::BinaryKey>()?;
     all.extend(variants_of::<sum_rows::SumRowsKey>()?);
     for family in [
+        adamw::variants,
         attention::variants,
         cross_entropy::variants,
         get_rows::variants,

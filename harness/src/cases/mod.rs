@@ -4,6 +4,7 @@
 //! where the op has a backward kernel, grad mode (its gradients against finite differences and autograd, `grad`).
 //! Inputs are seeded from the case name, so the `--filter` a failure prints re-runs exactly that case.
 
+mod adamw;
 mod attention;
 mod binary;
 mod compare;
@@ -111,6 +112,7 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
         unary::cases,
         set_rows::cases,
         attention::cases,
+        adamw::cases,
         dequant::cases,
         model_shapes::cases,
     ] {
@@ -207,6 +209,7 @@ mod family_tests {
         stream_read,
         set_rows,
         attention,
+        adamw,
         dequant,
     );
 }
