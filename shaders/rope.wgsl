@@ -4,7 +4,8 @@
 //   (x_i, x_{i+n_dims/2}) ← (x_i·cos θ − x_{i+n_dims/2}·sin θ,  x_i·sin θ + x_{i+n_dims/2}·cos θ).
 // Elements n_dims..head_dim pass through. ff_i = freq_factors[i] with FREQ_FACTORS (Gemma 4 full layers: 1e30
 // turns a pair off), else 1.
-// With INPLACE x is rewritten in place and the pass-through elements are not touched.
+// With INPLACE x is rewritten in place and the pass-through elements are not touched. With BACK the kernel is
+// rope's input gradient (training): each pair turns by −θ, the transpose of the rotation, and dy stands for x.
 // Bindings (group 0): 0 positions: array<u32> read, 1 freq_factors: array<f32> read (n_dims/2 values; without
 // FREQ_FACTORS the dispatcher binds positions as a stand-in that is never read), then
 //   INPLACE: 2 dst: array<f32> read_write (x), 3 params uniform;
@@ -62,7 +63,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 #endif
     let p = f32(positions[row / params.n_heads]);
-    let cs = rope_cos_sin(p, t, params.inv_freq_log2_step, params.freq_scale);
+    var cs = rope_cos_sin(p, t, params.inv_freq_log2_step, params.freq_scale);
+#ifdef BACK
+    cs.y = -cs.y;
+#endif
     let y = rope_rotate(load(base + t), load(base + t + half), cs);
     dst[base + t] = y.x;
     dst[base + t + half] = y.y;

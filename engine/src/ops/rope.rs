@@ -16,6 +16,8 @@ use crate::gpu::{GpuError, Result};
 pub struct RopeKey<const INPLACE: bool> {
     /// Divide each pair's angle by `freq_factors[i]`.
     pub freq_factors: bool,
+    /// The input gradient: every pair turns by −θ (out of place only).
+    pub back: bool,
 }
 
 impl<const INPLACE: bool> KernelKey for RopeKey<INPLACE> {
@@ -30,12 +32,13 @@ impl<const INPLACE: bool> KernelKey for RopeKey<INPLACE> {
 
     fn name(&self) -> String {
         let ff = if self.freq_factors { "_ff" } else { "" };
+        let back = if self.back { "_back" } else { "" };
         let inplace = if INPLACE { "_inplace" } else { "" };
-        format!("rope_neox{ff}_f32{inplace}_wg{WG_SIZE}")
+        format!("rope_neox{ff}{back}_f32{inplace}_wg{WG_SIZE}")
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        defines_with(WG_SIZE, &[("FREQ_FACTORS", self.freq_factors), ("INPLACE", INPLACE)])
+        defines_with(WG_SIZE, &[("FREQ_FACTORS", self.freq_factors), ("INPLACE", INPLACE), ("BACK", self.back)])
     }
 
     fn requires(&self) -> Requires {
@@ -43,7 +46,8 @@ impl<const INPLACE: bool> KernelKey for RopeKey<INPLACE> {
     }
 
     fn all_variants() -> Vec<Self> {
-        key_variants!(RopeKey { freq_factors in BOOLS })
+        let all: Vec<Self> = key_variants!(RopeKey { freq_factors in BOOLS, back in BOOLS });
+        all.into_iter().filter(|k| !(INPLACE && k.back)).collect()
     }
 }
 
@@ -107,13 +111,14 @@ impl RopeShape {
 #[allow(clippy::too_many_arguments)]
 fn record<const INPLACE: bool>(
     batch: &mut Batch,
+    back: bool,
     src: Option<&GpuBuffer>,
     dst: &GpuBuffer,
     positions: &GpuBuffer,
     freq_factors: Option<&GpuBuffer>,
     s: &RopeShape,
 ) -> Result<()> {
-    let op = "rope";
+    let op = if back { "rope_back" } else { "rope" };
     s.check(op)?;
     let n_rows = s.n_tokens as u64 * s.n_heads as u64;
     checked_u32(op, "elements", s.elems())?;
@@ -140,7 +145,7 @@ fn record<const INPLACE: bool>(
         freq_scale: s.freq_scale,
         _pad: 0,
     };
-    let key = RopeKey::<INPLACE> { freq_factors: freq_factors.is_some() };
+    let key = RopeKey::<INPLACE> { freq_factors: freq_factors.is_some(), back };
     let grid = Grid::for_items(n_items as u64, WG_SIZE, batch.max_workgroups_per_dimension());
     // Without frequency factors, positions stand in for the unused binding (inputs are read-only, so they may alias).
     let ff = freq_factors.unwrap_or(positions);
@@ -159,7 +164,20 @@ pub fn rope(
     freq_factors: Option<&GpuBuffer>,
     shape: &RopeShape,
 ) -> Result<()> {
-    record::<false>(batch, Some(src), dst, positions, freq_factors, shape)
+    record::<false>(batch, false, Some(src), dst, positions, freq_factors, shape)
+}
+
+/// `dx` = rope's input gradient given `dy`: each pair turns back by its angle (the rotation's transpose), the
+/// elements past `n_dims` copy through. Arguments as [`rope`].
+pub fn rope_back(
+    batch: &mut Batch,
+    dy: &GpuBuffer,
+    dx: &GpuBuffer,
+    positions: &GpuBuffer,
+    freq_factors: Option<&GpuBuffer>,
+    shape: &RopeShape,
+) -> Result<()> {
+    record::<false>(batch, true, Some(dy), dx, positions, freq_factors, shape)
 }
 
 /// `x = rope(x)` in place; elements past `n_dims` are left as they are.
@@ -170,7 +188,7 @@ pub fn rope_inplace(
     freq_factors: Option<&GpuBuffer>,
     shape: &RopeShape,
 ) -> Result<()> {
-    record::<true>(batch, None, x, positions, freq_factors, shape)
+    record::<true>(batch, false, None, x, positions, freq_factors, shape)
 }
 
 /// Every variant of this family's kernels.

@@ -3,14 +3,16 @@
 //!
 //! The reference is `reference::ops::rope`, the one the reference model uses: angles `pos · freq_scale ·
 //! base^(−2i/n_dims) / ff_i` and their cos/sin in f64, rounded once to f32; the rotation is candle
-//! narrow/mul/sub/add/cat on `[n_tokens, n_heads, head_dim]` in f32.
+//! narrow/mul/sub/add/cat on `[n_tokens, n_heads, head_dim]` in f32. In grad mode the out-of-place cases check
+//! `rope_back` (the rotation's transpose) with the forward's bound: the same angles, the same roundings.
 
+use super::grad::{BuiltGrad, GRAD_MAX_ELEMS, GradOutput, cpu_gradients};
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
 use crate::reference::ops;
 use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::{Category, Context, GpuBuffer};
-use ferrogem::ops::rope::{RopeShape, rope, rope_inplace};
+use ferrogem::ops::rope::{RopeShape, rope, rope_back, rope_inplace};
 use std::rc::Rc;
 
 pub struct RopeCase {
@@ -166,19 +168,7 @@ impl OpCase for RopeCase {
         let y = ops::rope(&xt, &positions, self.n_dims as usize, self.base, self.freq_scale as f64, ff.as_deref())?;
         let reference = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
 
-        let gpos = Rc::new(ctx.upload("positions", Category::Scratch, bytemuck::cast_slice(&positions))?);
-        let gff: Option<Rc<GpuBuffer>> = match &ff {
-            Some(ff) => Some(upload_f32(ctx, "freq_factors", ff)?),
-            None => None,
-        };
-        let shape = RopeShape {
-            n_tokens: self.n_tokens,
-            n_heads: self.n_heads,
-            head_dim: self.head_dim,
-            n_dims: self.n_dims,
-            freq_base: self.base,
-            freq_scale: self.freq_scale,
-        };
+        let (gpos, gff, shape) = self.gpu_inputs(ctx, &positions, ff.as_deref())?;
         if self.inplace {
             // The output buffer starts as the input (followed by the guards) and is rotated where it lies.
             let mut init = x.clone();
@@ -200,6 +190,58 @@ impl OpCase for RopeCase {
             output,
             output_type: OutType::F32,
             reference,
+        })
+    }
+
+    fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
+        (!self.inplace && self.elems() <= GRAD_MAX_ELEMS).then(|| self.grad(ctx))
+    }
+
+    fn max_grad_nmse(&self) -> f64 {
+        self.max_nmse()
+    }
+}
+
+impl RopeCase {
+    /// Positions, frequency factors (if any) on the GPU, and the kernels' shape.
+    fn gpu_inputs(
+        &self,
+        ctx: &Context,
+        positions: &[u32],
+        ff: Option<&[f32]>,
+    ) -> CaseResult<(Rc<GpuBuffer>, Option<Rc<GpuBuffer>>, RopeShape)> {
+        let gpos = Rc::new(ctx.upload("positions", Category::Scratch, bytemuck::cast_slice(positions))?);
+        let gff = match ff {
+            Some(ff) => Some(upload_f32(ctx, "freq_factors", ff)?),
+            None => None,
+        };
+        let shape = RopeShape {
+            n_tokens: self.n_tokens,
+            n_heads: self.n_heads,
+            head_dim: self.head_dim,
+            n_dims: self.n_dims,
+            freq_base: self.base,
+            freq_scale: self.freq_scale,
+        };
+        Ok((gpos, gff, shape))
+    }
+
+    fn grad(&self, ctx: &Context) -> CaseResult<BuiltGrad> {
+        let name = self.name();
+        let (hd, nh, nt) = (self.head_dim as usize, self.n_heads as usize, self.n_tokens as usize);
+        let x = seeded(&format!("{name}/x"), nt * nh * hd);
+        let dy = seeded(&format!("{name}/dy"), nt * nh * hd);
+        let (positions, ff) = (self.positions(), self.freq_factors());
+        let (n_dims, base, scale) = (self.n_dims as usize, self.base, self.freq_scale as f64);
+        let forward = |t: &[Tensor]| ops::rope(&t[0], &positions, n_dims, base, scale, ff.as_deref());
+        let (finite_diff, autograd) = cpu_gradients(&[(x, vec![nt, nh, hd])], &dy, &[0], &forward)?.remove(0);
+        let (gpos, gff, shape) = self.gpu_inputs(ctx, &positions, ff.as_deref())?;
+        let gdy = upload_f32(ctx, "dy", &dy)?;
+        let dx = guarded_output(ctx, dy.len(), OutType::F32)?;
+        let out = Rc::clone(&dx);
+        Ok(BuiltGrad {
+            record: Box::new(move |batch| rope_back(batch, &gdy, &out, &gpos, gff.as_deref(), &shape)),
+            grads: vec![GradOutput { input: "x", output: dx, finite_diff, autograd }],
         })
     }
 }
