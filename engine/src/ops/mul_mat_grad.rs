@@ -1,11 +1,15 @@
-//! The gradients of `mul_mat` (y = x·Wᵀ, x `[n][k]`, W `[m][k]`) for training, with f32 weights (LoRA's A and B;
-//! frozen quantized bases need their own input-gradient kernel): the input gradient `dx = dy·W` and the weight
-//! gradient `dW = scale·dyᵀ·x` (ggml `out_prod`), overwritten or accumulated (`shaders/mul_mat_grad.wgsl`).
+//! The gradients of `mul_mat` (y = x·Wᵀ, x `[n][k]`, W `[m][k]`) for training: the input gradient `dx = dy·W` for
+//! every weight type (f32 in `shaders/mul_mat_grad.wgsl`, any shape, overwritten or accumulated; the frozen base's
+//! block types and f16/bf16 decoded as read in `shaders/mul_mat_grad_q.wgsl`, never into memory), and the weight
+//! gradient `dW = scale·dyᵀ·x` (ggml `out_prod`) for f32 weights, LoRA's A and B.
 
 use super::WG_SIZE;
 use super::args::{check_buffer, check_distinct, checked_u32};
+use super::mul_mat::WEIGHT_TYPES;
+use super::weights::{checked_row_bytes, type_stem, weight_defines};
 use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, GpuError, Grid, Result};
+use crate::quant::QuantType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MulMatGradKey {
@@ -61,17 +65,98 @@ pub struct MulMatShape {
     pub n: u32,
 }
 
-/// `dx` `[n][k]` = `dy` `[n][m]` · `w` `[m][k]` (f32), overwritten or, with `accumulate`, added to.
+/// `dx` `[n][k]` = `dy` `[n][m]` · `w` `[m][k]`, `w` stored as `wtype`. Overwritten, or with `accumulate` (f32
+/// weights only: the base's product comes first, the adapters' add to it) added to.
+#[allow(clippy::too_many_arguments)]
 pub fn mul_mat_grad_x(
     batch: &mut Batch,
     shape: MulMatShape,
     dy: &GpuBuffer,
     w: &GpuBuffer,
+    wtype: QuantType,
     dx: &GpuBuffer,
     accumulate: bool,
 ) -> Result<()> {
-    let key = MulMatGradKey { transpose_lhs: false, accumulate };
-    product(batch, "mul_mat_grad_x", key, [("dy", dy, shape.n, shape.m), ("w", w, shape.m, shape.k)], dx, 1.0)
+    let op = "mul_mat_grad_x";
+    if wtype == QuantType::F32 {
+        let key = MulMatGradKey { transpose_lhs: false, accumulate };
+        return product(batch, op, key, [("dy", dy, shape.n, shape.m), ("w", w, shape.m, shape.k)], dx, 1.0);
+    }
+    if accumulate {
+        return Err(GpuError::Unsupported {
+            op: op.into(),
+            reason: format!("accumulating into dx is for f32 weights; {wtype} weights overwrite it"),
+        });
+    }
+    let row_bytes = checked_row_bytes(op, wtype, shape.k)?;
+    let items = shape.n.div_ceil(QUANT_TOKENS) as u64 * (shape.k / 8) as u64;
+    let n_items = checked_u32(op, "items", items)?;
+    checked_u32(op, "dx elements", shape.n as u64 * shape.k as u64)?;
+    check_buffer(op, "w", w, shape.m as u64 * row_bytes)?;
+    check_buffer(op, "dy", dy, shape.n as u64 * shape.m as u64 * 4)?;
+    check_buffer(op, "dx", dx, shape.n as u64 * shape.k as u64 * 4)?;
+    check_distinct(op, dy, dx)?;
+    check_distinct(op, w, dx)?;
+    if n_items == 0 {
+        return Ok(());
+    }
+    let params = MulMatGradQParams {
+        n_items,
+        row_elems: shape.k,
+        n_rows: shape.m,
+        n_tokens: shape.n,
+        row_bytes: checked_u32(op, "row bytes", row_bytes)?,
+        _pad: [0; 3],
+    };
+    let grid = Grid::for_items(n_items as u64, WG_SIZE, batch.max_workgroups_per_dimension());
+    batch.dispatch(&MulMatGradQKey { wtype }, &[w, dy, dx], &params, grid)
+}
+
+/// Tokens each invocation of `mul_mat_grad_q.wgsl` serves per decoded group (`TOKENS` there).
+const QUANT_TOKENS: u32 = 4;
+
+/// The input gradient for a weight type other than f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MulMatGradQKey {
+    pub wtype: QuantType,
+}
+
+/// Matches `Params` in `mul_mat_grad_q.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MulMatGradQParams {
+    n_items: u32,
+    row_elems: u32,
+    n_rows: u32,
+    n_tokens: u32,
+    row_bytes: u32,
+    _pad: [u32; 3],
+}
+const _: () = assert!(size_of::<MulMatGradQParams>() == 32);
+
+impl KernelKey for MulMatGradQKey {
+    const FILE: &'static str = "mul_mat_grad_q.wgsl";
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
+
+    fn name(&self) -> String {
+        format!("mul_mat_grad_x_{}_f32_wg{WG_SIZE}", type_stem(self.wtype))
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        let mut d = weight_defines(self.wtype);
+        d.push(("WG_SIZE", format!("{WG_SIZE}u")));
+        d
+    }
+
+    fn requires(&self) -> Requires {
+        Requires::default()
+    }
+
+    fn all_variants() -> Vec<Self> {
+        WEIGHT_TYPES.iter().filter(|&&t| t != QuantType::F32).map(|&wtype| MulMatGradQKey { wtype }).collect()
+    }
 }
 
 /// `dw` `[m][k]` = `scale`·`dy`ᵀ · `x` (`dy` `[n][m]`, `x` `[n][k]`, f32), overwritten or, with `accumulate`, added to.
@@ -125,5 +210,7 @@ fn product(
 
 /// Every variant of this family's kernels.
 pub fn variants() -> Result<Vec<VariantSource>> {
-    variants_of::<MulMatGradKey>()
+    let mut v = variants_of::<MulMatGradKey>()?;
+    v.extend(variants_of::<MulMatGradQKey>()?);
+    Ok(v)
 }

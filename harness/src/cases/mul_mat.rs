@@ -2,8 +2,8 @@
 //! Q5_1/Q8_0/Q4_K/Q5_K/Q6_K, x [n][k] f32. Random f32 weights are quantized by candle; the GPU gets candle's raw
 //! block bytes and the reference multiplies candle's own dequantization of them by x (in f64), so the comparison
 //! is on identical weights and only the kernels' f32 arithmetic differs. The decode kernel's cases, built from the
-//! same [`MulMatCase`], are in `mul_mat_vec.rs`. In grad mode the F32 cases check `mul_mat_grad` (the gradients
-//! of x and of W, as LoRA's A and B need them).
+//! same [`MulMatCase`], are in `mul_mat_vec.rs`. In grad mode the cases check `mul_mat_grad`: the gradient of x
+//! for every weight type (a frozen base), and for F32 also the gradient of W (LoRA's A and B).
 
 use super::grad::{BuiltGrad, GRAD_MAX_ELEMS, GradOutput, cpu_gradients};
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
@@ -247,43 +247,55 @@ impl OpCase for MulMatCase {
         })
     }
 
-    /// F32 weights without a LoRA epilogue, where finite differences over x and W stay affordable; the backward
-    /// does not depend on the forward's path, so only `mul_mat`'s cases (not `mul_mat_vec`'s) check it.
+    /// Plain products (no LoRA epilogue, one part) small enough for finite differences; the backward does not
+    /// depend on the forward's path, so only `mul_mat`'s cases (not `mul_mat_vec`'s) check it.
     fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
         let (m, k, n) = (self.m as u64, self.k as u64, self.n as u64);
-        let small = m * k + n * k <= 2 * GRAD_MAX_ELEMS;
         let plain = self.lora.is_none() && self.parts == 1 && self.path != MulMatPath::Vec;
-        (self.wtype == QuantType::F32 && plain && small).then(|| self.grad(ctx))
+        let fd_elems = n * k + if self.wtype == QuantType::F32 { m * k } else { 0 };
+        (plain && fd_elems <= 2 * GRAD_MAX_ELEMS && n * k <= GRAD_MAX_ELEMS).then(|| self.grad(ctx))
     }
 }
 
 impl MulMatCase {
-    /// dx once, overwriting; dW twice at scale ½, overwriting then accumulating, so that its output is the
-    /// gradient itself and both variants and the scale are exercised.
+    /// dx for every type. For F32 also dW, recorded twice at scale ½, overwriting then accumulating, so that its
+    /// output is the gradient itself and both variants and the scale are exercised.
     fn grad(&self, ctx: &Context) -> CaseResult<BuiltGrad> {
         let name = self.name();
         let (m, k, n) = (self.m as usize, self.k as usize, self.n as usize);
+        let (bytes, w) = quantized_weights(&name, self.wtype, m, k)?;
         let x = seeded(&format!("{name}/x"), n * k);
-        let w = seeded(&format!("{name}/w"), m * k);
         let dy = seeded(&format!("{name}/dy"), n * m);
+        let trains_w = self.wtype == QuantType::F32;
+        let w_values = w.flatten_all()?.to_vec1::<f32>()?;
         let forward = |t: &[Tensor]| ops::mul_mat(&t[0], &t[1]);
-        let mut cpu_grads = cpu_gradients(&[(x.clone(), vec![n, k]), (w.clone(), vec![m, k])], &dy, &[0, 1], &forward)?;
-        let (w_fd, w_auto) = cpu_grads.pop().ok_or("no gradient of W")?;
-        let (x_fd, x_auto) = cpu_grads.pop().ok_or("no gradient of x")?;
-        let (gx, gw, gdy) = (upload_f32(ctx, "x", &x)?, upload_f32(ctx, "w", &w)?, upload_f32(ctx, "dy", &dy)?);
-        let (dx, dw) = (guarded_output(ctx, n * k, OutType::F32)?, guarded_output(ctx, m * k, OutType::F32)?);
-        let (out_x, out_w) = (Rc::clone(&dx), Rc::clone(&dw));
-        let shape = MulMatShape { m: self.m, k: self.k, n: self.n };
+        let inputs = [(x.clone(), vec![n, k]), (w_values, vec![m, k])];
+        let wrt: &[usize] = if trains_w { &[0, 1] } else { &[0] };
+        let mut cpu_grads = cpu_gradients(&inputs, &dy, wrt, &forward)?.into_iter();
+        let (x_fd, x_auto) = cpu_grads.next().ok_or("no gradient of x")?;
+        let gw = Rc::new(ctx.upload("weights", Category::Weights, &bytes)?);
+        let (gx, gdy) = (upload_f32(ctx, "x", &x)?, upload_f32(ctx, "dy", &dy)?);
+        let dx = guarded_output(ctx, n * k, OutType::F32)?;
+        let mut grads = vec![GradOutput { input: "x", output: Rc::clone(&dx), finite_diff: x_fd, autograd: x_auto }];
+        let dw = match cpu_grads.next() {
+            Some((w_fd, w_auto)) => {
+                let dw = guarded_output(ctx, m * k, OutType::F32)?;
+                grads.push(GradOutput { input: "w", output: Rc::clone(&dw), finite_diff: w_fd, autograd: w_auto });
+                Some(dw)
+            }
+            None => None,
+        };
+        let (shape, wtype) = (MulMatShape { m: self.m, k: self.k, n: self.n }, self.wtype);
         Ok(BuiltGrad {
             record: Box::new(move |batch| {
-                mul_mat_grad_x(batch, shape, &gdy, &gw, &out_x, false)?;
-                mul_mat_grad_w(batch, shape, &gdy, &gx, &out_w, 0.5, false)?;
-                mul_mat_grad_w(batch, shape, &gdy, &gx, &out_w, 0.5, true)
+                mul_mat_grad_x(batch, shape, &gdy, &gw, wtype, &dx, false)?;
+                if let Some(dw) = &dw {
+                    mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, false)?;
+                    mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, true)?;
+                }
+                Ok(())
             }),
-            grads: vec![
-                GradOutput { input: "x", output: dx, finite_diff: x_fd, autograd: x_auto },
-                GradOutput { input: "w", output: dw, finite_diff: w_fd, autograd: w_auto },
-            ],
+            grads,
         })
     }
 }
