@@ -9,6 +9,7 @@ pub mod cross_entropy;
 pub mod get_rows;
 pub mod glu;
 pub mod glu_back;
+pub mod grad_norm;
 pub mod lora_add;
 pub mod lora_down;
 pub mod mul_mat;
@@ -40,6 +41,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
         get_rows::variants,
         glu::variants,
         glu_back::variants,
+        grad_norm::variants,
         lora_add::variants,
         lora_down::variants,
         mul_mat::variants,

@@ -13,6 +13,7 @@ mod dequant;
 mod get_rows;
 mod glu;
 pub mod grad;
+mod grad_norm;
 mod lora_add;
 mod lora_down;
 mod model_shapes;
@@ -113,6 +114,7 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
         set_rows::cases,
         attention::cases,
         adamw::cases,
+        grad_norm::cases,
         dequant::cases,
         model_shapes::cases,
     ] {
@@ -210,6 +212,7 @@ mod family_tests {
         set_rows,
         attention,
         adamw,
+        grad_norm,
         dequant,
     );
 }
