@@ -4,6 +4,7 @@
 pub mod adamw;
 mod args;
 pub mod attention;
+pub mod attention_back;
 pub mod binary;
 pub mod cross_entropy;
 pub mod get_rows;
@@ -37,6 +38,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
     for family in [
         adamw::variants,
         attention::variants,
+        attention_back::variants,
         cross_entropy::variants,
         get_rows::variants,
         glu::variants,

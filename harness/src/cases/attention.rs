@@ -1,8 +1,10 @@
 //! Cases for `attention` (ggml's fused `flash_attn_ext`): decode and prompt chunks over f32 and f16 KV-cache
 //! rings, with grouped-query heads, sliding windows, wrap-around and KV sharing. The reference gathers the keys
 //! each slot holds, builds the score matrix with a 0/−inf mask from absolute positions, and takes the softmax
-//! and the weighted sum with candle ops in f64.
+//! and the weighted sum with candle ops in f64. Grad mode: `attention_grad.rs`.
 
+use super::attention_grad;
+use super::grad::BuiltGrad;
 use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
 use crate::reference::ops;
 use crate::tolerance::max_nmse;
@@ -119,6 +121,12 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     for cache in [F32, F16] {
         let mut s = shape(64, 4, 2, 5, 30, 48, 16, 1.0, cache);
         s.softcap = 5.0;
+        shapes.push(s);
+    }
+    // Training chunks (grad mode): grouped-query ratios 1, 2 and 4, a window, a softcap with a window.
+    for (nh, nkv, window, softcap) in [(4, 4, NO_WINDOW, 0.0), (4, 2, 3, 0.0), (4, 1, NO_WINDOW, 0.0), (2, 1, 4, 5.0)] {
+        let mut s = shape(32, nh, nkv, 9, 0, 9, window, 0.125, F32);
+        s.softcap = softcap;
         shapes.push(s);
     }
     // KV sharing: a second layer's queries (other heads, positions, scale) read the first one's caches.
@@ -273,6 +281,12 @@ impl OpCase for AttentionCase {
             Ok(())
         };
         Ok(Built { record: Box::new(record), output, output_type: OutType::F32, reference })
+    }
+
+    /// One-pass cases shaped like a training chunk (`attention_grad::training_shape`).
+    fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
+        let shape = attention_grad::training_shape(&self.shape).filter(|_| self.sharer.is_none() && !self.split)?;
+        Some(attention_grad::build(&self.name(), &shape, ctx))
     }
 }
 

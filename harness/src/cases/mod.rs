@@ -6,6 +6,7 @@
 
 mod adamw;
 mod attention;
+mod attention_grad;
 mod binary;
 mod compare;
 mod cross_entropy;

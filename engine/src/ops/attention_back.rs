@@ -1,0 +1,164 @@
+//! The gradients of `attention` for training (`shaders/attention_back.wgsl`): a chunk that starts at position 0 and
+//! attends to its own keys (what a training sequence is), causal and sliding-window masks, grouped-query heads,
+//! the logit softcap. Two dispatches: one per query row (dq, and each row's probabilities and score gradients in
+//! two `[n_tokens·n_head][n_tokens]` scratch tables), then one per (key, kv head) for dk and dv. The tables make
+//! the memory quadratic in the sequence: ~8·n²·n_head bytes, 8 MiB at 512 tokens and 8 heads.
+
+use super::WG_SIZE;
+use super::args::{check_buffer, check_distinct, checked_u32};
+use crate::gpu::kernels::{
+    Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
+};
+use crate::gpu::{Batch, GpuBuffer, GpuError, Grid, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttentionBackKey {
+    /// The second pass: dk and dv per (key, kv head).
+    pub keys: bool,
+    pub subgroups: bool,
+}
+
+/// Matches `Params` in `attention_back.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttentionBackParams {
+    n_tokens: u32,
+    n_head: u32,
+    n_kv_head: u32,
+    head_dim: u32,
+    window: u32,
+    scale: f32,
+    softcap: f32,
+    _pad: u32,
+}
+const _: () = assert!(size_of::<AttentionBackParams>() == 32);
+
+impl KernelKey for AttentionBackKey {
+    const FILE: &'static str = "attention_back.wgsl";
+    fn bindings(&self) -> &'static [Access] {
+        use Access::{Read, ReadWrite, Uniform};
+        if self.keys {
+            &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform]
+        } else {
+            &[Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform]
+        }
+    }
+
+    fn name(&self) -> String {
+        let pass = if self.keys { "keys" } else { "rows" };
+        format!("attention_back_{pass}_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        defines_with(WG_SIZE, &[("KEYS", self.keys), ("SUBGROUPS", self.subgroups)])
+    }
+
+    fn requires(&self) -> Requires {
+        Requires { f16: false, subgroups: self.subgroups }
+    }
+
+    fn all_variants() -> Vec<Self> {
+        key_variants!(AttentionBackKey { keys in BOOLS, subgroups in BOOLS })
+    }
+}
+
+/// A training chunk's attention: `n_tokens` queries at positions `0..n_tokens` over the chunk's own keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionBackShape {
+    pub n_tokens: u32,
+    pub n_head: u32,
+    /// Divides `n_head`; query head `j` reads kv head `j / (n_head / n_kv_head)`.
+    pub n_kv_head: u32,
+    pub head_dim: u32,
+    /// A query at `t` sees key `j` only if `t − j < window`; 0 means none.
+    pub window: u32,
+    pub scale: f32,
+    /// `c·tanh(s/c)` on the scores; 0 = off.
+    pub softcap: f32,
+}
+
+impl AttentionBackShape {
+    /// f32 elements of each scratch table.
+    pub fn table_elems(&self) -> u64 {
+        self.n_tokens as u64 * self.n_head as u64 * self.n_tokens as u64
+    }
+}
+
+/// The tensors of the backward: the forward's inputs and the output's gradient in, the inputs' gradients out.
+/// q, d_out, dq are `[n_tokens][n_head][head_dim]`; k, v, dk, dv `[n_tokens][n_kv_head][head_dim]`; probs and
+/// dscores scratch tables of `table_elems` f32.
+pub struct AttentionGrads<'a> {
+    pub q: &'a GpuBuffer,
+    pub k: &'a GpuBuffer,
+    pub v: &'a GpuBuffer,
+    pub d_out: &'a GpuBuffer,
+    pub dq: &'a GpuBuffer,
+    pub dk: &'a GpuBuffer,
+    pub dv: &'a GpuBuffer,
+    pub probs: &'a GpuBuffer,
+    pub dscores: &'a GpuBuffer,
+}
+
+pub fn attention_back(batch: &mut Batch, s: &AttentionBackShape, b: &AttentionGrads) -> Result<()> {
+    let op = "attention_back";
+    let bad = |reason: String| Err(GpuError::Unsupported { op: op.into(), reason });
+    if s.n_head == 0 || s.n_kv_head == 0 || !s.n_head.is_multiple_of(s.n_kv_head) || s.head_dim == 0 {
+        return bad(format!("{} heads over {} kv heads of dim {}", s.n_head, s.n_kv_head, s.head_dim));
+    }
+    if !(s.scale.is_finite() && s.softcap.is_finite() && s.softcap >= 0.0) {
+        return bad(format!("scale {} and softcap {} must be finite, softcap ≥ 0", s.scale, s.softcap));
+    }
+    let q_elems = s.n_tokens as u64 * s.n_head as u64 * s.head_dim as u64;
+    let kv_elems = s.n_tokens as u64 * s.n_kv_head as u64 * s.head_dim as u64;
+    checked_u32(op, "q elements", q_elems)?;
+    checked_u32(op, "scratch elements", s.table_elems())?;
+    let sizes = [
+        ("q", b.q, q_elems),
+        ("d_out", b.d_out, q_elems),
+        ("dq", b.dq, q_elems),
+        ("k", b.k, kv_elems),
+        ("v", b.v, kv_elems),
+        ("dk", b.dk, kv_elems),
+        ("dv", b.dv, kv_elems),
+        ("probs", b.probs, s.table_elems()),
+        ("dscores", b.dscores, s.table_elems()),
+    ];
+    for (what, buffer, elems) in sizes {
+        check_buffer(op, what, buffer, elems * 4)?;
+    }
+    for output in [b.dq, b.dk, b.dv, b.probs, b.dscores] {
+        for input in [b.q, b.k, b.v, b.d_out] {
+            check_distinct(op, input, output)?;
+        }
+    }
+    for (i, a) in [b.dq, b.dk, b.dv, b.probs, b.dscores].iter().enumerate() {
+        for c in &[b.dq, b.dk, b.dv, b.probs, b.dscores][i + 1..] {
+            check_distinct(op, a, c)?;
+        }
+    }
+    if s.n_tokens == 0 {
+        return Ok(());
+    }
+    let params = AttentionBackParams {
+        n_tokens: s.n_tokens,
+        n_head: s.n_head,
+        n_kv_head: s.n_kv_head,
+        head_dim: s.head_dim,
+        window: if s.window == u32::MAX { 0 } else { s.window },
+        scale: s.scale,
+        softcap: s.softcap,
+        _pad: 0,
+    };
+    let (subgroups, max_dim) = (batch.caps().subgroups, batch.max_workgroups_per_dimension());
+    let rows = AttentionBackKey { keys: false, subgroups };
+    let row_grid = Grid::for_items(s.n_tokens as u64 * s.n_head as u64, 1, max_dim);
+    batch.dispatch(&rows, &[b.q, b.k, b.v, b.d_out, b.dq, b.probs, b.dscores], &params, row_grid)?;
+    let keys = AttentionBackKey { keys: true, subgroups };
+    let key_grid = Grid::for_items(s.n_tokens as u64 * s.n_kv_head as u64, 1, max_dim);
+    batch.dispatch(&keys, &[b.q, b.d_out, b.probs, b.dscores, b.dk, b.dv], &params, key_grid)
+}
+
+/// Every variant of this family's kernels.
+pub fn variants() -> Result<Vec<VariantSource>> {
+    variants_of::<AttentionBackKey>()
+}
