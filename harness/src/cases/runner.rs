@@ -1,4 +1,4 @@
-//! Runs cases in test or perf mode and turns each into a report row.
+//! Runs cases in test, perf or grad mode and turns each into a report row.
 
 use super::compare::judge;
 use super::grad::BuiltGrad;
