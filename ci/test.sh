@@ -96,7 +96,7 @@ grad_passed=0 grad_failed=0
 for level in full downlevel; do
     level_flag=()
     [ "$level" = full ] || level_flag=(--downlevel)
-    run_check "grad-$level" ops --mode grad --min-cases 201 "${level_flag[@]}"
+    run_check "grad-$level" ops --mode grad --min-cases 203 "${level_flag[@]}"
     read -r passed failed _ <<<"$(check_counts "$tmp/check-grad-$level.log")"
     grad_passed=$((grad_passed + passed)) grad_failed=$((grad_failed + failed))
 done

@@ -1,4 +1,5 @@
-// cross_entropy (ggml `cross_entropy_loss` per row, and with BACK `cross_entropy_loss_back`), f32, over rows
+// cross_entropy: per-row cross-entropy with integer targets (ggml's cross_entropy_loss takes soft labels and
+// returns the mean), and with BACK its gradient, f32, over rows
 // r < n_rows of n_elems logits x with a target id t = targets[r]:
 //   loss[r] = log Σ_c exp(x[c]) − x[t]                           (forward)
 //   dx[r][c] = d_loss[r] · (softmax(x)[c] − [c = t])              (BACK)

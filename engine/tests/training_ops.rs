@@ -42,6 +42,7 @@ fn bad_arguments_are_typed_errors_that_record_nothing() {
 
     refused(rms_norm_back(&mut batch, &a, None, &b, &a, 4, 16, 1e-6), "rms_norm_back", "both an input and the output");
     refused(rms_norm_back(&mut batch, &a, None, &b, &c, 4, 16, f32::NAN), "rms_norm_back", "eps");
+    refused(rms_norm_back(&mut batch, &a, Some(&c), &b, &c, 4, 16, 1e-6), "rms_norm_back", "both an input");
     refused(rms_norm_back(&mut batch, &a, None, &b, &small, 4, 16, 1e-6), "rms_norm_back", "holds 16 bytes");
 
     refused(geglu_back(&mut batch, &a, &b, &c, &d, &d, 64), "geglu_back", "both an input and the output");

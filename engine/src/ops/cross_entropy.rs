@@ -1,4 +1,5 @@
-//! ggml `cross_entropy_loss` per row and its backward, for training: `loss[r] = logsumexp(x[r]) − x[r][t]` and
+//! Cross-entropy per row with integer targets and its backward, for training (ggml's `cross_entropy_loss` takes
+//! soft labels and returns the mean; this keeps rows apart): `loss[r] = logsumexp(x[r]) − x[r][t]` and
 //! `dx[r] = d_loss[r]·(softmax(x[r]) − onehot(t))`, f32 logits and u32 target ids (`shaders/cross_entropy.wgsl`).
 //! A target id ≥ the row length ([`IGNORED_TARGET`]) leaves its row out: loss and gradient 0. Averaging over the
 //! trained rows is the caller's, through `d_loss`.

@@ -4,7 +4,7 @@
 //! gradient `dW = scale·dyᵀ·x` (ggml `out_prod`) for f32 weights, LoRA's A and B.
 
 use super::WG_SIZE;
-use super::args::{check_buffer, check_distinct, checked_u32};
+use super::args::{check_binding, check_buffer, check_distinct, checked_u32};
 use super::mul_mat::WEIGHT_TYPES;
 use super::weights::{checked_row_bytes, type_stem, weight_defines};
 use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
@@ -92,7 +92,8 @@ pub fn mul_mat_grad_x(
     let items = shape.n.div_ceil(QUANT_TOKENS) as u64 * (shape.k / 8) as u64;
     let n_items = checked_u32(op, "items", items)?;
     checked_u32(op, "dx elements", shape.n as u64 * shape.k as u64)?;
-    check_buffer(op, "w", w, shape.m as u64 * row_bytes)?;
+    // The kernel's byte offsets into W are u32, as the forward's (check_binding refuses more).
+    check_binding(op, "w", w, shape.m as u64 * row_bytes, batch.caps().max_storage_buffer_binding_bytes)?;
     check_buffer(op, "dy", dy, shape.n as u64 * shape.m as u64 * 4)?;
     check_buffer(op, "dx", dx, shape.n as u64 * shape.k as u64 * 4)?;
     check_distinct(op, dy, dx)?;

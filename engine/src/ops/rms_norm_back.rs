@@ -85,6 +85,7 @@ pub fn rms_norm_back(
     }
     if let Some(w) = weight {
         check_buffer(op, "weight", w, n_elems as u64 * 4)?;
+        check_distinct(op, w, dx)?;
     }
     let key = RmsNormBackKey { weight: weight.is_some(), subgroups: batch.caps().subgroups };
     let params = RmsNormBackParams { n_rows, n_elems, eps, _pad: 0 };

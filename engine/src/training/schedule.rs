@@ -48,7 +48,8 @@ impl LrSchedule {
         if step < warmup {
             return step / warmup.max(1.0);
         }
-        // Past `total_steps` the rate stays 0 (transformers' cosine would rise again there; no run reaches it).
+        // Past `total_steps` the decaying kinds stay at 0 (transformers' cosine would rise again there; no run
+        // reaches it). Warmup longer than the run is allowed, as in transformers: the rate never reaches its peak.
         let progress = ((step - warmup) / (total - warmup).max(1.0)).min(1.0);
         match self.kind {
             ScheduleKind::Constant => 1.0,

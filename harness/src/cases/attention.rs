@@ -129,6 +129,9 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         s.softcap = softcap;
         shapes.push(s);
     }
+    // More keys than a workgroup has lanes (each lane owns several), and a head wider than one (Gemma 4's 512).
+    shapes.push(shape(4, 1, 1, 300, 0, 300, NO_WINDOW, 0.5, F32));
+    shapes.push(shape(512, 2, 1, 3, 0, 3, NO_WINDOW, 0.0625, F32));
     // KV sharing: a second layer's queries (other heads, positions, scale) read the first one's caches.
     let mut pairs =
         vec![(shape(64, 8, 2, 13, 20, 64, NO_WINDOW, 1.0, F32), shape(64, 4, 2, 1, 32, 64, NO_WINDOW, 0.0625, F32))];

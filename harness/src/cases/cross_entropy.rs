@@ -1,4 +1,4 @@
-//! Cases for ggml `cross_entropy_loss` (per row) and, in grad mode, `cross_entropy_loss_back`: the reference is
+//! Cases for `cross_entropy` (per row, integer targets) and, in grad mode, its backward: the reference is
 //! `reference::ops::cross_entropy` in f64. Vocabularies from a few entries to Gemma's 262144, logits up to ±30 (the
 //! range Gemma's final softcap leaves), and rows left out through `IGNORED_TARGET` as a chat mask leaves prompts.
 

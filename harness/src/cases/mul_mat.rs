@@ -258,8 +258,9 @@ impl OpCase for MulMatCase {
 }
 
 impl MulMatCase {
-    /// dx for every type. For F32 also dW, recorded twice at scale ½, overwriting then accumulating, so that its
-    /// output is the gradient itself and both variants and the scale are exercised.
+    /// dx for every type. For F32, dx is recorded twice from dy/2 (exact), overwriting then accumulating, and dW
+    /// twice at scale ½ the same way, so that each output is the gradient itself and every variant and the scale
+    /// are exercised.
     fn grad(&self, ctx: &Context) -> CaseResult<BuiltGrad> {
         let name = self.name();
         let (m, k, n) = (self.m as usize, self.k as usize, self.n as usize);
@@ -275,6 +276,8 @@ impl MulMatCase {
         let (x_fd, x_auto) = cpu_grads.next().ok_or("no gradient of x")?;
         let gw = Rc::new(ctx.upload("weights", Category::Weights, &bytes)?);
         let (gx, gdy) = (upload_f32(ctx, "x", &x)?, upload_f32(ctx, "dy", &dy)?);
+        let half_dy: Vec<f32> = dy.iter().map(|v| v * 0.5).collect();
+        let gdy_half = upload_f32(ctx, "dy/2", &half_dy)?;
         let dx = guarded_output(ctx, n * k, OutType::F32)?;
         let mut grads = vec![GradOutput { input: "x", output: Rc::clone(&dx), finite_diff: x_fd, autograd: x_auto }];
         let dw = match cpu_grads.next() {
@@ -287,13 +290,14 @@ impl MulMatCase {
         };
         let (shape, wtype) = (MulMatShape { m: self.m, k: self.k, n: self.n }, self.wtype);
         Ok(BuiltGrad {
-            record: Box::new(move |batch| {
-                mul_mat_grad_x(batch, shape, &gdy, &gw, wtype, &dx, false)?;
-                if let Some(dw) = &dw {
+            record: Box::new(move |batch| match &dw {
+                None => mul_mat_grad_x(batch, shape, &gdy, &gw, wtype, &dx, false),
+                Some(dw) => {
+                    mul_mat_grad_x(batch, shape, &gdy_half, &gw, wtype, &dx, false)?;
+                    mul_mat_grad_x(batch, shape, &gdy_half, &gw, wtype, &dx, true)?;
                     mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, false)?;
-                    mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, true)?;
+                    mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, true)
                 }
-                Ok(())
             }),
             grads,
         })
