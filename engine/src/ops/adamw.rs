@@ -3,7 +3,7 @@
 //! accumulation average and the global-norm clipping factor never travel to the host.
 
 use super::WG_SIZE;
-use super::args::{check_buffer, check_distinct, checked_u32};
+use super::args::{check_buffer, check_outputs, checked_u32};
 use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, defines_with, variants_of};
 use crate::gpu::{Batch, GpuBuffer, GpuError, Grid, Result};
 
@@ -97,12 +97,8 @@ pub fn adamw(batch: &mut Batch, config: &AdamwConfig, step: u32, s: &AdamwState)
         check_buffer(op, what, buffer, s.n_elems * 4)?;
     }
     check_buffer(op, "grad_scale", s.grad_scale, 4)?;
-    let all = [s.param, s.grad, s.m, s.v, s.grad_scale];
-    for (i, a) in all.iter().enumerate() {
-        for b in &all[i + 1..] {
-            check_distinct(op, a, b)?;
-        }
-    }
+    // Every buffer distinct, the read-only ones too.
+    check_outputs(op, &[], &[s.param, s.grad, s.m, s.v, s.grad_scale])?;
     if n == 0 {
         return Ok(());
     }

@@ -32,6 +32,16 @@ pub(crate) fn check_distinct(op: &str, input: &GpuBuffer, output: &GpuBuffer) ->
     Ok(())
 }
 
+/// Each of `outputs` differs from every input and from every other output.
+pub(crate) fn check_outputs(op: &str, inputs: &[&GpuBuffer], outputs: &[&GpuBuffer]) -> Result<()> {
+    for (i, output) in outputs.iter().enumerate() {
+        for other in inputs.iter().chain(&outputs[i + 1..]) {
+            check_distinct(op, other, output)?;
+        }
+    }
+    Ok(())
+}
+
 /// Element counts and indices are u32 in the kernels.
 pub(crate) fn checked_u32(op: &str, what: &str, n: u64) -> Result<u32> {
     u32::try_from(n).map_err(|_| GpuError::Unsupported {
@@ -71,4 +81,29 @@ pub(crate) fn check_binding(
         });
     }
     Ok(())
+}
+
+/// An RMS norm's epsilon: finite and ≥ 0.
+pub(crate) fn check_eps(op: &str, eps: f32) -> Result<()> {
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(GpuError::Unsupported {
+            op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}")
+        });
+    }
+    Ok(())
+}
+
+/// The row shape shared by the rms_norm family: `n_rows × n_elems` within the u32 range, rows of at least one
+/// element, a valid `eps`. `None` when there are no rows (nothing to dispatch), else the element count.
+pub(crate) fn norm_rows(op: &str, n_rows: u32, n_elems: u32, eps: f32) -> Result<Option<u64>> {
+    let total_elems = n_rows as u64 * n_elems as u64;
+    checked_u32(op, "n_rows × n_elems", total_elems)?;
+    if n_rows == 0 {
+        return Ok(None);
+    }
+    if n_elems == 0 {
+        return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements have no mean".into() });
+    }
+    check_eps(op, eps)?;
+    Ok(Some(total_elems))
 }

@@ -5,7 +5,7 @@
 //! the memory quadratic in the sequence: 8·n²·n_head bytes for the two, 16 MiB at 512 tokens and 8 heads.
 
 use super::WG_SIZE;
-use super::args::{check_buffer, check_distinct, checked_u32};
+use super::args::{check_buffer, check_outputs, checked_u32};
 use crate::gpu::kernels::{
     Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
 };
@@ -128,16 +128,7 @@ pub fn attention_back(batch: &mut Batch, s: &AttentionBackShape, b: &AttentionGr
     for (what, buffer, elems) in sizes {
         check_buffer(op, what, buffer, elems * 4)?;
     }
-    for output in [b.dq, b.dk, b.dv, b.probs, b.dscores] {
-        for input in [b.q, b.k, b.v, b.d_out] {
-            check_distinct(op, input, output)?;
-        }
-    }
-    for (i, a) in [b.dq, b.dk, b.dv, b.probs, b.dscores].iter().enumerate() {
-        for c in &[b.dq, b.dk, b.dv, b.probs, b.dscores][i + 1..] {
-            check_distinct(op, a, c)?;
-        }
-    }
+    check_outputs(op, &[b.q, b.k, b.v, b.d_out], &[b.dq, b.dk, b.dv, b.probs, b.dscores])?;
     if s.n_tokens == 0 {
         return Ok(());
     }

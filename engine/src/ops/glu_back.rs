@@ -2,7 +2,7 @@
 //! contiguous operands, gelu the tanh form (`shaders/include/activation.wgsl`, shared with the forward).
 
 use super::WG_SIZE;
-use super::args::{check_buffer, check_distinct, checked_u32};
+use super::args::{check_buffer, check_outputs, checked_u32};
 use crate::gpu::Result;
 use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, defines_with, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
@@ -61,12 +61,7 @@ pub fn geglu_back(
     for (what, buffer) in [("gate", gate), ("up", up), ("dy", dy), ("d_gate", d_gate), ("d_up", d_up)] {
         check_buffer(op, what, buffer, n as u64 * 4)?;
     }
-    for output in [d_gate, d_up] {
-        for input in [gate, up, dy] {
-            check_distinct(op, input, output)?;
-        }
-    }
-    check_distinct(op, d_gate, d_up)?;
+    check_outputs(op, &[gate, up, dy], &[d_gate, d_up])?;
     let params = GluBackParams { n_elems: n, _pad: [0; 3] };
     let grid = Grid::for_items(n as u64, WG_SIZE, batch.max_workgroups_per_dimension());
     batch.dispatch(&GegluBackKey, &[gate, up, dy, d_gate, d_up], &params, grid)

@@ -4,12 +4,12 @@
 //! every row. Reduction in f32 through `shaders/include/reduce.wgsl`, with subgroups where the device grants them.
 
 use super::WG_SIZE;
-use super::args::{check_buffer, check_distinct, checked_u32};
+use super::args::{check_buffer, check_distinct, norm_rows};
+use crate::gpu::Result;
 use crate::gpu::kernels::{
     Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
 };
 use crate::gpu::{Batch, GpuBuffer, Grid};
-use crate::gpu::{GpuError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RmsNormKey {
@@ -66,19 +66,7 @@ pub fn rms_norm(
     eps: f32,
 ) -> Result<()> {
     let op = "rms_norm";
-    let total_elems = n_rows as u64 * n_elems as u64;
-    checked_u32(op, "n_rows × n_elems", total_elems)?;
-    if n_rows == 0 {
-        return Ok(());
-    }
-    if n_elems == 0 {
-        return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements have no mean".into() });
-    }
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(GpuError::Unsupported {
-            op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}")
-        });
-    }
+    let Some(total_elems) = norm_rows(op, n_rows, n_elems, eps)? else { return Ok(()) };
     check_distinct(op, src, dst)?;
     check_buffer(op, "src", src, total_elems * 4)?;
     check_buffer(op, "dst", dst, total_elems * 4)?;

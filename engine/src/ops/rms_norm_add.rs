@@ -4,12 +4,12 @@
 //! post-norm, add, layer scale and the next pre-norm (four dispatches) into one.
 
 use super::WG_SIZE;
-use super::args::{check_buffer, check_distinct, checked_u32};
+use super::args::{check_buffer, check_distinct, norm_rows};
+use crate::gpu::Result;
 use crate::gpu::kernels::{
     Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
 };
 use crate::gpu::{Batch, GpuBuffer, Grid};
-use crate::gpu::{GpuError, Result};
 
 /// `NEXT_NORM` adds the `normed` output binding, hence a const parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,19 +89,7 @@ pub struct NormAdd<'a> {
 /// one dispatch. Outputs must be distinct from every input and from each other.
 pub fn rms_norm_add(batch: &mut Batch, a: &NormAdd, n_rows: u32, n_elems: u32, eps: f32) -> Result<()> {
     let op = "rms_norm_add";
-    let total_elems = n_rows as u64 * n_elems as u64;
-    checked_u32(op, "n_rows × n_elems", total_elems)?;
-    if n_rows == 0 {
-        return Ok(());
-    }
-    if n_elems == 0 {
-        return Err(GpuError::Unsupported { op: op.into(), reason: "rows of zero elements have no mean".into() });
-    }
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(GpuError::Unsupported {
-            op: op.into(), reason: format!("eps must be finite and ≥ 0, got {eps}")
-        });
-    }
+    let Some(total_elems) = norm_rows(op, n_rows, n_elems, eps)? else { return Ok(()) };
     let row_bytes = n_elems as u64 * 4;
     let mut inputs = vec![("src", a.src, total_elems * 4), ("weight", a.weight, row_bytes)];
     inputs.push(("residual", a.residual, total_elems * 4));

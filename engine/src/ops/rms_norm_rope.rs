@@ -5,14 +5,14 @@
 //! `set_rows` ops remain for other callers and as the references these kernels are tested beside.
 
 use super::WG_SIZE;
-use super::args::{check_buffer, check_distinct, checked_u32};
+use super::args::{check_buffer, check_distinct, check_eps, checked_u32};
 use super::binary::StorageType;
 use super::rope::RopeShape;
+use crate::gpu::Result;
 use crate::gpu::kernels::{
     Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
 };
 use crate::gpu::{Batch, GpuBuffer, Grid};
-use crate::gpu::{GpuError, Result};
 
 /// `KV` selects the cache-writing layout (two sources, slots, two caches), hence a const parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,12 +121,7 @@ pub struct KvWrite<'a> {
 fn params(op: &str, src: &GpuBuffer, nr: &NormRope) -> Result<RmsNormRopeParams> {
     let s = &nr.shape;
     s.check(op)?;
-    if !(nr.eps.is_finite() && nr.eps >= 0.0) {
-        return Err(GpuError::Unsupported {
-            op: op.into(),
-            reason: format!("eps must be finite and ≥ 0, got {}", nr.eps),
-        });
-    }
+    check_eps(op, nr.eps)?;
     let n_rows = checked_u32(op, "heads", s.n_tokens as u64 * s.n_heads as u64)?;
     checked_u32(op, "elements", s.elems())?;
     check_buffer(op, "src", src, s.elems() * 4)?;
