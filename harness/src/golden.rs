@@ -58,12 +58,15 @@ pub fn fixture(name: &str) -> PathBuf {
 /// The golden prompt of `model` (`<model>.golden.json`'s `ids`).
 pub fn prompt(model: &str) -> Result<Vec<u32>, String> {
     let path = fixture(&format!("{model}.golden.json"));
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let ids = json["ids"].as_array().ok_or_else(|| format!("{}: no `ids`", path.display()))?;
-    ids.iter()
-        .map(|v| v.as_u64().map(|i| i as u32).ok_or_else(|| format!("{}: a non-integer id", path.display())))
-        .collect()
+    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_prompt(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The `ids` of a `<model>.golden.json` (the browser's tests compile the file in and parse it here).
+pub fn parse_prompt(json: &[u8]) -> Result<Vec<u32>, String> {
+    let json: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let ids = json["ids"].as_array().ok_or("no `ids`")?;
+    ids.iter().map(|v| v.as_u64().map(|i| i as u32).ok_or_else(|| "a non-integer id".to_owned())).collect()
 }
 
 /// Which implementation's logits.
@@ -82,10 +85,82 @@ pub fn logits(model: &str, peer: Peer) -> Result<Vec<Vec<f32>>, String> {
         Peer::Llama => "llama_logits",
     };
     let path = fixture(&format!("{model}.{kind}.npy"));
-    let a = npy::read_f32(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_logits(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A `[tokens, vocab]` logits .npy as rows.
+pub fn parse_logits(npy_bytes: &[u8]) -> Result<Vec<Vec<f32>>, String> {
+    let a = npy::parse_f32(npy_bytes)?;
     match a.shape[..] {
         [_, vocab] if vocab > 0 => Ok(a.data.chunks(vocab).map(<[f32]>::to_vec).collect()),
-        _ => Err(format!("{}: shape {:?}, expected [tokens, vocab]", path.display(), a.shape)),
+        _ => Err(format!("shape {:?}, expected [tokens, vocab]", a.shape)),
+    }
+}
+
+/// Σ(a − b)² / Σ b² and max |a − b|; infinite when the lengths differ or `got` holds a NaN or an infinity.
+pub fn nmse_and_max_abs(got: &[f32], want: &[f32]) -> (f64, f32) {
+    let (mut err2, mut ref2, mut max_abs) = (0.0f64, 0.0f64, 0.0f32);
+    for (&g, &w) in got.iter().zip(want) {
+        err2 += ((g - w) as f64).powi(2);
+        ref2 += (w as f64).powi(2);
+        max_abs = max_abs.max((g - w).abs());
+    }
+    if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
+        return (f64::INFINITY, f32::INFINITY);
+    }
+    let nmse = if ref2 > 0.0 {
+        err2 / ref2
+    } else if err2 == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    (nmse, max_abs)
+}
+
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
+/// How a model's prefill logits of the golden prompt agree with both peers.
+#[derive(Debug, Clone, Copy)]
+pub struct LogitAgreement {
+    pub positions: usize,
+    pub max_abs: f32,
+    pub nmse: f64,
+    /// Positions whose argmax equals HF's, and llama.cpp's.
+    pub agree_hf: usize,
+    pub agree_llama: usize,
+}
+
+impl LogitAgreement {
+    /// `values` (`[positions, vocab]`, row-major) against the flattened peer logits of the same shape.
+    pub fn measure(values: &[f32], vocab: usize, hf: &[f32], llama: &[f32]) -> LogitAgreement {
+        let (nmse, max_abs) = nmse_and_max_abs(values, hf);
+        let rows = |v: &[f32]| v.chunks(vocab.max(1)).map(argmax).collect::<Vec<_>>();
+        let ours = rows(values);
+        let agree = |other: &[f32]| ours.iter().zip(rows(other)).filter(|(a, b)| **a == *b).count();
+        LogitAgreement { positions: ours.len(), max_abs, nmse, agree_hf: agree(hf), agree_llama: agree(llama) }
+    }
+
+    /// What falls short of the f32 tolerances: max |Δ| and NMSE against HF, every argmax equal to HF's, and at
+    /// least [`MIN_ARGMAX_AGREEMENT_VS_LLAMA`] equal to llama.cpp's. Empty when all hold.
+    pub fn shortfalls(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !within(self.max_abs as f64, MAX_ABS_VS_HF as f64) {
+            out.push(format!("max |Δ| vs HF {:.3e} > {MAX_ABS_VS_HF:e}", self.max_abs));
+        }
+        if !within(self.nmse, MAX_NMSE_VS_HF) {
+            out.push(format!("NMSE vs HF {:.3e} > {MAX_NMSE_VS_HF:e}", self.nmse));
+        }
+        if self.agree_hf != self.positions {
+            out.push(format!("argmax differs from HF at {} positions", self.positions - self.agree_hf));
+        }
+        if self.agree_llama < MIN_ARGMAX_AGREEMENT_VS_LLAMA {
+            out.push(format!("argmax agrees with llama.cpp at only {} positions", self.agree_llama));
+        }
+        out
     }
 }
 

@@ -10,6 +10,7 @@
 //!
 //! [`check_counts`] returns the passed and failed counts; the command closes with them.
 
+use crate::golden::{argmax, nmse_and_max_abs};
 use crate::npy;
 use crate::reference::{Forward, Reference};
 use ferrogem::gpu::Context;
@@ -44,31 +45,6 @@ impl Tally {
         println!("{line}: {}", if ok { "OK" } else { "FAIL" });
         if ok { self.passed += 1 } else { self.failed += 1 }
     }
-}
-
-/// Σ(a − b)² / Σ b² and max |a − b|.
-pub fn nmse_and_max_abs(got: &[f32], want: &[f32]) -> (f64, f32) {
-    let (mut err2, mut ref2, mut max_abs) = (0.0f64, 0.0f64, 0.0f32);
-    for (&g, &w) in got.iter().zip(want) {
-        err2 += ((g - w) as f64).powi(2);
-        ref2 += (w as f64).powi(2);
-        max_abs = max_abs.max((g - w).abs());
-    }
-    if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
-        return (f64::INFINITY, f32::INFINITY);
-    }
-    let nmse = if ref2 > 0.0 {
-        err2 / ref2
-    } else if err2 == 0.0 {
-        0.0
-    } else {
-        f64::INFINITY
-    };
-    (nmse, max_abs)
-}
-
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
 }
 
 fn top_k(row: &[f32], k: usize) -> Vec<usize> {

@@ -12,7 +12,7 @@ use ferrogem::gpu::{Context, ContextOptions};
 use ferrogem::models::ModelFile;
 use ferrogem::models::gemma::{GemmaOptions, LogitRows};
 use ferrogem_harness::golden::{MAX_ABS_VS_HF, MAX_NMSE_VS_HF, fixture, within};
-use ferrogem_harness::model_check::{argmax, nmse_and_max_abs};
+use ferrogem_harness::golden::{argmax, nmse_and_max_abs};
 use std::path::PathBuf;
 
 fn lora_dir() -> PathBuf {

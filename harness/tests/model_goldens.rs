@@ -14,10 +14,8 @@ use ferrogem::models::ModelFile;
 use ferrogem::models::gemma::{GemmaOptions, LogitRows};
 use ferrogem::ops::attention::CacheType;
 use ferrogem_harness::golden::{
-    MAX_ABS_PREFILL_VS_DECODE, MAX_ABS_VS_HF, MAX_ABS_VS_HF_F16_KV, MAX_NMSE_VS_HF, MIN_ARGMAX_AGREEMENT_VS_LLAMA,
-    MODELS, Peer, fixture, within,
+    LogitAgreement, MAX_ABS_PREFILL_VS_DECODE, MAX_ABS_VS_HF_F16_KV, MODELS, Peer, argmax, fixture, within,
 };
-use ferrogem_harness::model_check::argmax;
 
 fn prompt(name: &str) -> Vec<u32> {
     ferrogem_harness::golden::prompt(name).unwrap()
@@ -34,28 +32,6 @@ fn open(name: &str) -> ModelFile {
 fn gpu(downlevel: bool) -> Context {
     let options = ContextOptions { downlevel, ..ContextOptions::from_env() };
     Context::new_blocking(options).unwrap_or_else(|e| panic!("GPU test needs an adapter and found none: {e}"))
-}
-
-struct Stats {
-    max_abs: f32,
-    nmse: f64,
-    agree_hf: usize,
-    agree_llama: usize,
-}
-
-fn compare(values: &[f32], vocab: usize, hf: &[f32], llama: &[f32]) -> Stats {
-    assert_eq!(values.len(), hf.len(), "logits shape");
-    let max_abs = values.iter().zip(hf).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    let (mut err2, mut ref2) = (0.0f64, 0.0f64);
-    for (o, r) in values.iter().zip(hf) {
-        err2 += ((o - r) as f64).powi(2);
-        ref2 += (*r as f64).powi(2);
-    }
-    let rows = |v: &[f32]| v.chunks(vocab).map(argmax).collect::<Vec<_>>();
-    let ours = rows(values);
-    let agree = |other: &[f32]| ours.iter().zip(rows(other)).filter(|(a, b)| **a == *b).count();
-    let nmse = if max_abs.is_finite() { err2 / ref2 } else { f64::INFINITY };
-    Stats { max_abs, nmse, agree_hf: agree(hf), agree_llama: agree(llama) }
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -84,7 +60,7 @@ fn goldens(downlevel: bool) {
         let mut model = file.load(&ctx, options, &mut |_| {}).unwrap();
         let prefill = model.forward_blocking(&ids, 0, LogitRows::All).unwrap();
         let vocab = prefill.vocab as usize;
-        let st = compare(&prefill.values, vocab, &hf, &llama);
+        let st = LogitAgreement::measure(&prefill.values, vocab, &hf, &llama);
         drop(model);
 
         // Chunks of 16 (16 + 16 + 1): sliding rings of 8 + 16 − 1 slots wrap; then token by token, then a rewind.
@@ -118,18 +94,7 @@ fn goldens(downlevel: bool) {
             "[{mode}] {name:<20} {:>9.2e} {:>9.2e} {:>6}/{n} {:>6}/{n} {chunked_max:>9.2e} {decode_max:>9.2e} {rewind_max:>9.2e} {dispatches:>10}",
             st.max_abs, st.nmse, st.agree_hf, st.agree_llama
         );
-        if !within(st.max_abs as f64, MAX_ABS_VS_HF as f64) {
-            fail(format!("max |Δ| vs HF {:.3e} > {MAX_ABS_VS_HF:e}", st.max_abs));
-        }
-        if !within(st.nmse, MAX_NMSE_VS_HF) {
-            fail(format!("NMSE vs HF {:.3e} > {MAX_NMSE_VS_HF:e}", st.nmse));
-        }
-        if st.agree_hf != n {
-            fail(format!("argmax differs from HF at {} positions", n - st.agree_hf));
-        }
-        if st.agree_llama < MIN_ARGMAX_AGREEMENT_VS_LLAMA {
-            fail(format!("argmax agrees with llama.cpp at only {} positions", st.agree_llama));
-        }
+        st.shortfalls().into_iter().for_each(&mut fail);
         for (what, d) in
             [("chunked prefill", chunked_max), ("token-by-token decode", decode_max), ("rewound chunk", rewind_max)]
         {
@@ -164,7 +129,12 @@ fn gpu_model_f16_kv_cache() {
         let options = GemmaOptions { max_chunk: 16, n_ctx: 64, kv_cache: CacheType::F16, ..GemmaOptions::default() };
         let mut model = file.load(&ctx, options, &mut |_| {}).unwrap();
         let logits = model.forward_blocking(&ids, 0, LogitRows::All).unwrap();
-        let st = compare(&logits.values, logits.vocab as usize, &golden(name, Peer::Hf), &golden(name, Peer::Llama));
+        let st = LogitAgreement::measure(
+            &logits.values,
+            logits.vocab as usize,
+            &golden(name, Peer::Hf),
+            &golden(name, Peer::Llama),
+        );
         println!(
             "[f16 kv] {name:<20} max|Δ|HF {:.2e} NMSE {:.2e} argmax=HF {}/{}",
             st.max_abs,

@@ -47,6 +47,13 @@ impl Session {
         &self.tokenizer
     }
 
+    /// The model itself, for a forward pass outside the session's sequence (a golden comparison); the cached
+    /// sequence is forgotten first, since that pass overwrites the cache.
+    pub fn model_mut(&mut self) -> &mut Gemma {
+        self.reset();
+        &mut self.model
+    }
+
     /// Gives the model back (dropping it releases its GPU memory).
     pub fn into_model(self) -> Gemma {
         self.model

@@ -18,6 +18,10 @@ pub enum SourceError {
     #[error("cannot read {len_bytes} bytes at byte {offset}: the source has only {source_len_bytes} bytes")]
     OutOfRange { offset: u64, len_bytes: u64, source_len_bytes: u64 },
 
+    /// A source outside this process (the browser's file handles) failed to give a range it has.
+    #[error("reading {len_bytes} bytes at byte {offset} of {source_name} failed: {message}")]
+    Read { source_name: String, offset: u64, len_bytes: u64, message: String },
+
     #[cfg(not(target_arch = "wasm32"))]
     #[error("could not open `{}`: {source}", path.display())]
     Open { path: std::path::PathBuf, source: std::io::Error },

@@ -168,7 +168,7 @@ mod family_tests {
         let options = RunOptions { mode: Mode::Test, max_elements: 1 << 24, read_gb_per_s: None };
         let (mut ran, mut failures) = (0, Vec::new());
         for case in all_cases().into_iter().filter(|c| c.op() == op) {
-            let row = run_case(&ctx, case.as_ref(), &options);
+            let row = pollster::block_on(run_case(&ctx, case.as_ref(), &options));
             println!("{}", row.line());
             match row.status.as_str() {
                 "ok" => ran += 1,

@@ -1,15 +1,18 @@
 //! Runs cases in test, perf or grad mode and turns each into a report row.
+//!
+//! [`run_case`] is async because the browser cannot block on a buffer map: web/'s tests await it inside Chromium,
+//! native callers block on it. Perf mode times with a blocking wait and the process clock, so it is native only.
 
 use super::compare::judge;
 use super::grad::BuiltGrad;
-use super::stream_read::MEASURE_WORKGROUPS;
 use super::{OpCase, OutType};
-use ferrogem::gpu::{Category, Context};
-use ferrogem::ops::stream_read::stream_read;
+use ferrogem::gpu::Context;
 use serde::Serialize;
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Each case against its CPU reference: guards, NaN/Inf parity, then NMSE.
@@ -77,7 +80,7 @@ pub struct RunOptions {
     pub read_gb_per_s: Option<f64>,
 }
 
-pub fn run_case(ctx: &Context, case: &dyn OpCase, options: &RunOptions) -> Row {
+pub async fn run_case(ctx: &Context, case: &dyn OpCase, options: &RunOptions) -> Row {
     // Grad mode builds first: a case without a backward is left out before any other verdict, and grad shapes are
     // bounded by `grad::GRAD_MAX_ELEMS`, not by --max-elements.
     let grad_built = match options.mode {
@@ -101,27 +104,30 @@ pub fn run_case(ctx: &Context, case: &dyn OpCase, options: &RunOptions) -> Row {
         return row(case, options.mode, "over_budget", reason);
     }
     let result = match (options.mode, grad_built) {
-        (Mode::Grad, Some(built)) => built.and_then(|built| grad(ctx, case, built)),
+        (Mode::Grad, Some(built)) => match built {
+            Ok(built) => grad(ctx, case, built).await,
+            Err(e) => Err(e),
+        },
         (Mode::Perf, _) => perf(ctx, case, options.read_gb_per_s),
-        _ => test(ctx, case),
+        _ => test(ctx, case).await,
     };
     result.unwrap_or_else(|e| row(case, options.mode, "fail", e.to_string()))
 }
 
-fn read_output(ctx: &Context, built: &super::Built) -> ferrogem::Result<Vec<f32>> {
-    let bytes = pollster::block_on(ctx.read_bytes(&built.output))?;
+async fn read_output(ctx: &Context, built: &super::Built) -> ferrogem::Result<Vec<f32>> {
+    let bytes = ctx.read_bytes(&built.output).await?;
     Ok(match built.output_type {
         OutType::F32 => bytemuck::pod_collect_to_vec(&bytes),
         OutType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
     })
 }
 
-fn test(ctx: &Context, case: &dyn OpCase) -> super::CaseResult<Row> {
+async fn test(ctx: &Context, case: &dyn OpCase) -> super::CaseResult<Row> {
     let built = case.build(ctx)?;
     let mut batch = ctx.batch(&case.name());
     (built.record)(&mut batch)?;
     batch.submit()?;
-    let got = read_output(ctx, &built)?;
+    let got = read_output(ctx, &built).await?;
     let verdict = judge(&got, &built.reference, case.max_nmse());
     let mut r = row(case, Mode::Test, if verdict.passed { "ok" } else { "fail" }, verdict.detail);
     r.nmse = verdict.nmse;
@@ -130,13 +136,13 @@ fn test(ctx: &Context, case: &dyn OpCase) -> super::CaseResult<Row> {
 }
 
 /// Every gradient output against both CPU gradients; the row's NMSE and max |Δ| are the worst of them.
-fn grad(ctx: &Context, case: &dyn OpCase, built: BuiltGrad) -> super::CaseResult<Row> {
+async fn grad(ctx: &Context, case: &dyn OpCase, built: BuiltGrad) -> super::CaseResult<Row> {
     let mut batch = ctx.batch(&case.name());
     (built.record)(&mut batch)?;
     batch.submit()?;
     let (mut passed, mut nmse, mut max_abs, mut details) = (true, 0.0f64, 0.0f64, Vec::new());
     for g in &built.grads {
-        let bytes = pollster::block_on(ctx.read_bytes(&g.output))?;
+        let bytes = ctx.read_bytes(&g.output).await?;
         let got: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         for (against, want) in [("fd", &g.finite_diff), ("autograd", &g.autograd)] {
             let verdict = judge(&got, want, case.max_grad_nmse());
@@ -154,8 +160,16 @@ fn grad(ctx: &Context, case: &dyn OpCase, built: BuiltGrad) -> super::CaseResult
     Ok(r)
 }
 
+/// Perf mode in the browser: not built (it needs a clock and a wait the page can give, through the engine's
+/// timestamp queries).
+#[cfg(target_arch = "wasm32")]
+fn perf(_: &Context, case: &dyn OpCase, _: Option<f64>) -> super::CaseResult<Row> {
+    Ok(row(case, Mode::Perf, "not_supported", "perf mode runs natively only".into()))
+}
+
 /// Wall-clock time per op over batches of repeated dispatches, each batch waited for; the batch grows until one
 /// takes long enough that submission and wait overheads are small beside it.
+#[cfg(not(target_arch = "wasm32"))]
 fn perf(ctx: &Context, case: &dyn OpCase, read_gb_per_s: Option<f64>) -> super::CaseResult<Row> {
     let built = case.build(ctx)?;
     let run = |reps: u32| -> ferrogem::Result<f64> {
@@ -193,7 +207,11 @@ fn perf(ctx: &Context, case: &dyn OpCase, read_gb_per_s: Option<f64>) -> super::
 /// largest one binding takes), timed over repeated dispatches. The yardstick of bandwidth-bound kernels and of the
 /// decode roofline; a buffer copy is not what the kernels do (on an H200 it measured 845 GB/s against HBM's ~4.8
 /// TB/s).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn measure_read_bandwidth(ctx: &Context) -> ferrogem::Result<f64> {
+    use super::stream_read::MEASURE_WORKGROUPS;
+    use ferrogem::gpu::Category;
+    use ferrogem::ops::stream_read::stream_read;
     let caps = ctx.caps();
     let size = (256u64 << 20).min(caps.max_storage_buffer_binding_bytes).min(caps.max_buffer_bytes) & !255;
     let src = ctx.alloc("read bandwidth src", Category::Scratch, size, None)?;

@@ -182,7 +182,7 @@ fn run_ops(ctx: &Context, selected: &dyn Fn(&str) -> bool, options: &RunOptions,
         if !selected(&name) {
             continue;
         }
-        let row = run_case(ctx, case.as_ref(), options);
+        let row = pollster::block_on(run_case(ctx, case.as_ref(), options));
         if row.status == "no_grad" {
             continue;
         }

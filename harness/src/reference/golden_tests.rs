@@ -5,11 +5,11 @@
 //! to see the table.
 
 use super::{Forward, Reference};
+use crate::golden::argmax;
 use crate::golden::{
     MAX_ABS_PREFILL_VS_DECODE, MAX_ABS_VS_HF, MAX_NMSE_VS_HF, MIN_ARGMAX_AGREEMENT_VS_LLAMA, MODELS, Peer, fixture,
     within,
 };
-use crate::model_check::argmax;
 use candle_core::Tensor;
 use ferrogem::gguf::GgufFile;
 use ferrogem::source::MmapSource;

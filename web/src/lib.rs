@@ -1,0 +1,13 @@
+//! ferrogem in the browser. The engine runs in a Dedicated Worker with WebGPU, and this crate is what the worker
+//! calls through wasm-bindgen: [`Engine`] opens the device, loads a model from a [`JsSource`] (bytes read on demand
+//! through a synchronous JS function, so the file never sits whole in wasm memory), computes logits, generates and
+//! reports memory.
+//!
+//! Natively the crate builds (so the workspace lints it) but does nothing useful; its tests (`tests/browser.rs`) run
+//! only in a browser: `ci/test-browser.sh` runs them in headless Chromium on SwiftShader's WebGPU.
+
+mod engine;
+mod source;
+
+pub use engine::Engine;
+pub use source::JsSource;
