@@ -2,6 +2,7 @@
 # Runs the ferrogem command (release build) after making sure the Vulkan pieces it needs are installed.
 # Usage: bash ci/ferrogem.sh check          # the built-in tiny model through every check
 #        bash ci/ferrogem.sh <command> …    # any ferrogem command; `bash ci/ferrogem.sh --help` lists them
+#        bash ci/ferrogem.sh serve --models DIR   # also builds the browser engine (ci/build-web.sh) it serves
 # The build is cargo's own, with its progress on stderr; the first one takes several minutes, later ones only
 # rebuild what changed. The command runs from the repository root.
 set -euo pipefail
@@ -16,8 +17,9 @@ bin=$target_dir/release/ferrogem
 if [ ! -x "$bin" ]; then
     echo "ci/ferrogem.sh: building the ferrogem binary (release; the first build takes several minutes)" >&2
 elif [ -n "$(find Cargo.toml Cargo.lock engine/Cargo.toml engine/build.rs engine/src harness/Cargo.toml \
-    harness/build.rs harness/src shaders profiles golden -newer "$bin" -print -quit 2>/dev/null)" ]; then
+    harness/build.rs harness/src web/www shaders profiles golden -newer "$bin" -print -quit 2>/dev/null)" ]; then
     echo "ci/ferrogem.sh: rebuilding the ferrogem binary (release)" >&2
 fi
 cargo build --release --locked -p ferrogem-harness
+[ "${1:-}" != serve ] || bash ci/build-web.sh
 exec "$bin" "$@"

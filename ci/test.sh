@@ -136,6 +136,14 @@ if [ "$browser_passed" -lt 4 ]; then
     echo "ci/test.sh: the browser tests passed $browser_passed tests; web/tests/browser.rs has 4" >&2
     exit 1
 fi
+# The page end to end: `ferrogem serve`, the worker loading over HTTP Range, 16 greedy tokens equal to native
+# `generate`, the memory panel against native, a screenshot that is not blank.
+bash ci/build-web.sh
+target_dir_web=$target_dir/web/pkg
+for model in tiny-gemma4-f32.gguf tiny-gemma3-Q4_K_M.gguf; do
+    python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures "$model" --tokens 16
+    browser_passed=$((browser_passed + 1))
+done
 browser_s=$((SECONDS - phase))
 
 echo "ci/test.sh: cargo test: $tests_passed tests passed in $tests_binaries binaries;" \

@@ -5,7 +5,7 @@ use ferrogem::gpu::{Context, ContextOptions};
 use ferrogem::models::ModelFile;
 use ferrogem::models::gemma::{GemmaOptions, LoadProgress, LogitRows};
 use ferrogem::sampling::{Sampler, SamplerConfig};
-use ferrogem::session::{GenerateParams, Observer, Session, snapshot};
+use ferrogem::session::{GenerateParams, Observer, Prefill, Session, snapshot};
 use ferrogem::tokenizer::Tokenizer;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +17,31 @@ use wasm_bindgen::prelude::*;
 pub struct Engine {
     ctx: Context,
     session: Option<Session>,
+}
+
+/// Streams a generation to the worker's callbacks. A throwing callback does not stop the generation (a throwing
+/// `cancelled` counts as no).
+struct JsObserver {
+    on_text: Option<js_sys::Function>,
+    cancelled: Option<js_sys::Function>,
+    prefilled_ms: Option<f64>,
+}
+
+impl Observer for JsObserver {
+    fn prefilled(&mut self, _: &Prefill) {
+        self.prefilled_ms = Some(js_sys::Date::now());
+    }
+
+    fn text(&mut self, text: &str) {
+        if let Some(f) = &self.on_text {
+            let _ = f.call1(&JsValue::NULL, &JsValue::from_str(text));
+        }
+    }
+
+    fn cancelled(&mut self) -> bool {
+        let ask = |f: &js_sys::Function| f.call0(&JsValue::NULL).ok().and_then(|v| v.as_bool());
+        self.cancelled.as_ref().and_then(ask).unwrap_or(false)
+    }
 }
 
 fn js_error(e: impl std::fmt::Display) -> JsError {
@@ -86,21 +111,49 @@ impl Engine {
         Ok(model.forward(&ids, 0, LogitRows::All).await.map_err(js_error)?.values)
     }
 
-    /// Greedy continuation of `prompt` (ids), at most `max_tokens` ids, stopping at the model's end-of-generation
-    /// tokens. The cached prefix of an earlier call is reused.
-    pub async fn greedy(&mut self, prompt: Vec<u32>, max_tokens: u32) -> Result<Vec<u32>, JsError> {
+    /// The ids of a prompt text in the loaded model's tokenizer (control texts read as tokens, BOS where the model
+    /// wants one).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsError> {
+        Ok(self.session()?.tokenizer().encode_prompt(text))
+    }
+
+    /// Greedy continuation of `prompt` (ids): at most `max_tokens` ids, stopping at the model's end-of-generation
+    /// tokens. Calls `on_text(text)` as text becomes final and asks `cancelled()` before each token, so the worker
+    /// can stream and cancel between tokens. The cached prefix of an earlier call is reused. Returns JSON: `tokens`,
+    /// `text`, `stop`, `prompt_tokens`, `reused_tokens`, `prefill_ms`, `decode_ms`.
+    pub async fn generate(
+        &mut self,
+        prompt: Vec<u32>,
+        max_tokens: u32,
+        on_text: Option<js_sys::Function>,
+        cancelled: Option<js_sys::Function>,
+    ) -> Result<String, JsError> {
         let session = self.session.as_mut().ok_or_else(|| JsError::new("no model is loaded"))?;
         let mut sampler = Sampler::new(SamplerConfig::greedy()).map_err(js_error)?;
         let params = GenerateParams { max_tokens, stop_strings: Vec::new(), stop_tokens: Vec::new() };
-        struct Quiet;
-        impl Observer for Quiet {}
-        let generation = session.generate(&prompt, &mut sampler, &params, &mut Quiet).await.map_err(js_error)?;
-        Ok(generation.tokens)
+        let start_ms = js_sys::Date::now();
+        let mut observer = JsObserver { on_text, cancelled, prefilled_ms: None };
+        let generation = session.generate(&prompt, &mut sampler, &params, &mut observer).await.map_err(js_error)?;
+        let prefilled_ms = observer.prefilled_ms.unwrap_or(start_ms);
+        let json = serde_json::json!({
+            "tokens": generation.tokens,
+            "text": generation.text,
+            "stop": generation.stop.name(),
+            "prompt_tokens": generation.prompt_tokens,
+            "reused_tokens": generation.reused_tokens,
+            "prefill_ms": prefilled_ms - start_ms,
+            "decode_ms": js_sys::Date::now() - prefilled_ms,
+        });
+        Ok(json.to_string())
     }
 
     /// Releases the model's GPU memory.
     pub fn unload(&mut self) {
         self.session = None;
+    }
+
+    fn session(&self) -> Result<&Session, JsError> {
+        self.session.as_ref().ok_or_else(|| JsError::new("no model is loaded"))
     }
 
     /// The memory accountant's snapshot (live and peak bytes, by category and phase) and the wasm memory's size in

@@ -125,7 +125,10 @@ async fn goldens_on(downlevel: bool) {
         }
         let logits = engine.logits(ids.clone()).await.unwrap_or_else(|e| panic!("{name}: logits: {e:?}"));
         let st = LogitAgreement::measure(&logits, hf.len() / ids.len(), &hf, &llama);
-        let greedy = engine.greedy(ids.clone(), hf_greedy.len() as u32).await.unwrap();
+        let generated = engine.generate(ids.clone(), hf_greedy.len() as u32, None, None).await.unwrap();
+        let generated: serde_json::Value = serde_json::from_str(&generated).unwrap();
+        let greedy: Vec<u32> =
+            generated["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let loaded_bytes = memory(&engine)["live_bytes"].as_u64().unwrap();
         engine.unload();
         let live_after = memory(&engine)["live_bytes"].as_u64().unwrap();

@@ -150,6 +150,18 @@ impl Tokenizer {
         ids
     }
 
+    /// A prompt's ids: `text` with control texts read as tokens, starting with exactly one BOS where the model
+    /// wants one (what `ferrogem generate` and the browser feed the model).
+    pub fn encode_prompt(&self, text: &str) -> Vec<u32> {
+        let mut ids = self.encode(text, Special::Parse);
+        if let (true, Some(bos)) = (self.add_bos(), self.bos())
+            && ids.first() != Some(&bos)
+        {
+            ids.insert(0, bos);
+        }
+        ids
+    }
+
     pub fn bos(&self) -> Option<u32> {
         self.vocab.bos
     }

@@ -3,7 +3,7 @@
 //! Commands: `/save FILE`, `/load FILE` (KV cache + sampler state + conversation, see `ferrogem::session::snapshot`),
 //! `/reset`, `/stats`, `/exit`. Ctrl-C stops the current reply (kept as said so far); at the prompt it exits.
 
-use crate::generate::{json_error, prompt_ids};
+use crate::generate::json_error;
 use crate::text_session::{ModelArgs, SamplingArgs, Streamer, rate};
 use clap::Args;
 use ferrogem::chat::{ChatTemplate, Message, Role};
@@ -165,7 +165,7 @@ impl Chat<'_> {
         let mut dropped = 0;
         loop {
             let text = self.template.render(&self.messages, &[], self.args.think)?;
-            let ids = prompt_ids(self.session.tokenizer(), &text);
+            let ids = self.session.tokenizer().encode_prompt(&text);
             // One free position at least, for the first generated token.
             if (ids.len() as u64) < n_ctx {
                 return Ok((ids, dropped));

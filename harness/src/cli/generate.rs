@@ -6,7 +6,6 @@ use clap::Args;
 use ferrogem::chat::{ChatTemplate, Message};
 use ferrogem::sampling::Sampler;
 use ferrogem::session::{GenerateParams, Session, StopReason, snapshot};
-use ferrogem::tokenizer::{Special, Tokenizer};
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -54,17 +53,6 @@ struct Report {
     live_bytes_after_unload: u64,
 }
 
-/// The prompt's ids, starting with exactly one BOS where the model wants one.
-pub fn prompt_ids(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
-    let mut ids = tokenizer.encode(text, Special::Parse);
-    if let (true, Some(bos)) = (tokenizer.add_bos(), tokenizer.bos())
-        && ids.first() != Some(&bos)
-    {
-        ids.insert(0, bos);
-    }
-    ids
-}
-
 pub fn run(args: GenerateArgs) -> ferrogem::Result<ExitCode> {
     crate::text_session::install_interrupt_handler();
     let loaded = crate::text_session::load(&args.model)?;
@@ -76,7 +64,7 @@ pub fn run(args: GenerateArgs) -> ferrogem::Result<ExitCode> {
     } else {
         args.prompt.clone()
     };
-    let ids = prompt_ids(&loaded.tokenizer, &text);
+    let ids = loaded.tokenizer.encode_prompt(&text);
     let arch = loaded.model.config.arch;
     let adapter = loaded.ctx.caps().adapter.name.clone();
     let live_bytes_before = loaded.ctx.memory().live_bytes;

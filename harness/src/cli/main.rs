@@ -12,6 +12,7 @@ mod model_arg;
 mod plot;
 mod profile;
 mod report;
+mod serve;
 mod synth;
 mod text_session;
 mod tokenize;
@@ -55,6 +56,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Chat with a model: multi-turn with the KV cache reused across turns; /save, /load, /reset, /stats.
     Chat(chat::ChatArgs),
+    /// Serve the browser page, its wasm and models (with HTTP Range) for the browser build: from a folder of GGUFs
+    /// and, with --ollama, the local Ollama store.
+    Serve(serve::ServeArgs),
     /// Print the token ids (and pieces) of a text with a model's vocabulary; no GPU.
     Tokenize(tokenize::TokenizeArgs),
     /// Print the text of token ids with a model's vocabulary; no GPU.
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => chat::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Tokenize(args) => tokenize::run_tokenize(args),
         Command::Detokenize(args) => tokenize::run_detokenize(args),
     };
