@@ -23,7 +23,7 @@ pub use value::{Array, Value, ValueType};
 pub use writer::GgufWriter;
 
 use crate::quant::QuantType;
-use crate::source::ByteSource;
+use crate::source::{ByteSource, SourceError};
 
 /// The metadata key that sets the data alignment.
 pub const ALIGNMENT_KEY: &str = "general.alignment";
@@ -130,6 +130,21 @@ impl TensorInfo {
         source
             .read_range(self.offset_bytes, self.size_bytes)
             .map_err(|source| GgufError::Source { field: format!("the bytes of tensor `{}`", self.name), source })
+    }
+
+    /// The tensor's bytes from `offset` within it into `buf`: a tile at a time, for uploads that never hold the whole
+    /// tensor. A range past the tensor's end is an error.
+    pub fn read_part<S: ByteSource + ?Sized>(&self, source: &S, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
+        let len_bytes = buf.len() as u64;
+        let source_error = |source| GgufError::Source {
+            field: format!("bytes {offset}..+{len_bytes} of tensor `{}`", self.name),
+            source,
+        };
+        if offset.checked_add(len_bytes).is_none_or(|end| end > self.size_bytes) {
+            let out_of_range = SourceError::OutOfRange { offset, len_bytes, source_len_bytes: self.size_bytes };
+            return Err(source_error(out_of_range));
+        }
+        source.read_at(self.offset_bytes + offset, buf).map_err(source_error)
     }
 }
 

@@ -17,7 +17,9 @@ pub use caps::{AdapterReport, Capabilities, ContextOptions};
 pub use context::bind_cache::{BindCacheStats, PhaseCounters};
 pub use context::buffer::{BufferId, GpuBuffer};
 pub use context::timing::{COPY_SPAN_NAME, GpuTimes, KernelTime, TimingMethod};
-pub use context::{Context, MAX_DRIVER_PADDING_PER_BUFFER_BYTES, counters_agree, upload_size_bytes};
+pub use context::{
+    Context, FillTile, MAX_DRIVER_PADDING_PER_BUFFER_BYTES, UPLOAD_TILE_BYTES, counters_agree, upload_size_bytes,
+};
 pub use device_profile::{DeviceProfile, ProfileFeatures, ProfileLimits, WEBGPU_DEFAULT_PROFILE};
 pub use dispatch::Batch;
 pub use error::{GpuError, ProfileMismatch, Result};

@@ -2,8 +2,8 @@
 //! Gemma 4 E2B tied embedding is ~330 MB) live in several buffers, split on whole rows so every kernel that reads
 //! a row finds it in one part.
 
-use super::context::Context;
 use super::context::buffer::GpuBuffer;
+use super::context::{Context, FillTile};
 use super::memory::Category;
 use super::{GpuError, Result};
 
@@ -62,25 +62,53 @@ impl SplitTensor {
         row_bytes: u64,
         max_part_bytes: u64,
     ) -> Result<SplitTensor> {
-        let n_rows = (data.len() as u64).checked_div(row_bytes).unwrap_or(0);
-        if row_bytes == 0 || n_rows * row_bytes != data.len() as u64 {
+        let mut copy = |offset: u64, tile: &mut [u8]| {
+            tile.copy_from_slice(&data[offset as usize..offset as usize + tile.len()]);
+            Ok::<(), GpuError>(())
+        };
+        Self::upload_parts(ctx, label, category, data.len() as u64, row_bytes, max_part_bytes, &mut copy)
+    }
+
+    /// `upload` of `len_bytes` that `fill(offset, tile)` writes a tile at a time ([`Context::upload_with`]): the
+    /// loader reads each tile from the file into the mapped buffer, never holding the whole tensor.
+    pub fn upload_from<E: From<GpuError>>(
+        ctx: &Context,
+        label: &str,
+        category: Category,
+        len_bytes: u64,
+        row_bytes: u64,
+        fill: &mut FillTile<'_, E>,
+    ) -> std::result::Result<SplitTensor, E> {
+        let max_part_bytes = ctx.caps().max_storage_buffer_binding_bytes.min(ctx.caps().max_buffer_bytes);
+        Self::upload_parts(ctx, label, category, len_bytes, row_bytes, max_part_bytes, fill)
+    }
+
+    fn upload_parts<E: From<GpuError>>(
+        ctx: &Context,
+        label: &str,
+        category: Category,
+        len_bytes: u64,
+        row_bytes: u64,
+        max_part_bytes: u64,
+        fill: &mut FillTile<'_, E>,
+    ) -> std::result::Result<SplitTensor, E> {
+        let n_rows = len_bytes.checked_div(row_bytes).unwrap_or(0);
+        if row_bytes == 0 || n_rows * row_bytes != len_bytes {
             return Err(GpuError::Unsupported {
                 op: format!("upload of `{label}`"),
-                reason: format!("{} bytes is not a whole number of {row_bytes}-byte rows", data.len()),
-            });
+                reason: format!("{len_bytes} bytes is not a whole number of {row_bytes}-byte rows"),
+            }
+            .into());
         }
         let plan = SplitPlan::new(n_rows, row_bytes, max_part_bytes)?;
         let multi = plan.parts.len() > 1;
-        let parts = plan
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(i, &(first, rows))| {
-                let bytes = &data[(first * row_bytes) as usize..((first + rows) * row_bytes) as usize];
-                let part_label = if multi { format!("{label}[part {i}]") } else { label.to_owned() };
-                ctx.upload(&part_label, category, bytes)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut parts = Vec::with_capacity(plan.parts.len());
+        for (i, &(first, rows)) in plan.parts.iter().enumerate() {
+            let part_label = if multi { format!("{label}[part {i}]") } else { label.to_owned() };
+            let start = first * row_bytes;
+            let mut fill_part = |offset: u64, tile: &mut [u8]| fill(start + offset, tile);
+            parts.push(ctx.upload_with(&part_label, category, rows * row_bytes, &mut fill_part)?);
+        }
         Ok(SplitTensor { plan, parts })
     }
 

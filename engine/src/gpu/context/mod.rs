@@ -214,14 +214,41 @@ impl Context {
 
     /// Creates a buffer holding `data` (padded with zeros as [`upload_size_bytes`] says).
     pub fn upload(&self, label: &str, category: Category, data: &[u8]) -> Result<GpuBuffer> {
-        let size_bytes = upload_size_bytes(data.len() as u64);
+        self.upload_with(label, category, data.len() as u64, &mut |offset, tile| {
+            tile.copy_from_slice(&data[offset as usize..offset as usize + tile.len()]);
+            Ok::<(), GpuError>(())
+        })
+    }
+
+    /// Creates a buffer of `len_bytes` (padded as [`upload_size_bytes`] says) that `fill(offset, tile)` writes a
+    /// tile of at most [`UPLOAD_TILE_BYTES`] at a time, straight into the mapped buffer. In the browser a mapped
+    /// range is a copy in wasm memory, so mapping tile by tile keeps a large tensor's upload to one tile of it.
+    pub fn upload_with<E: From<GpuError>>(
+        &self,
+        label: &str,
+        category: Category,
+        len_bytes: u64,
+        fill: &mut FillTile<'_, E>,
+    ) -> std::result::Result<GpuBuffer, E> {
+        let size_bytes = upload_size_bytes(len_bytes);
         let buffer = self.create(label, category, size_bytes, None, true)?;
-        {
-            let mut view = buffer
-                .raw()
-                .get_mapped_range_mut(..)
-                .map_err(|e| GpuError::BufferMap { label: label.to_owned(), message: e.to_string() })?;
+        let map_error =
+            |e: wgpu::MapRangeError| GpuError::BufferMap { label: label.to_owned(), message: e.to_string() };
+        // Mapped ranges are write-only views, so each tile is filled here first, then copied in.
+        let mut tile = vec![0u8; UPLOAD_TILE_BYTES.min(len_bytes) as usize];
+        let mut offset = 0;
+        while offset < len_bytes {
+            // Tiles start at multiples of UPLOAD_TILE_BYTES and end at the padded size, as mapping requires.
+            let end = (offset + UPLOAD_TILE_BYTES).min(size_bytes);
+            let data = &mut tile[..(end.min(len_bytes) - offset) as usize];
+            if let Err(e) = fill(offset, data) {
+                buffer.raw().unmap();
+                return Err(e);
+            }
+            let mut view = buffer.raw().get_mapped_range_mut(offset..end).map_err(map_error)?;
             view.slice(..data.len()).copy_from_slice(data);
+            drop(view);
+            offset = end;
         }
         buffer.raw().unmap();
         Ok(buffer)
@@ -388,6 +415,13 @@ pub fn counters_agree(accountant: (u64, u64), wgpu: (i64, i64)) -> bool {
     let padding = wgpu.1 - bytes;
     wgpu.0 == buffers && (0..=buffers * MAX_DRIVER_PADDING_PER_BUFFER_BYTES as i64).contains(&padding)
 }
+
+/// Writes the bytes at `offset` of an upload into the tile it is given ([`Context::upload_with`]).
+pub type FillTile<'a, E> = dyn FnMut(u64, &mut [u8]) -> std::result::Result<(), E> + 'a;
+
+/// The most bytes [`Context::upload_with`] maps at once: a multiple of wgpu's map alignment, and in the browser the
+/// wasm memory an upload of any size needs.
+pub const UPLOAD_TILE_BYTES: u64 = 8 << 20;
 
 /// The size of the buffer [`Context::upload`] makes for `data_bytes` bytes: rounded up to the copy alignment (4),
 /// and never 0. Memory plans size uploads with it.

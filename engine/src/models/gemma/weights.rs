@@ -306,8 +306,8 @@ impl<'a> Loader<'a> {
         let row_bytes = wtype
             .bytes_for(cols as u64)
             .ok_or_else(|| bad(name, format!("has rows of {cols} {wtype} elements, not a whole number of blocks")))?;
-        let data = info.bytes(self.source)?;
-        let w = SplitTensor::upload(self.ctx, name, Category::Weights, &data, row_bytes)?;
+        let mut read = |offset: u64, tile: &mut [u8]| Ok::<(), Error>(info.read_part(self.source, offset, tile)?);
+        let w = SplitTensor::upload_from(self.ctx, name, Category::Weights, info.size_bytes(), row_bytes, &mut read)?;
         Ok(self.uploaded(Linear { w, wtype, rows, cols }))
     }
 
@@ -323,12 +323,23 @@ impl<'a> Loader<'a> {
         if !stackable {
             return Ok(GateUp::Separate { gate: self.linear(gate_name, ffn, h)?, up: self.linear(up_name, ffn, h)? });
         }
-        let mut data = gate.bytes(self.source)?.to_vec();
-        data.extend_from_slice(&up.bytes(self.source)?);
+        // gate's bytes then up's; a tile may straddle the two.
+        let mut read = |offset: u64, tile: &mut [u8]| -> Result<()> {
+            let in_gate = gate.size_bytes().saturating_sub(offset).min(tile.len() as u64) as usize;
+            let (gate_part, up_part) = tile.split_at_mut(in_gate);
+            if !gate_part.is_empty() {
+                gate.read_part(self.source, offset, gate_part)?;
+            }
+            if !up_part.is_empty() {
+                up.read_part(self.source, (offset + in_gate as u64) - gate.size_bytes(), up_part)?;
+            }
+            Ok(())
+        };
         let wtype = gate.dtype();
         let row_bytes = gate.size_bytes() / ffn as u64;
         let label = format!("{gate_name}+{up_name}");
-        let w = SplitTensor::upload(self.ctx, &label, Category::Weights, &data, row_bytes)?;
+        let len_bytes = gate.size_bytes() + up.size_bytes();
+        let w = SplitTensor::upload_from(self.ctx, &label, Category::Weights, len_bytes, row_bytes, &mut read)?;
         Ok(self.uploaded(GateUp::Stacked(Linear { w, wtype, rows: 2 * ffn, cols: h })))
     }
 
