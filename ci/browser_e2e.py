@@ -6,6 +6,7 @@ bytes as native `generate` measured them; a screenshot must not be blank. Exits 
 a browser or WebGPU adapter that did not start.
 
 usage: ci/browser_e2e.py FERROGEM_BINARY PKG_DIR MODELS_DIR MODEL_FILE [--tokens 16] [--prompt TEXT]
+       ci/browser_e2e.py … MODEL_FILE --load-only   # load, then report GPU and wasm memory against the native plan
 """
 import argparse, base64, json, os, shutil, socket, struct, subprocess, sys, time, urllib.parse, urllib.request, zlib
 
@@ -58,21 +59,9 @@ def png_is_blank(png):
     return True
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("ferrogem"), p.add_argument("pkg"), p.add_argument("models"), p.add_argument("model")
-    p.add_argument("--tokens", type=int, default=16)
-    p.add_argument("--prompt", default="The capital of France is")
-    p.add_argument("--timeout", type=float, default=600)
-    a = p.parse_args()
-    chromedriver = shutil.which("chromedriver") or fail("no chromedriver: bash ci/setup.sh browser")
-
-    native = subprocess.run([a.ferrogem, "generate", "--model", os.path.join(a.models, a.model), "--prompt", a.prompt,
-                             "-n", str(a.tokens), "--temp", "0", "--json"], capture_output=True, text=True)
-    if native.returncode != 0:
-        fail(f"native generate: {native.stderr[-2000:]}")
-    native = json.loads(native.stdout)
-
+def run_page(a, chromedriver, query, done_expression):
+    """Serves the models, opens the page with `query` and polls until `done_expression` is set or the page failed;
+    returns the page's state, the seconds it took and a screenshot."""
     serve = subprocess.Popen([a.ferrogem, "serve", "--port", "0", "--models", a.models, "--pkg", a.pkg],
                              stdout=subprocess.PIPE, text=True)
     driver_port = free_port()
@@ -94,28 +83,72 @@ def main():
             "binary": shutil.which("chromium") or "/usr/bin/chromium", "args": CHROME_ARGS}}}}
         session = webdriver(base, "POST", "/session", caps)["sessionId"]
         s = f"/session/{session}"
-        query = urllib.parse.urlencode({"model": a.model, "prompt": a.prompt, "n": a.tokens, "autorun": 1})
         started = time.time()
-        webdriver(base, "POST", s + "/url", {"url": f"{url}?{query}"})
+        webdriver(base, "POST", s + "/url", {"url": f"{url}?{urllib.parse.urlencode(query)}"})
         script = ("return {status: document.getElementById('status').textContent, result: window.ferrogemResult,"
-                  " error: window.ferrogemError, memory: window.ferrogemMemory,"
+                  " loaded: window.ferrogemLoaded, error: window.ferrogemError, memory: window.ferrogemMemory,"
                   " output: document.getElementById('output').textContent,"
-                  " speed: document.getElementById('speed').textContent}")
+                  f" speed: document.getElementById('speed').textContent, done: !!({done_expression})}}")
         while True:
             state = webdriver(base, "POST", s + "/execute/sync", {"script": script, "args": []})
-            if state["result"] or state["error"] or "failed" in state["status"] or "no WebGPU" in state["status"]:
+            if state["done"] or state["error"] or "failed" in state["status"] or "no WebGPU" in state["status"]:
                 break
             if time.time() - started > a.timeout:
                 fail(f"the page did not finish in {a.timeout} s; it says: {state['status']}")
             time.sleep(0.5)
         seconds = time.time() - started
-        if not state["result"]:
-            fail(f"the page says: {state['status']}")
         shot = base64.b64decode(webdriver(base, "GET", s + "/screenshot"))
         webdriver(base, "DELETE", s)
     finally:
         serve.kill()
         driver.kill()
+    return state, seconds, shot
+
+
+def load_only(a, chromedriver):
+    """Loads the model in the page and reports its GPU bytes (against the native memory plan) and wasm memory."""
+    plan = subprocess.run([a.ferrogem, "profile", "--model", os.path.join(a.models, a.model), "--plan", "--out",
+                           "/tmp/ferrogem-e2e-plan"], capture_output=True, text=True)
+    state, seconds, _ = run_page(a, chromedriver, {"model": a.model, "autorun": "load"}, "window.ferrogemLoaded")
+    if not state["loaded"]:
+        fail(f"the page says: {state['status']}")
+    memory = state["loaded"]["memory"]
+    planned = [int(line.split()[2]) for line in plan.stdout.splitlines() if line.strip().startswith("planned peak")]
+    if plan.returncode != 0 or not planned:
+        fail(f"native `profile --plan`: {plan.stderr[-1000:]}")
+    print(f"ci/browser_e2e.py: {a.model} loaded in {seconds:.1f} s (page: {state['loaded']['seconds']:.1f} s):"
+          f" {memory['live_bytes']} GPU bytes live, {memory['peak_bytes']} peak (native plan {planned[0]});"
+          f" wasm memory {memory['wasm_memory_bytes']} bytes ({memory['wasm_memory_bytes'] / 2**20:.1f} MiB)")
+    # The issue's targets: the plan within 5% (as the native profile gate), wasm memory at most 256 MiB.
+    if abs(memory["peak_bytes"] - planned[0]) > 0.05 * planned[0]:
+        fail(f"GPU peak {memory['peak_bytes']} is more than 5% from the plan's {planned[0]}")
+    if memory["wasm_memory_bytes"] > 256 << 20:
+        fail(f"wasm memory {memory['wasm_memory_bytes']} bytes is over 256 MiB")
+    print("ci/browser_e2e.py: passed")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("ferrogem"), p.add_argument("pkg"), p.add_argument("models"), p.add_argument("model")
+    p.add_argument("--tokens", type=int, default=16)
+    p.add_argument("--prompt", default="The capital of France is")
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--load-only", action="store_true")
+    a = p.parse_args()
+    chromedriver = shutil.which("chromedriver") or fail("no chromedriver: bash ci/setup.sh browser")
+
+    if a.load_only:
+        return load_only(a, chromedriver)
+    native = subprocess.run([a.ferrogem, "generate", "--model", os.path.join(a.models, a.model), "--prompt", a.prompt,
+                             "-n", str(a.tokens), "--temp", "0", "--json"], capture_output=True, text=True)
+    if native.returncode != 0:
+        fail(f"native generate: {native.stderr[-2000:]}")
+    native = json.loads(native.stdout)
+
+    query = {"model": a.model, "prompt": a.prompt, "n": a.tokens, "autorun": 1}
+    state, seconds, shot = run_page(a, chromedriver, query, "window.ferrogemResult")
+    if not state["result"]:
+        fail(f"the page says: {state['status']}")
 
     failures = []
     got, want = state["result"]["tokens"], native["tokens"]

@@ -1,5 +1,6 @@
 // The page: it asks the worker for everything and only renders what comes back. Query parameters drive it
-// unattended (the end-to-end test, a phone on the network): ?model=NAME&prompt=TEXT&n=16&downlevel=1&autorun=1.
+// unattended (the end-to-end test, a phone on the network): ?model=NAME&prompt=TEXT&n=16&downlevel=1&autorun=1;
+// autorun=load stops after loading (a model too slow to run on a software adapter, loaded to measure memory).
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const status = (text, isError = false) => {
@@ -39,7 +40,7 @@ async function start() {
         $('device').textContent = JSON.stringify(data.device, null, 1);
         showMemory(data.memory);
         status(`WebGPU ready: ${data.device.adapter.name}${data.device.downlevel ? ' (downlevel)' : ''}`);
-        if (params.get('autorun') === '1') $('load').click();
+        if (params.get('autorun')) $('load').click();
         break;
       case 'progress':
         $('progress').value = data.uploaded / data.total;
@@ -49,6 +50,7 @@ async function start() {
         showMemory(data.memory);
         status(`loaded ${data.summary.name} (${data.summary.arch}, ${data.summary.layers} layers) in ${data.seconds.toFixed(1)} s`);
         $('generate').disabled = false;
+        window.ferrogemLoaded = { summary: data.summary, seconds: data.seconds, memory: data.memory };
         if (params.get('autorun') === '1') $('generate').click();
         break;
       case 'text':
