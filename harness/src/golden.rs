@@ -64,9 +64,15 @@ pub fn prompt(model: &str) -> Result<Vec<u32>, String> {
 
 /// The `ids` of a `<model>.golden.json` (the browser's tests compile the file in and parse it here).
 pub fn parse_prompt(json: &[u8]) -> Result<Vec<u32>, String> {
+    parse_ids(json, "ids")
+}
+
+/// The id list under `key` of a `<model>.golden.json`: `ids` (the prompt), `hf_dequant_greedy10` (HF's greedy
+/// continuation on the dequantized weights), `llama_greedy10`.
+pub fn parse_ids(json: &[u8], key: &str) -> Result<Vec<u32>, String> {
     let json: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-    let ids = json["ids"].as_array().ok_or("no `ids`")?;
-    ids.iter().map(|v| v.as_u64().map(|i| i as u32).ok_or_else(|| "a non-integer id".to_owned())).collect()
+    let ids = json[key].as_array().ok_or_else(|| format!("no `{key}`"))?;
+    ids.iter().map(|v| v.as_u64().map(|i| i as u32).ok_or_else(|| format!("a non-integer id in `{key}`"))).collect()
 }
 
 /// Which implementation's logits.
@@ -164,10 +170,44 @@ impl LogitAgreement {
     }
 }
 
-/// The tiny Gemma 4 (HF transformers, converted by llama.cpp) that `ferrogem check` runs when no model is named;
-/// compiled in, so the main job needs no file beside the binary.
-const BUILT_IN_GGUF: &[u8] =
-    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/fixtures/tiny-gemma4-f32.gguf"));
+/// A golden fixture compiled in: the GGUF, its golden.json (prompt, greedy continuations) and both peers' prefill
+/// logits (`.npy`), for checks that have no file system (the browser).
+pub struct CompiledGolden {
+    pub name: &'static str,
+    pub gguf: &'static [u8],
+    pub json: &'static [u8],
+    pub hf: &'static [u8],
+    pub llama: &'static [u8],
+}
+
+/// The fixture `name` of golden/fixtures, compiled in.
+#[macro_export]
+macro_rules! compiled_golden {
+    ($name:literal) => {
+        $crate::golden::CompiledGolden {
+            name: $name,
+            gguf: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/fixtures/", $name, ".gguf")),
+            json: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/fixtures/", $name, ".golden.json")),
+            hf: include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../golden/fixtures/",
+                $name,
+                ".hf_dequant_logits.npy"
+            )),
+            llama: include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../golden/fixtures/",
+                $name,
+                ".llama_logits.npy"
+            )),
+        }
+    };
+}
+
+/// The tiny Gemma 4 (HF transformers, converted by llama.cpp) that `ferrogem check` runs when no model is named,
+/// with its goldens; compiled in, so the main job needs no file beside the binary.
+pub const BUILT_IN: CompiledGolden = compiled_golden!("tiny-gemma4-f32");
+const BUILT_IN_GGUF: &[u8] = BUILT_IN.gguf;
 pub const BUILT_IN_NAME: &str = "built-in tiny-gemma4-f32";
 
 /// The built-in model; its path is where its goldens lie, relative to the repository root.

@@ -1,7 +1,8 @@
 //! The checking half of ferrogem's harness, as a library: the op case registry with its CPU references
-//! (candle-core), the tolerance table, the golden list, the model check and the result files. The `ferrogem`
-//! binary (`src/cli/`) runs it all through `ferrogem check`; `cargo test -p ferrogem-harness <op>` runs the cases of
-//! one op family on the adapter (`cases::family_tests`).
+//! (candle-core), the tolerance table, the golden list, the model check and the result files; and the measuring
+//! half of `ferrogem profile` (`profile`, with the SVG helpers in `plot`), which the browser runs too. The
+//! `ferrogem` binary (`src/cli/`) runs it all through `ferrogem check` and `ferrogem profile`; `cargo test -p
+//! ferrogem-harness <op>` runs the cases of one op family on the adapter (`cases::family_tests`).
 
 pub mod cases;
 pub mod golden;
@@ -12,6 +13,8 @@ pub mod load_check;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_check;
 pub mod npy;
+pub mod plot;
+pub mod profile;
 pub mod reference;
 pub mod results;
 pub mod tolerance;

@@ -53,13 +53,29 @@ struct JsonReport<'a> {
     rows: &'a [Row],
 }
 
+/// The report `check ops --json` writes (and the browser's conformance run downloads).
+pub fn json_text(env: &Environment, read_gb_per_s: Option<f64>, rows: &[Row]) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&JsonReport { environment: env, read_gb_per_s, rows })
+}
+
 pub fn write_json(path: &Path, env: &Environment, read_gb_per_s: Option<f64>, rows: &[Row]) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(&JsonReport { environment: env, read_gb_per_s, rows })?;
-    std::fs::write(path, text)
+    std::fs::write(path, json_text(env, read_gb_per_s, rows)?)
+}
+
+pub fn write_csv(path: &Path, env: &Environment, rows: &[Row]) -> csv::Result<()> {
+    write_rows_csv(csv::Writer::from_path(path)?, env, rows)
+}
+
+/// The table `check ops --csv` writes, as text.
+pub fn csv_text(env: &Environment, rows: &[Row]) -> csv::Result<String> {
+    let mut bytes = Vec::new();
+    write_rows_csv(csv::Writer::from_writer(&mut bytes), env, rows)?;
+    // Every field went in as a Rust string, so the table is UTF-8.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// One CSV row per case: the row's fields, then the environment's (the csv crate cannot flatten structs).
-pub fn write_csv(path: &Path, env: &Environment, rows: &[Row]) -> csv::Result<()> {
+fn write_rows_csv<W: std::io::Write>(mut writer: csv::Writer<W>, env: &Environment, rows: &[Row]) -> csv::Result<()> {
     let fields = |value: serde_json::Value| -> Vec<(String, String)> {
         let serde_json::Value::Object(map) = value else { return Vec::new() };
         map.into_iter()
@@ -74,7 +90,6 @@ pub fn write_csv(path: &Path, env: &Environment, rows: &[Row]) -> csv::Result<()
             .collect()
     };
     let env_fields = fields(serde_json::to_value(env).unwrap_or_default());
-    let mut writer = csv::Writer::from_path(path)?;
     for (i, row) in rows.iter().enumerate() {
         let mut all = fields(serde_json::to_value(row).unwrap_or_default());
         all.extend(env_fields.iter().cloned());

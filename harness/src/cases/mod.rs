@@ -36,6 +36,7 @@ mod unary;
 use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Batch, Category, Context, GpuBuffer};
 use ferrogem::sampling::SplitMix64;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 pub type CaseResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -122,6 +123,27 @@ pub fn all_cases() -> Vec<Box<dyn OpCase>> {
         cases.extend(family());
     }
     cases
+}
+
+/// The cases a device with `caps` can run, by op family: each family's smallest case, and every other case up to
+/// `max_elements` elements. A small bound still covers every family (and most variants), which is what a slow
+/// adapter (a phone, a software one) or a CPU reference compiled to wasm can afford.
+pub fn device_subset(
+    caps: &ferrogem::gpu::Capabilities,
+    max_elements: u64,
+) -> BTreeMap<&'static str, Vec<Box<dyn OpCase>>> {
+    let mut by_op: BTreeMap<&'static str, Vec<Box<dyn OpCase>>> = BTreeMap::new();
+    for case in all_cases() {
+        if case.requires().met_by(caps) {
+            by_op.entry(case.op()).or_default().push(case);
+        }
+    }
+    for cases in by_op.values_mut() {
+        cases.sort_by_key(|c| c.elems());
+        let keep = cases.iter().enumerate().take_while(|(i, c)| *i == 0 || c.elems() <= max_elements).count();
+        cases.truncate(keep);
+    }
+    by_op
 }
 
 /// splitmix64 over an FNV-1a hash of `name`: values uniform in [-1, 1).

@@ -1,6 +1,6 @@
 //! `ferrogem`: the command line of the harness. Each subcommand lives in its own module (a folder for the larger
-//! ones); the checking itself (op cases, CPU references, tolerances, goldens, model check) is the library
-//! `ferrogem_harness`.
+//! ones); the checking itself (op cases, CPU references, tolerances, goldens, model check) and `profile`'s measuring
+//! are the library `ferrogem_harness`.
 
 mod bench;
 mod chat;
@@ -9,7 +9,6 @@ mod generate;
 mod inspect;
 mod logits;
 mod model_arg;
-mod plot;
 mod profile;
 mod report;
 mod serve;

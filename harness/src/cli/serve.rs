@@ -22,7 +22,7 @@ pub struct ServeArgs {
     #[arg(long)]
     models: Option<PathBuf>,
     /// Also serve every model of the local Ollama store ($OLLAMA_MODELS, else ~/.ollama/models) at
-    /// /models/<name:tag>.
+    /// /models/<name:tag>, named as `ollama list` names them. Entries with no GGUF to serve are skipped with a warning.
     #[arg(long)]
     ollama: bool,
     /// The wasm-bindgen output of web/ (`bash ci/build-web.sh` writes it to target/web/pkg).
@@ -91,7 +91,20 @@ fn model_table(args: &ServeArgs) -> ferrogem::Result<BTreeMap<String, PathBuf>> 
     if args.ollama {
         let store = ferrogem::ollama::OllamaStore::from_env()?;
         for name in store.list()? {
-            let resolved = store.resolve_name(&name)?;
+            // One entry with no GGUF to serve (a cloud model, a safetensors import, a broken pull) must not keep
+            // the rest of the store off the page.
+            let resolved = match store.resolve_name(&name) {
+                Ok(resolved) => resolved,
+                Err(e) => {
+                    eprintln!("ferrogem serve: skipping {name}: {e}");
+                    continue;
+                }
+            };
+            if !resolved.adapters.is_empty() {
+                eprintln!(
+                    "ferrogem serve: {name} has adapter layers, which the page cannot apply: it runs the base model"
+                );
+            }
             models.insert(name.to_string(), resolved.model_blob);
         }
     }

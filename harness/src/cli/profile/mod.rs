@@ -12,10 +12,9 @@
 //! A ceiling crossed (the plan refused at load, or an allocation refused by the accountant) exits non-zero after
 //! printing the phase and the allocation that crossed it; the outputs are written either way. `--plan` prints the
 //! plan alone, with no GPU when a device profile gives the limits.
-
-mod measure;
-mod summary;
-mod svg;
+//!
+//! The measuring itself is `ferrogem_harness::profile`, which the browser runs too; this module adds the device
+//! profiles, the plan, the progress bars and the files.
 
 use crate::model_arg::{self, KvCacheArg};
 use clap::Args;
@@ -24,6 +23,8 @@ use ferrogem::models::ModelFile;
 use ferrogem::models::TextConfig;
 use ferrogem::models::gemma::plan::{Budget, MemoryPlan, PlanLimits, refuse_unless_fits};
 use ferrogem::models::gemma::{DEFAULT_N_CTX, GemmaOptions};
+use ferrogem_harness::profile::{self, measure, summary};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -110,10 +111,30 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     plan.add_adapters(&model.gguf, &config, &model.adapters);
     print_plan(&model.display, &plan, profile.as_ref());
     let settings = measure::Settings { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, options };
-    let measured = measure::run(&ctx, &model, &config, &settings);
+    let load = || model_arg::load_with_progress(&ctx, &model, options);
+    let mut decoding = None;
+    let mut on_token = |done: u32, total: u32| {
+        let bar = decoding.get_or_insert_with(|| decode_bar(total));
+        if done > 0 {
+            bar.inc(1);
+        }
+        if done == total {
+            bar.finish_and_clear();
+        }
+    };
+    let measured = pollster::block_on(measure::run(&ctx, &config, &settings, load, &mut on_token));
     let summary = summary::Summary::new(&ctx, &model.display, profile.as_ref(), &settings, &plan, &measured);
     write_outputs(&args.out, &ctx, &summary)?;
     Ok(report(&summary))
+}
+
+/// Made when decoding starts (`on_token(0, n)`), so that its rate counts decode steps alone.
+fn decode_bar(tokens: u32) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(tokens as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("decoding {bar:30} {pos}/{len} tokens ({per_sec})") {
+        bar.set_style(style);
+    }
+    bar
 }
 
 fn open_context(profile: Option<DeviceProfile>) -> ferrogem::Result<Context> {
@@ -189,22 +210,13 @@ fn print_plan(model: &str, plan: &MemoryPlan, profile: Option<&DeviceProfile>) {
 
 fn write_outputs(out: &Path, ctx: &Context, summary: &summary::Summary) -> ferrogem::Result<()> {
     let csv_path = out.join("trajectory.csv");
-    let file = std::fs::File::create(&csv_path).map_err(|e| io_error("create", &csv_path, e))?;
-    ctx.write_trajectory_csv(std::io::BufWriter::new(file))?;
+    std::fs::write(&csv_path, profile::trajectory_csv(ctx)?).map_err(|e| io_error("write", &csv_path, e))?;
     let json_path = out.join("summary.json");
     let text = serde_json::to_string_pretty(summary).map_err(|e| io_error("serialize", &json_path, e))?;
     std::fs::write(&json_path, text).map_err(|e| io_error("write", &json_path, e))?;
     let svg_path = out.join("trajectory.svg");
-    let title = format!("{} on {}", summary.model, summary.environment.adapter);
-    let chart = svg::Chart {
-        title: &title,
-        profile: summary.profile.as_ref().map(|p| p.name.as_str()),
-        events: &ctx.memory_events(),
-        phases: &ctx.phase_marks(),
-        end_s: ctx.elapsed_s(),
-        ceiling_bytes: summary.ceiling.bytes,
-    };
-    std::fs::write(&svg_path, chart.render()).map_err(|e| io_error("write", &svg_path, e))?;
+    let svg = profile::trajectory_svg(ctx, summary);
+    std::fs::write(&svg_path, svg).map_err(|e| io_error("write", &svg_path, e))?;
     eprintln!("wrote {}, {}, {}", csv_path.display(), json_path.display(), svg_path.display());
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! One line chart as inline SVG: runs on the x axis (in commit order), one line per adapter+model series, a y axis
 //! from zero with round ticks. No scripts: tooltips are SVG `<title>` elements.
 
-pub use crate::plot::escape;
-use crate::plot::tick_step;
+pub use ferrogem_harness::plot::escape;
+use ferrogem_harness::plot::tick_step;
 use std::fmt::Write;
 
 const WIDTH: f64 = 760.0;

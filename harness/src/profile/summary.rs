@@ -1,9 +1,9 @@
 //! summary.json: everything a CI gate or a person needs from one profile run, machine-readable.
 
 use super::measure::{CounterCheck, Measured, Settings, StepRecord};
+use crate::results::Environment;
 use ferrogem::gpu::{Capabilities, Category, CeilingBreach, Context, DeviceProfile, PhaseCounters};
 use ferrogem::models::gemma::plan::{FitRefusal, MemoryPlan, PlanLine};
-use ferrogem_harness::results::Environment;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -87,6 +87,9 @@ pub struct Summary {
     pub prefill_submissions: u64,
     pub decode: Option<DecodeSummary>,
     pub generated_tokens: Vec<u32>,
+    /// The accountant against wgpu's buffer counters after load, decode and unload. Native only: empty in the
+    /// browser, which has no blocking wait to drain uploads' staging buffers and whose WebGPU backend keeps no
+    /// wgpu counters.
     pub counters: Vec<CounterCheck>,
     pub after_unload_live_bytes: u64,
     pub after_unload_live_buffers: u64,
