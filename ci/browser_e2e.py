@@ -2,10 +2,15 @@
 """The page end to end in headless Chromium, driven through chromedriver's W3C WebDriver protocol (standard library
 only): `ferrogem serve` serves a tiny model, the page loads it in its worker over HTTP Range and generates greedy
 tokens, which must equal native `ferrogem generate`'s token for token; the memory panel must show the model's GPU
-bytes as native `generate` measured them; a screenshot must not be blank. Exits non-zero on any failure, including
-a browser or WebGPU adapter that did not start.
+bytes as native `generate` measured them; a screenshot must not be blank. With --conformance the page then runs
+its conformance tab (the op registry's cases up to that many elements and the built-in tiny Gemma 4, against CPU
+references compiled to wasm), which must pass with no failure. With --via-opfs the page first downloads the model
+into the browser's origin private file system (from its URL, or from the file input as a picked file) and loads it
+from there. Exits non-zero on any failure, including a
+browser or WebGPU adapter that did not start.
 
 usage: ci/browser_e2e.py FERROGEM_BINARY PKG_DIR MODELS_DIR MODEL_FILE [--tokens 16] [--prompt TEXT]
+                         [--conformance ELEMENTS] [--via-opfs url|file]
        ci/browser_e2e.py … MODEL_FILE --load-only   # load, then report GPU and wasm memory against the native plan
 """
 import argparse, base64, json, os, shutil, socket, struct, subprocess, sys, time, urllib.parse, urllib.request, zlib
@@ -59,9 +64,10 @@ def png_is_blank(png):
     return True
 
 
-def run_page(a, chromedriver, query, done_expression):
-    """Serves the models, opens the page with `query` and polls until `done_expression` is set or the page failed;
-    returns the page's state, the seconds it took and a screenshot."""
+def run_page(a, chromedriver, query, done_expression, pick=None):
+    """Serves the models, opens the page with `query` (and with `pick`, gives that file to its file input as a
+    person picking it would) and polls until `done_expression` is set or the page failed; returns the page's state,
+    the seconds it took and a screenshot."""
     serve = subprocess.Popen([a.ferrogem, "serve", "--port", "0", "--models", a.models, "--pkg", a.pkg],
                              stdout=subprocess.PIPE, text=True)
     driver_port = free_port()
@@ -85,8 +91,13 @@ def run_page(a, chromedriver, query, done_expression):
         s = f"/session/{session}"
         started = time.time()
         webdriver(base, "POST", s + "/url", {"url": f"{url}?{urllib.parse.urlencode(query)}"})
+        if pick:
+            element = webdriver(base, "POST", s + "/element", {"using": "css selector", "value": "#file"})
+            element_id = next(iter(element.values()))
+            webdriver(base, "POST", f"{s}/element/{element_id}/value", {"text": os.path.abspath(pick)})
         script = ("return {status: document.getElementById('status').textContent, result: window.ferrogemResult,"
-                  " loaded: window.ferrogemLoaded, error: window.ferrogemError, memory: window.ferrogemMemory,"
+                  " loaded: window.ferrogemLoaded, conformance: window.ferrogemConformance, error: window.ferrogemError,"
+                  " memory: window.ferrogemMemory,"
                   " output: document.getElementById('output').textContent,"
                   f" speed: document.getElementById('speed').textContent, done: !!({done_expression})}}")
         while True:
@@ -134,6 +145,8 @@ def main():
     p.add_argument("--prompt", default="The capital of France is")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--load-only", action="store_true")
+    p.add_argument("--conformance", type=int, metavar="ELEMENTS")
+    p.add_argument("--via-opfs", choices=["url", "file"])
     a = p.parse_args()
     chromedriver = shutil.which("chromedriver") or fail("no chromedriver: bash ci/setup.sh browser")
 
@@ -145,10 +158,22 @@ def main():
         fail(f"native generate: {native.stderr[-2000:]}")
     native = json.loads(native.stdout)
 
-    query = {"model": a.model, "prompt": a.prompt, "n": a.tokens, "autorun": 1}
-    state, seconds, shot = run_page(a, chromedriver, query, "window.ferrogemResult")
-    if not state["result"]:
-        fail(f"the page says: {state['status']}")
+    query = {"prompt": a.prompt, "n": a.tokens, "template": 0, "autorun": 1}
+    pick = None
+    if a.via_opfs == "url":
+        query.update({"url": f"/models/{a.model}", "name": a.model})
+    elif a.via_opfs == "file":
+        query["pick"] = 1
+        pick = os.path.join(a.models, a.model)
+    else:
+        query["model"] = a.model
+    done = "window.ferrogemResult"
+    if a.conformance is not None:
+        query["conformance"] = a.conformance
+        done = "window.ferrogemConformance"
+    state, seconds, shot = run_page(a, chromedriver, query, done, pick)
+    if not state["result"] or (a.conformance is not None and not state["conformance"]):
+        fail(f"the page says: {state['status']}" + (f" (error: {state['error']})" if state["error"] else ""))
 
     failures = []
     got, want = state["result"]["tokens"], native["tokens"]
@@ -165,9 +190,18 @@ def main():
         failures.append(f"memory panel {live} live bytes, native generate {native['live_bytes_after']}")
     if png_is_blank(shot):
         failures.append("the screenshot is blank")
+    conformance = ""
+    if a.conformance is not None:
+        c = state["conformance"]
+        model_failures = c["model"]["failures"]
+        conformance = (f"; conformance: {c['passed']} op cases passed, {c['failed']} failed over {c['families']}"
+                       f" families, {c['model']['model']} {'passed' if not model_failures else 'FAILED'}")
+        if c["failed"] or c["passed"] == 0 or model_failures:
+            failures.append(f"conformance: {c['failed']} op cases failed, {c['passed']} passed; model: {model_failures}")
     print(f"ci/browser_e2e.py: {a.model}: {len(got)} tokens {'equal' if got == want else 'DIFFERENT'} to native in"
           f" {seconds:.1f} s; {state['speed']}; {live} GPU bytes live (native {native['live_bytes_after']});"
-          f" wasm memory {state['memory']['wasm_memory_bytes']} bytes; screenshot {len(shot)} bytes")
+          f" wasm memory {state['memory']['wasm_memory_bytes']} bytes; screenshot {len(shot)} bytes"
+          f"{f' (kept in OPFS from a {a.via_opfs})' if a.via_opfs else ''}{conformance}")
     if failures:
         fail("; ".join(failures))
     print("ci/browser_e2e.py: passed")

@@ -132,18 +132,19 @@ echo "ci/test.sh: the browser tests (web/tests/browser.rs) in headless Chromium"
     cargo test --locked --target wasm32-unknown-unknown) 2>&1 | tee "$browser_log"
 browser_passed=$(test_sum "$browser_log" 4)
 browser_failed=$(test_sum "$browser_log" 6)
-if [ "$browser_passed" -lt 4 ]; then
-    echo "ci/test.sh: the browser tests passed $browser_passed tests; web/tests/browser.rs has 4" >&2
+if [ "$browser_passed" -lt 6 ]; then
+    echo "ci/test.sh: the browser tests passed $browser_passed tests; web/tests/browser.rs has 6" >&2
     exit 1
 fi
-# The page end to end: `ferrogem serve`, the worker loading over HTTP Range, 16 greedy tokens equal to native
-# `generate`, the memory panel against native, a screenshot that is not blank.
+# The page end to end: `ferrogem serve`, the worker loading over HTTP Range (the Gemma 3 model after its URL was
+# copied into the browser's OPFS, the Gemma 4 Q4_K_M after it was picked in the file input and kept there), 16 greedy tokens equal to native `generate`, the memory panel against native, a
+# screenshot that is not blank; then the conformance tab (every op family's smallest case and the built-in model).
 bash ci/build-web.sh
 target_dir_web=$target_dir/web/pkg
-for model in tiny-gemma4-f32.gguf tiny-gemma3-Q4_K_M.gguf; do
-    python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures "$model" --tokens 16
-    browser_passed=$((browser_passed + 1))
-done
+python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures tiny-gemma4-f32.gguf --tokens 16 --conformance 0
+python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures tiny-gemma3-Q4_K_M.gguf --tokens 16 --via-opfs url
+python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures tiny-gemma4-Q4_K_M.gguf --tokens 16 --via-opfs file
+browser_passed=$((browser_passed + 3))
 browser_s=$((SECONDS - phase))
 
 echo "ci/test.sh: cargo test: $tests_passed tests passed in $tests_binaries binaries;" \

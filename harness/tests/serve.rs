@@ -91,9 +91,11 @@ fn serves_the_page_models_and_ranges() {
     assert!(head.contains("cross-origin-opener-policy: same-origin"), "{head}");
     assert!(head.contains("cross-origin-embedder-policy: require-corp"), "{head}");
     assert!(String::from_utf8_lossy(&body).contains("/app.js"));
-    let (status, head, _) = get(&server, "GET", "/worker.js", None);
-    assert_eq!(status, 200);
-    assert!(head.contains("content-type: text/javascript"), "{head}");
+    for module in ["/worker.js", "/storage.js"] {
+        let (status, head, _) = get(&server, "GET", module, None);
+        assert_eq!(status, 200, "{module}");
+        assert!(head.contains("content-type: text/javascript"), "{module}: {head}");
+    }
 
     let (status, _, body) = get(&server, "GET", "/models", None);
     assert_eq!(status, 200);

@@ -6,11 +6,11 @@
 #![cfg(target_arch = "wasm32")]
 
 use ferrogem::gpu::{Context, ContextOptions};
+use ferrogem_harness::cases::device_subset;
 use ferrogem_harness::cases::runner::{Mode, RunOptions, run_case};
-use ferrogem_harness::cases::{OpCase, all_cases};
-use ferrogem_harness::golden::{LogitAgreement, parse_logits, parse_prompt};
+use ferrogem_harness::compiled_golden;
+use ferrogem_harness::golden::{CompiledGolden, LogitAgreement, parse_ids, parse_logits, parse_prompt};
 use ferrogem_web::{Engine, JsSource};
-use std::collections::BTreeMap;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -29,18 +29,11 @@ async fn device(downlevel: bool) -> Context {
 #[wasm_bindgen_test]
 async fn op_registry_in_the_browser() {
     let ctx = device(true).await;
-    let mut by_op: BTreeMap<&'static str, Vec<Box<dyn OpCase>>> = BTreeMap::new();
-    for case in all_cases() {
-        if case.requires().met_by(ctx.caps()) {
-            by_op.entry(case.op()).or_default().push(case);
-        }
-    }
+    let subset = device_subset(ctx.caps(), MAX_ELEMENTS);
     let (mut passed, mut failures, mut grad_passed) = (0, Vec::new(), 0);
-    for (op, cases) in &mut by_op {
-        cases.sort_by_key(|c| c.elems());
+    for (op, cases) in &subset {
         let mut op_passed = 0;
-        let chosen = cases.iter().enumerate().take_while(|(i, c)| *i == 0 || c.elems() <= MAX_ELEMENTS);
-        for (_, case) in chosen {
+        for case in cases {
             for mode in [Mode::Test, Mode::Grad] {
                 let options = RunOptions { mode, max_elements: u64::MAX, read_gb_per_s: None };
                 let row = run_case(&ctx, case.as_ref(), &options).await;
@@ -58,39 +51,18 @@ async fn op_registry_in_the_browser() {
         }
         passed += op_passed;
     }
-    console_log!("{passed} test-mode and {grad_passed} grad-mode cases passed over {} op families", by_op.len());
+    console_log!("{passed} test-mode and {grad_passed} grad-mode cases passed over {} op families", subset.len());
     assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(by_op.len() >= 20 && grad_passed > 0, "only {} op families ran", by_op.len());
-}
-
-/// A golden fixture, compiled in: the GGUF, its prompt and greedy continuations, and both peers' logits.
-struct Golden {
-    name: &'static str,
-    gguf: &'static [u8],
-    json: &'static [u8],
-    hf: &'static [u8],
-    llama: &'static [u8],
-}
-
-macro_rules! golden {
-    ($name:literal) => {
-        Golden {
-            name: $name,
-            gguf: include_bytes!(concat!("../../golden/fixtures/", $name, ".gguf")),
-            json: include_bytes!(concat!("../../golden/fixtures/", $name, ".golden.json")),
-            hf: include_bytes!(concat!("../../golden/fixtures/", $name, ".hf_dequant_logits.npy")),
-            llama: include_bytes!(concat!("../../golden/fixtures/", $name, ".llama_logits.npy")),
-        }
-    };
+    assert!(subset.len() >= 20 && grad_passed > 0, "only {} op families ran", subset.len());
 }
 
 /// Gemma 4 and Gemma 3, f32 and a quantized mix (Q4_K, Q5_0, Q6_K, Q8_0, F16 tensors).
-fn goldens() -> [Golden; 4] {
+fn goldens() -> [CompiledGolden; 4] {
     [
-        golden!("tiny-gemma4-f32"),
-        golden!("tiny-gemma4-Q4_K_M"),
-        golden!("tiny-gemma3-f32"),
-        golden!("tiny-gemma3-Q4_K_M"),
+        compiled_golden!("tiny-gemma4-f32"),
+        compiled_golden!("tiny-gemma4-Q4_K_M"),
+        compiled_golden!("tiny-gemma3-f32"),
+        compiled_golden!("tiny-gemma3-Q4_K_M"),
     ]
 }
 
@@ -108,9 +80,7 @@ async fn goldens_on(downlevel: bool) {
     for golden in goldens() {
         let name = golden.name;
         let ids = parse_prompt(golden.json).unwrap();
-        let json: serde_json::Value = serde_json::from_slice(golden.json).unwrap();
-        let hf_greedy: Vec<u32> =
-            json["hf_dequant_greedy10"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let hf_greedy = parse_ids(golden.json, "hf_dequant_greedy10").unwrap();
         let hf = parse_logits(golden.hf).unwrap().concat();
         let llama = parse_logits(golden.llama).unwrap().concat();
 
@@ -125,7 +95,10 @@ async fn goldens_on(downlevel: bool) {
         }
         let logits = engine.logits(ids.clone()).await.unwrap_or_else(|e| panic!("{name}: logits: {e:?}"));
         let st = LogitAgreement::measure(&logits, hf.len() / ids.len(), &hf, &llama);
-        let generated = engine.generate(ids.clone(), hf_greedy.len() as u32, None, None).await.unwrap();
+        let generated = engine
+            .generate(ids.clone(), &format!(r#"{{"max_tokens": {}}}"#, hf_greedy.len()), None, None)
+            .await
+            .unwrap();
         let generated: serde_json::Value = serde_json::from_str(&generated).unwrap();
         let greedy: Vec<u32> =
             generated["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
@@ -171,11 +144,94 @@ async fn device_report_and_bad_input() {
     assert_eq!(device["downlevel"], true, "{device}");
     assert_eq!(device["f16"], false, "{device}");
     assert!(engine.logits(vec![2, 3]).await.is_err(), "logits with no model loaded");
-    let truncated = &golden!("tiny-gemma4-f32").gguf[..1000];
+    let truncated = &compiled_golden!("tiny-gemma4-f32").gguf[..1000];
     let source = JsSource::from_bytes("truncated.gguf".into(), js_sys::Uint8Array::from(truncated));
     assert!(engine.load(source, 0, 0, None).is_err(), "a truncated GGUF was accepted");
     let throwing = js_sys::Function::new_no_args("throw new Error('disk gone')");
     let source = JsSource::new("throwing.gguf".into(), 1e6, throwing).unwrap();
     assert!(engine.load(source, 0, 0, None).is_err(), "a source whose reads throw was accepted");
     assert!(JsSource::new("x".into(), -1.0, js_sys::Function::new_no_args("")).is_err());
+}
+
+fn tiny_source() -> JsSource {
+    let golden = compiled_golden!("tiny-gemma4-f32");
+    JsSource::from_bytes(golden.name.into(), js_sys::Uint8Array::from(golden.gguf))
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The chat tab's calls: a conversation in the model's template, sampling that repeats under one seed, a stop
+/// string that ends the text before it, and a saved session restored after the cache moved on.
+#[wasm_bindgen_test]
+async fn chat_sampling_stop_strings_and_saved_sessions() {
+    let mut engine = Engine::create(true).await.unwrap();
+    engine.load(tiny_source(), 64, 128, None).unwrap();
+    let messages = r#"[{"role": "user", "content": "Hello"}]"#;
+    let turn = json(&engine.chat(messages, r#"{"max_tokens": 8}"#, None, None).await.unwrap());
+    assert!(turn["prompt_tokens"].as_u64().unwrap() > 3, "{turn}");
+    assert!(engine.chat("not json", "", None, None).await.is_err(), "malformed messages were accepted");
+    assert!(engine.generate(vec![2], r#"{"temperature": -1}"#, None, None).await.is_err(), "a negative temperature");
+    assert!(engine.generate(vec![2], r#"{"tempreature": 1}"#, None, None).await.is_err(), "a misspelt setting");
+
+    let sampled = r#"{"max_tokens": 12, "temperature": 1.5, "top_k": 50, "seed": 7}"#;
+    let prompt = engine.tokenize("The capital of France is").unwrap();
+    let first = json(&engine.generate(prompt.clone(), sampled, None, None).await.unwrap());
+    let again = json(&engine.generate(prompt.clone(), sampled, None, None).await.unwrap());
+    assert_eq!(first["tokens"], again["tokens"], "one seed, two different samples");
+    let greedy = json(&engine.generate(prompt.clone(), r#"{"max_tokens": 12}"#, None, None).await.unwrap());
+    assert_ne!(first["tokens"], greedy["tokens"], "temperature 1.5 sampled exactly the greedy tokens");
+
+    // A stop string taken from the middle of the greedy text: the generation ends there, without it.
+    let text = greedy["text"].as_str().unwrap();
+    let cut = text.char_indices().map(|(i, _)| i).nth(text.chars().count() / 2).unwrap();
+    let stop = &text[cut..cut + text[cut..].chars().next().unwrap().len_utf8()];
+    let settings = serde_json::json!({"max_tokens": 12, "stop": [stop]}).to_string();
+    let stopped = json(&engine.generate(prompt.clone(), &settings, None, None).await.unwrap());
+    assert_eq!(stopped["stop"], "stop_string", "{stopped}");
+    assert!(text.starts_with(stopped["text"].as_str().unwrap()) && !stopped["text"].as_str().unwrap().contains(stop));
+
+    let saved = engine.save_session(r#"{"conversation": "kept"}"#).await.unwrap();
+    // The cache holds the prompt and every sampled token but the last, which was never fed back.
+    let cached = prompt.len() + stopped["tokens"].as_array().unwrap().len() - 1;
+    engine.generate(vec![2, 3, 4], r#"{"max_tokens": 2}"#, None, None).await.unwrap();
+    let restored = json(&engine.restore_session(saved.clone()).await.unwrap());
+    assert_eq!(restored["app"]["conversation"], "kept", "{restored}");
+    assert_eq!(restored["cached_tokens"].as_u64().unwrap() as usize, cached, "{restored}");
+    let after = json(&engine.generate(prompt.clone(), r#"{"max_tokens": 12}"#, None, None).await.unwrap());
+    assert_eq!(after["tokens"], greedy["tokens"], "greedy from the restored cache");
+    assert!(after["reused_tokens"].as_u64().unwrap() as usize >= prompt.len() - 1, "{after}");
+    let mut corrupt = saved;
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 1;
+    assert!(engine.restore_session(corrupt).await.is_err(), "a corrupted snapshot was restored");
+}
+
+/// The conformance tab's calls (each family's smallest case, the built-in model's check) and the profile tab's,
+/// under the profile every browser can serve (a phone's asks for shader-f16, which SwiftShader lacks: refused).
+#[wasm_bindgen_test]
+async fn conformance_and_profile_tabs() {
+    let engine = Engine::create(true).await.unwrap();
+    let ops = json(&engine.check_ops(0.0, false, None).await.unwrap());
+    assert_eq!(ops["failed"], 0, "{}", ops["failures"]);
+    assert!(ops["passed"].as_u64().unwrap() >= 20, "{ops}");
+    assert!(ops["csv"].as_str().unwrap().lines().count() > 20 && ops["json"].as_str().unwrap().contains("\"rows\""));
+    let model = json(&engine.check_model().await.unwrap());
+    assert_eq!(model["failures"], serde_json::json!([]), "{model}");
+
+    let run = json(&ferrogem_web::profile(tiny_source(), "webgpu-default", 8, 4, 64, None, None).await.unwrap());
+    assert!(run["error"].is_null(), "{}", run["error"]);
+    let summary = &run["summary"];
+    assert!(summary["peak_bytes"].as_u64().unwrap() > 0 && summary["after_unload_live_bytes"] == 0, "{summary}");
+    assert_eq!(summary["generated_tokens"].as_array().unwrap().len(), 4, "{summary}");
+    assert!(run["trajectory_csv"].as_str().unwrap().lines().count() > 10);
+    assert!(run["trajectory_svg"].as_str().unwrap().starts_with("<svg"));
+    assert!(ferrogem_web::profile(tiny_source(), "no-such-phone", 8, 4, 64, None, None).await.is_err());
+    // A phone's profile asks for shader-f16: an adapter without it refuses the profile, naming the feature.
+    match ferrogem_web::profile(tiny_source(), "iphone-16e", 8, 4, 64, None, None).await {
+        Err(e) => assert!(format!("{e:?}").contains("SHADER_F16"), "{e:?}"),
+        Ok(run) => assert!(json(&run)["error"].is_null(), "{run}"),
+    }
+    assert!(engine.memory_chart().starts_with("<svg"));
 }

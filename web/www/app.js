@@ -1,98 +1,336 @@
 // The page: it asks the worker for everything and only renders what comes back. Query parameters drive it
-// unattended (the end-to-end test, a phone on the network): ?model=NAME&prompt=TEXT&n=16&downlevel=1&autorun=1;
-// autorun=load stops after loading (a model too slow to run on a software adapter, loaded to measure memory).
+// unattended (the end-to-end test, a phone on the network):
+//   ?model=NAME       a served model;   ?url=URL&name=NAME   a URL copied into this browser's storage (OPFS) first;
+//   ?pick=1           wait for a file picked in the file input, then keep it in OPFS
+//   &autorun=1        load, then send the prompt (autorun=load: load only)
+//   &prompt=TEXT&n=16&template=0        the prompt, tokens to generate, and no chat template (a raw completion)
+//   &conformance=ELEMENTS               then run the conformance tab with cases up to ELEMENTS elements
+//   &downlevel=1                        WebGPU's default limits and no optional feature
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const status = (text, isError = false) => {
   $('status').textContent = text;
   $('status').className = isError ? 'error' : '';
 };
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+let worker;
+const send = (message, transfer = []) => worker.postMessage(message, transfer);
+let messages = []; // the conversation, in the engine's chat message format
+let served = [];
+let stored = [];
+const downloads = {};
+
+function download(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = Object.assign(document.createElement('a'), { href: url, download: name });
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function offer(button, name, text, type) {
+  downloads[button] = () => download(name, text, type);
+  $(button).disabled = false;
+  $(button).onclick = downloads[button];
+}
 
 function showMemory(memory) {
   const rows = memory.by_category.map(([category, live, peak]) => `${category}: ${live} live, ${peak} peak`);
   rows.push(`total: ${memory.live_bytes} live, ${memory.peak_bytes} peak; wasm memory ${memory.wasm_memory_bytes}`);
   $('memory').textContent = rows.join('\n');
+  if (memory.chart) $('chart').innerHTML = memory.chart;
   window.ferrogemMemory = memory;
 }
 
-async function start() {
-  if (!navigator.gpu) {
-    status('This browser has no WebGPU: use a recent Chrome, Edge or Safari (or enable WebGPU).', true);
-    return;
+// What the device lacks and what runs instead, said once, when the device is ready.
+function notices(device) {
+  const said = [];
+  if (device.downlevel) said.push('downlevel: WebGPU default limits and no optional feature, as asked.');
+  else {
+    if (!device.f16) said.push('This adapter has no shader-f16: weights and caches are computed in f32 (the downlevel path).');
+    if (!device.subgroups) said.push('No subgroups: reductions go through workgroup memory.');
   }
-  const downlevel = params.get('downlevel') === '1';
-  $('downlevel').checked = downlevel;
+  $('notices').textContent = said.join(' ');
+}
+
+function fillModels() {
+  const select = $('model');
+  const keep = select.value;
+  select.innerHTML = '';
+  const group = (label, entries) => {
+    if (!entries.length) return;
+    const g = document.createElement('optgroup');
+    g.label = label;
+    for (const e of entries) g.append(new Option(e.text, e.value));
+    select.append(g);
+  };
+  group('served by ferrogem serve', served.map((m) => ({ text: `${m.name} (${mb(m.bytes)})`, value: `served:${m.name}` })));
+  group('kept in this browser', stored.map((m) => ({
+    text: `${m.name} (${mb(m.bytes)}${m.complete ? '' : ', partial: Download resumes it'})`,
+    value: `${m.complete ? 'stored' : 'partial'}:${m.name}`,
+  })));
+  if (keep) select.value = keep;
+}
+
+function selectedModel() {
+  const [kind, ...rest] = $('model').value.split(':');
+  const name = rest.join(':');
+  if (kind === 'served') return { served: name };
+  if (kind === 'stored') return { stored: name };
+  if (kind === 'partial') throw new Error(`${name} is only partly downloaded: Download resumes it`);
+  throw new Error('no model: start `ferrogem serve --models DIR`, pick a file or download a URL');
+}
+
+function settings() {
+  const stop = $('stop').value.split('\n').filter((s) => s.length);
+  return {
+    max_tokens: Number($('max-tokens').value), temperature: Number($('temperature').value),
+    top_k: Number($('top-k').value), top_p: Number($('top-p').value), min_p: Number($('min-p').value),
+    seed: Number($('seed').value), stop,
+  };
+}
+
+function addTurn(role, text) {
+  const p = Object.assign(document.createElement('p'), { className: role, textContent: `${role}: ${text}` });
+  $('transcript').append(p);
+}
+
+function busy(on) {
+  for (const id of ['load', 'generate', 'run-conformance', 'run-profile', 'download']) $(id).disabled = on;
+}
+
+const on = {
+  ready(data) {
+    $('device').textContent = JSON.stringify(data.device, null, 1);
+    showMemory(data.memory);
+    notices(data.device);
+    status(`WebGPU ready: ${data.device.adapter.name}${data.device.downlevel ? ' (downlevel)' : ''}`);
+    busy(false);
+    $('generate').disabled = true;
+    if (params.get('url')) send({ type: 'keep', url: params.get('url'), name: params.get('name') || 'model.gguf' });
+    else if (params.get('pick')) status('pick a model file to keep in this browser');
+    else if (params.get('autorun')) $('load').click();
+    else if (params.get('conformance')) $('run-conformance').click();
+  },
+  stored(data) {
+    stored = data.models;
+    fillModels();
+  },
+  kept(data) {
+    status(`${data.name} is kept in this browser`);
+    $('cancel-copy').disabled = true;
+    $('model').value = `stored:${data.name}`;
+    busy(false);
+    if (params.get('autorun')) $('load').click();
+  },
+  progress(data) {
+    $('progress').value = data.total ? data.done / data.total : 0;
+    const unit = data.what === 'decoding' ? (n) => `${n} tokens` : mb;
+    status(`${data.what}: ${unit(data.done)} of ${unit(data.total)}`);
+  },
+  loaded(data) {
+    showMemory(data.memory);
+    status(`loaded ${data.summary.name} (${data.summary.arch}, ${data.summary.layers} layers) in ${data.seconds.toFixed(1)} s`);
+    busy(false);
+    $('save').disabled = $('restore').disabled = false;
+    window.ferrogemLoaded = { summary: data.summary, seconds: data.seconds, memory: data.memory };
+    if (params.get('autorun') === '1') $('generate').click();
+  },
+  text(data) {
+    $('output').textContent += data.text;
+  },
+  done(data) {
+    const r = data.result;
+    showMemory(data.memory);
+    const decoded = Math.max(r.tokens.length - 1, 0);
+    $('speed').textContent = `prompt ${r.prompt_tokens} tokens (${r.reused_tokens} reused) in ${r.prefill_ms.toFixed(0)} ms; ` +
+      `${r.tokens.length} generated, decode ${(decoded / (r.decode_ms / 1000)).toFixed(2)} tok/s; stop: ${r.stop}`;
+    if ($('use-template').checked) {
+      messages.push({ role: 'assistant', content: r.text });
+      addTurn('assistant', r.text);
+    }
+    busy(false);
+    $('cancel').disabled = true;
+    window.ferrogemResult = r;
+    status('done');
+    if (params.get('conformance')) $('run-conformance').click();
+  },
+  saved(data) {
+    download('session.fgkv', data.bytes, 'application/octet-stream');
+    status(`session saved: ${mb(data.bytes.byteLength)}`);
+  },
+  restored(data) {
+    messages = data.restored.app.messages || [];
+    $('transcript').innerHTML = '';
+    for (const m of messages) addTurn(m.role, m.content);
+    showMemory(data.memory);
+    status(`session restored: ${data.restored.cached_tokens} tokens in the cache`);
+  },
+  case(data) {
+    const line = Object.assign(document.createElement('div'), { textContent: data.line });
+    if (data.status === 'fail') line.className = 'fail';
+    $('cases').append(line);
+  },
+  conformance(data) {
+    const { ops, model } = data;
+    showMemory(data.memory);
+    const modelPassed = model.failures.length === 0;
+    $('conformance-summary').textContent = `${ops.passed} passed, ${ops.failed} failed, ${ops.not_supported} not ` +
+      `supported over ${ops.families} op families; ${model.model}: ${modelPassed ? 'passed' : 'FAILED'} ` +
+      `(NMSE vs HF ${model.nmse_vs_hf.toExponential(2)}, argmax = HF ${model.argmax_equal_hf}/${model.positions})`;
+    for (const f of [...ops.failures, ...model.failures]) on.case({ line: f, status: 'fail' });
+    offer('conformance-json', 'check-ops.json', ops.json, 'application/json');
+    offer('conformance-csv', 'check-ops.csv', ops.csv, 'text/csv');
+    offer('model-json', 'check-model.json', JSON.stringify(model, null, 1), 'application/json');
+    busy(false);
+    $('generate').disabled = !window.ferrogemLoaded;
+    status(ops.failed || !modelPassed ? 'conformance: FAILED' : 'conformance: passed', ops.failed || !modelPassed);
+    window.ferrogemConformance = { passed: ops.passed, failed: ops.failed, families: ops.families, model };
+  },
+  profiled(data) {
+    const { run } = data;
+    const s = run.summary;
+    showMemory(data.memory);
+    const lines = [`GPU peak ${s.peak_bytes} bytes (${mb(s.peak_bytes)}); wasm memory ${mb(run.wasm_memory_bytes)}`];
+    for (const [phase, bytes] of Object.entries(s.peak_by_phase)) lines.push(`  during ${phase}: ${bytes}`);
+    if (s.plan_vs_measured) lines.push(`plan ${s.plan_vs_measured.planned_bytes} vs measured ${s.plan_vs_measured.measured_peak_bytes}`);
+    if (s.decode) lines.push(`decode: ${s.decode.dispatches_per_token.toFixed(1)} dispatches per token, bind-group hit rate ${s.decode.steady_state.hit_rate.toFixed(4)}`);
+    if (run.error) lines.push(`stopped: ${run.error}`);
+    $('profile-summary').textContent = lines.join('\n');
+    $('profile-chart').innerHTML = run.trajectory_svg;
+    offer('summary-json', 'summary.json', run.summary_json, 'application/json');
+    offer('trajectory-csv', 'trajectory.csv', run.trajectory_csv, 'text/csv');
+    offer('trajectory-svg', 'trajectory.svg', run.trajectory_svg, 'image/svg+xml');
+    busy(false);
+    $('generate').disabled = true;
+    window.ferrogemLoaded = null;
+    status(run.error ? `profile stopped: ${run.error}` : 'profile done (the model was unloaded: Load it again to chat)', !!run.error);
+  },
+  trajectory(data) {
+    download('trajectory.csv', data.csv, 'text/csv');
+  },
+  memory(data) {
+    showMemory(data.memory);
+  },
+  error(data) {
+    const lost = /device was lost/.test(data.message);
+    status(`${data.during} failed: ${data.message}${lost ? ' Reload the page to get a new device.' : ''}`, true);
+    $('reload').hidden = !lost;
+    busy(false);
+    $('generate').disabled = !window.ferrogemLoaded;
+    $('cancel').disabled = $('cancel-copy').disabled = true;
+    if (data.during === 'generate' && $('use-template').checked) messages.pop();
+    window.ferrogemError = data.message;
+  },
+};
+
+function wire() {
+  for (const button of document.querySelectorAll('nav button')) {
+    button.onclick = () => {
+      for (const b of document.querySelectorAll('nav button')) b.classList.toggle('active', b === button);
+      for (const tab of document.querySelectorAll('.tab')) tab.hidden = tab.id !== `tab-${button.dataset.tab}`;
+    };
+  }
   $('downlevel').onchange = () => {
     params.set('downlevel', $('downlevel').checked ? '1' : '0');
     location.search = params.toString();
   };
-  const models = await (await fetch('/models')).json();
-  for (const m of models) $('model').add(new Option(`${m.name} (${(m.bytes / 1e6).toFixed(1)} MB)`, m.name));
-  if (params.get('model')) $('model').value = params.get('model');
-  if (params.get('prompt')) $('prompt').value = params.get('prompt');
-  if (params.get('n')) $('max-tokens').value = params.get('n');
-
-  const worker = new Worker('/worker.js', { type: 'module' });
-  const send = (message) => worker.postMessage(message);
-  worker.onmessage = ({ data }) => {
-    switch (data.type) {
-      case 'ready':
-        $('device').textContent = JSON.stringify(data.device, null, 1);
-        showMemory(data.memory);
-        status(`WebGPU ready: ${data.device.adapter.name}${data.device.downlevel ? ' (downlevel)' : ''}`);
-        if (params.get('autorun')) $('load').click();
-        break;
-      case 'progress':
-        $('progress').value = data.uploaded / data.total;
-        status(`loading: ${(data.uploaded / 1e6).toFixed(1)} of ${(data.total / 1e6).toFixed(1)} MB`);
-        break;
-      case 'loaded':
-        showMemory(data.memory);
-        status(`loaded ${data.summary.name} (${data.summary.arch}, ${data.summary.layers} layers) in ${data.seconds.toFixed(1)} s`);
-        $('generate').disabled = false;
-        window.ferrogemLoaded = { summary: data.summary, seconds: data.seconds, memory: data.memory };
-        if (params.get('autorun') === '1') $('generate').click();
-        break;
-      case 'text':
-        $('output').textContent += data.text;
-        break;
-      case 'done': {
-        const r = data.result;
-        showMemory(data.memory);
-        const decoded = Math.max(r.tokens.length - 1, 0);
-        $('speed').textContent = `prompt ${r.prompt_tokens} tokens in ${r.prefill_ms.toFixed(0)} ms; ` +
-          `${r.tokens.length} generated, decode ${(decoded / (r.decode_ms / 1000)).toFixed(2)} tok/s; stop: ${r.stop}`;
-        $('generate').disabled = false;
-        $('cancel').disabled = true;
-        window.ferrogemResult = r;
-        status('done');
-        break;
-      }
-      case 'memory':
-        showMemory(data.memory);
-        break;
-      case 'error':
-        status(`${data.during} failed: ${data.message}`, true);
-        $('generate').disabled = false;
-        $('cancel').disabled = true;
-        window.ferrogemError = data.message;
-        break;
+  $('reload').onclick = () => location.reload();
+  const guarded = (f) => () => {
+    try {
+      f();
+    } catch (e) {
+      status(e.message, true);
+      window.ferrogemError = e.message;
     }
   };
-  worker.onerror = (e) => status(`the worker failed: ${e.message} (is the engine built? bash ci/build-web.sh)`, true);
-  $('load').onclick = () => {
-    const name = $('model').value;
-    if (!name) return status('no model is served: start `ferrogem serve --models DIR`', true);
-    $('generate').disabled = true;
-    send({ type: 'open', url: `/models/${encodeURIComponent(name)}`, name });
+  $('load').onclick = guarded(() => {
+    const model = selectedModel();
+    busy(true);
+    window.ferrogemLoaded = null;
+    send({ type: 'open', model });
+  });
+  $('file').onchange = () => {
+    const file = $('file').files[0];
+    if (!file) return;
+    busy(true);
+    $('cancel-copy').disabled = false;
+    send({ type: 'keep', file });
   };
+  $('download').onclick = guarded(() => {
+    const url = $('url').value.trim();
+    if (!url) throw new Error('no URL to download');
+    const name = decodeURIComponent(new URL(url, location.href).pathname.split('/').pop() || 'model.gguf');
+    busy(true);
+    $('cancel-copy').disabled = false;
+    send({ type: 'keep', url, name });
+  });
+  $('cancel-copy').onclick = () => send({ type: 'cancel' });
+  $('forget').onclick = guarded(() => {
+    const [kind, ...rest] = $('model').value.split(':');
+    if (kind === 'served') throw new Error('a served model is not kept in this browser');
+    send({ type: 'forget', name: rest.join(':') });
+  });
   $('generate').onclick = () => {
+    const text = $('prompt').value;
     $('output').textContent = '';
-    $('generate').disabled = true;
+    busy(true);
     $('cancel').disabled = false;
-    send({ type: 'generate', prompt: $('prompt').value, maxTokens: Number($('max-tokens').value) });
+    if ($('use-template').checked) {
+      messages.push({ role: 'user', content: text });
+      addTurn('user', text);
+      $('prompt').value = '';
+      send({ type: 'generate', messages, settings: settings() });
+    } else {
+      send({ type: 'generate', prompt: text, settings: settings() });
+    }
   };
   $('cancel').onclick = () => send({ type: 'cancel' });
+  $('new-chat').onclick = () => {
+    messages = [];
+    $('transcript').innerHTML = '';
+  };
+  $('save').onclick = () => send({ type: 'save', app: { messages } });
+  $('restore').onchange = async () => {
+    const file = $('restore').files[0];
+    if (file) send({ type: 'restore', bytes: await file.arrayBuffer() });
+  };
+  $('run-conformance').onclick = () => {
+    $('cases').textContent = '';
+    busy(true);
+    status('conformance: running the op registry on this device…');
+    send({ type: 'conformance', maxElements: Number($('max-elements').value), grad: $('grad').checked });
+  };
+  $('run-profile').onclick = guarded(() => {
+    const model = selectedModel();
+    busy(true);
+    send({
+      type: 'profile', model, deviceProfile: $('device-profile').value, promptTokens: Number($('prompt-tokens').value),
+      genTokens: Number($('gen-tokens').value), nCtx: Number($('profile-ctx').value),
+    });
+  });
+  $('memory-csv').onclick = () => send({ type: 'trajectory' });
+}
+
+async function start() {
+  if (!navigator.gpu) {
+    status('This browser has no WebGPU: use a recent Chrome, Edge or Safari (or enable WebGPU in its settings).', true);
+    return;
+  }
+  const downlevel = params.get('downlevel') === '1';
+  $('downlevel').checked = downlevel;
+  if (params.get('prompt')) $('prompt').value = params.get('prompt');
+  if (params.get('n')) $('max-tokens').value = params.get('n');
+  if (params.get('template') === '0') $('use-template').checked = false;
+  if (params.get('conformance')) $('max-elements').value = params.get('conformance');
+  busy(true);
+  wire();
+  served = await (await fetch('/models')).json();
+  fillModels();
+  if (params.get('model')) $('model').value = `served:${params.get('model')}`;
+
+  worker = new Worker('/worker.js', { type: 'module' });
+  worker.onmessage = ({ data }) => on[data.type](data);
+  worker.onerror = (e) => status(`the worker failed: ${e.message} (is the engine built? bash ci/build-web.sh)`, true);
   send({ type: 'init', downlevel });
 }
 

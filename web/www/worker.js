@@ -1,10 +1,13 @@
 // The engine's Dedicated Worker: it owns the WebGPU device and the model, and talks to the page only by messages,
-// so the page never blocks on the GPU. Model bytes are read a range at a time through synchronous HTTP Range
-// requests (allowed in workers), so the file never sits whole in memory.
-import init, { Engine, JsSource } from '/pkg/ferrogem_web.js';
+// so the page never blocks on the GPU. Model bytes are read a range at a time (synchronous HTTP Range requests for
+// a served model, an OPFS access handle for a stored one), so the file never sits whole in memory.
+import init, { Engine, JsSource, profile } from '/pkg/ferrogem_web.js';
+import * as storage from '/storage.js';
 
 let engine = null;
 let cancelRequested = false;
+let openFile = null; // the stored model's access handle, held while the engine may read PLE rows from it
+let lastMemoryPost = 0;
 
 const post = (message) => self.postMessage(message);
 
@@ -17,25 +20,39 @@ function requestSync(url, range) {
   return xhr;
 }
 
-// (offset, length) => Uint8Array over HTTP Range: what JsSource calls for the header, each tensor and PLE rows.
-function rangeReader(url) {
-  return (offset, length) => {
+// A served model: (offset, length) => Uint8Array over HTTP Range, and its length from the first byte's
+// Content-Range (`bytes 0-0/LENGTH`), one request with no HEAD.
+function servedFile(url) {
+  const first = requestSync(url, 'bytes=0-0');
+  const total = /\/(\d+)$/.exec(first.getResponseHeader('Content-Range') || '');
+  if (first.status !== 206 || !total) throw new Error(`${url}: HTTP ${first.status}, no byte ranges (no such model?)`);
+  const read = (offset, length) => {
     if (length === 0) return new Uint8Array(0);
     const xhr = requestSync(url, `bytes=${offset}-${offset + length - 1}`);
     if (xhr.status !== 206) throw new Error(`${url}: HTTP ${xhr.status} for ${length} bytes at ${offset}`);
     return new Uint8Array(xhr.response);
   };
+  return { bytes: Number(total[1]), read, close() {} };
 }
 
-// The file's length from the first byte's Content-Range (`bytes 0-0/LENGTH`): one request, no HEAD needed.
-function sizeOf(url) {
-  const xhr = requestSync(url, 'bytes=0-0');
-  const total = /\/(\d+)$/.exec(xhr.getResponseHeader('Content-Range') || '');
-  if (xhr.status !== 206 || !total) throw new Error(`${url}: HTTP ${xhr.status}, no byte ranges (no such model?)`);
-  return Number(total[1]);
+async function fileFor({ served, stored }) {
+  return served ? servedFile(`/models/${encodeURIComponent(served)}`) : storage.open(stored);
 }
 
-const memory = () => JSON.parse(engine.memory());
+const memory = () => ({ ...JSON.parse(engine.memory()), chart: engine.memoryChart() });
+
+// Memory while work goes on, at most twice a second, so the page's plot is live without flooding it.
+function memorySoon() {
+  if (performance.now() - lastMemoryPost < 500) return;
+  lastMemoryPost = performance.now();
+  post({ type: 'memory', memory: memory() });
+}
+
+function release() {
+  engine.unload();
+  if (openFile) openFile.close();
+  openFile = null;
+}
 
 const handlers = {
   async init({ downlevel }) {
@@ -43,31 +60,93 @@ const handlers = {
     await init();
     engine = await Engine.create(downlevel);
     post({ type: 'ready', device: JSON.parse(engine.device()), memory: memory() });
+    post({ type: 'stored', models: await storage.stored().catch(() => []) });
   },
-  async open({ url, name, maxChunk, nCtx }) {
-    const bytes = sizeOf(url);
-    const source = new JsSource(name, bytes, rangeReader(url));
+  // Copies a picked file or a URL into OPFS; the page then opens it as a stored model.
+  async keep({ file, url, name }) {
+    cancelRequested = false;
+    const progress = (done, total) => post({ type: 'progress', what: 'copying', done, total });
+    const cancelled = () => cancelRequested;
+    let kept;
+    try {
+      kept = file ? await storage.keepFile(file, progress, cancelled) : await storage.download(url, name, progress, cancelled);
+    } catch (e) {
+      throw new Error(await storage.explain(e));
+    } finally {
+      // The list first, so that the page can select what was kept.
+      post({ type: 'stored', models: await storage.stored().catch(() => []) });
+    }
+    post({ type: 'kept', name: kept });
+  },
+  async forget({ name }) {
+    await storage.forget(name);
+    post({ type: 'stored', models: await storage.stored() });
+  },
+  async open({ model, maxChunk, nCtx }) {
+    release();
+    const file = await fileFor(model);
+    openFile = file;
+    const name = model.served || model.stored;
+    const source = new JsSource(name, file.bytes, file.read);
     const started = performance.now();
-    const progress = (uploaded, total) => post({ type: 'progress', uploaded, total });
+    const progress = (done, total) => {
+      post({ type: 'progress', what: 'loading', done, total });
+      memorySoon();
+    };
     const summary = JSON.parse(engine.load(source, maxChunk || 0, nCtx || 0, progress));
     post({ type: 'loaded', summary, seconds: (performance.now() - started) / 1000, memory: memory() });
   },
-  async generate({ prompt, maxTokens }) {
+  async generate({ prompt, messages, settings }) {
     cancelRequested = false;
-    const ids = engine.tokenize(prompt);
-    const onText = (text) => post({ type: 'text', text });
-    const result = JSON.parse(await engine.generate(ids, maxTokens, onText, () => cancelRequested));
-    post({ type: 'done', result, memory: memory() });
+    const onText = (text) => {
+      post({ type: 'text', text });
+      memorySoon();
+    };
+    const cancelled = () => cancelRequested;
+    const json = JSON.stringify(settings);
+    const result = messages
+      ? await engine.chat(JSON.stringify(messages), json, onText, cancelled)
+      : await engine.generate(engine.tokenize(prompt), json, onText, cancelled);
+    post({ type: 'done', result: JSON.parse(result), memory: memory() });
   },
-  async cancel() {
-    cancelRequested = true;
+  async save({ app }) {
+    const bytes = await engine.saveSession(JSON.stringify(app));
+    post({ type: 'saved', bytes }, [bytes.buffer]);
+  },
+  async restore({ bytes }) {
+    post({ type: 'restored', restored: JSON.parse(await engine.restoreSession(new Uint8Array(bytes))), memory: memory() });
+  },
+  async conformance({ maxElements, grad }) {
+    const onRow = (line, status) => post({ type: 'case', line, status });
+    const ops = JSON.parse(await engine.checkOps(maxElements, grad, onRow));
+    post({ type: 'case', line: 'the built-in tiny Gemma 4 against HF transformers and llama.cpp…', status: 'running' });
+    const model = JSON.parse(await engine.checkModel());
+    post({ type: 'conformance', ops, model, memory: memory() });
+  },
+  // The profile runs on a device of its own with the profile's limits; the page's model is released first, so
+  // the device holds only what the profile measures.
+  async profile({ model, deviceProfile, promptTokens, genTokens, nCtx }) {
+    release();
+    const file = await fileFor(model);
+    try {
+      const source = new JsSource(model.served || model.stored, file.bytes, file.read);
+      const progress = (done, total) => post({ type: 'progress', what: 'loading', done, total });
+      const onToken = (done, total) => post({ type: 'progress', what: 'decoding', done, total });
+      const run = JSON.parse(await profile(source, deviceProfile, promptTokens, genTokens, nCtx, progress, onToken));
+      post({ type: 'profiled', run, memory: memory() });
+    } finally {
+      file.close();
+    }
   },
   async memory() {
     post({ type: 'memory', memory: memory() });
   },
+  async trajectory() {
+    post({ type: 'trajectory', csv: engine.memoryTrajectory() });
+  },
 };
 
-self.onmessage = async ({ data }) => {
+async function handle(data) {
   try {
     const handler = handlers[data.type];
     if (!handler) throw new Error(`unknown message ${data.type}`);
@@ -75,4 +154,12 @@ self.onmessage = async ({ data }) => {
   } catch (e) {
     post({ type: 'error', during: data.type, message: String((e && e.message) || e) });
   }
+}
+
+// Messages run one after another (a load never starts before the device is ready, nor a generation during a load);
+// only `cancel` acts at once, so it can stop the generation or the copy that is running.
+let queue = Promise.resolve();
+self.onmessage = ({ data }) => {
+  if (data.type === 'cancel') cancelRequested = true;
+  else queue = queue.then(() => handle(data));
 };

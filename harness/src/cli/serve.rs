@@ -31,10 +31,11 @@ pub struct ServeArgs {
 }
 
 /// The page's files, compiled in so the binary serves the page it was built with.
-const PAGE: [(&str, &str, &str); 3] = [
+const PAGE: [(&str, &str, &str); 4] = [
     ("/", "text/html; charset=utf-8", include_str!("../../../web/www/index.html")),
     ("/app.js", "text/javascript; charset=utf-8", include_str!("../../../web/www/app.js")),
     ("/worker.js", "text/javascript; charset=utf-8", include_str!("../../../web/www/worker.js")),
+    ("/storage.js", "text/javascript; charset=utf-8", include_str!("../../../web/www/storage.js")),
 ];
 
 /// The files of `--pkg` the page loads.
