@@ -32,6 +32,40 @@ pub(crate) fn wasm_memory_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// The memory accountant's snapshot (live and peak bytes, by category and phase), the wasm memory's size and the
+/// chart of live bytes by category so far, as JSON.
+pub(crate) fn memory_json(ctx: &Context) -> Result<String, JsError> {
+    let mut json = serde_json::to_value(ctx.memory()).map_err(js_error)?;
+    json["wasm_memory_bytes"] = wasm_memory_bytes().into();
+    json["chart"] = crate::profile::memory_chart(ctx).into();
+    Ok(json.to_string())
+}
+
+/// Memory snapshots for the page while a long call runs, at most one per `MEMORY_FEED_MS`: handed to the call's own
+/// callbacks, because the page may not call back into the engine while one of its calls runs.
+pub(crate) struct MemoryFeed<'a> {
+    ctx: &'a Context,
+    last_ms: f64,
+}
+
+const MEMORY_FEED_MS: f64 = 500.0;
+
+impl<'a> MemoryFeed<'a> {
+    pub(crate) fn new(ctx: &'a Context) -> Self {
+        MemoryFeed { ctx, last_ms: js_sys::Date::now() }
+    }
+
+    /// The snapshot when one is due, else `undefined`.
+    pub(crate) fn due(&mut self) -> JsValue {
+        let now = js_sys::Date::now();
+        if now - self.last_ms < MEMORY_FEED_MS {
+            return JsValue::UNDEFINED;
+        }
+        self.last_ms = now;
+        memory_json(self.ctx).map(JsValue::from).unwrap_or(JsValue::UNDEFINED)
+    }
+}
+
 pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -57,7 +91,8 @@ impl Engine {
     }
 
     /// Parses the model's header and uploads its weights tensor by tensor from `source`, calling
-    /// `progress(uploaded_bytes, total_bytes)` after each; a model already loaded is released first. `max_chunk` is
+    /// `progress(uploaded_bytes, total_bytes, memory)` after each (`memory`: what `memory()` returns, at most twice a
+    /// second, else undefined); a model already loaded is released first. `max_chunk` is
     /// the tokens per forward pass and `n_ctx` the positions the cache holds (0 for the defaults). Returns what was
     /// loaded, as JSON.
     pub fn load(
@@ -77,10 +112,12 @@ impl Engine {
             n_ctx: if n_ctx == 0 { defaults.n_ctx } else { n_ctx },
             ..defaults
         };
+        let mut feed = MemoryFeed::new(&self.ctx);
         let mut report = |p: LoadProgress| {
             if let Some(f) = &progress {
+                let (uploaded, total) = ((p.uploaded_bytes as f64).into(), (p.total_bytes as f64).into());
                 // A throwing progress callback must not abort the upload half way; its error is the page's to show.
-                let _ = f.call2(&JsValue::NULL, &(p.uploaded_bytes as f64).into(), &(p.total_bytes as f64).into());
+                let _ = f.call3(&JsValue::NULL, &uploaded, &total, &feed.due());
             }
         };
         let model = file.load(&self.ctx, options, &mut report).map_err(js_error)?;
@@ -126,11 +163,9 @@ impl Engine {
         self.session.as_mut().ok_or_else(|| JsError::new("no model is loaded"))
     }
 
-    /// The memory accountant's snapshot (live and peak bytes, by category and phase) and the wasm memory's size in
-    /// bytes (it only grows, so it is also the peak), as JSON.
+    /// The memory accountant's snapshot (live and peak bytes, by category and phase), the wasm memory's size in
+    /// bytes (it only grows, so it is also the peak) and `chart`, an SVG of live bytes by category so far, as JSON.
     pub fn memory(&self) -> Result<String, JsError> {
-        let mut json = serde_json::to_value(self.ctx.memory()).map_err(js_error)?;
-        json["wasm_memory_bytes"] = wasm_memory_bytes().into();
-        Ok(json.to_string())
+        memory_json(&self.ctx)
     }
 }

@@ -2,7 +2,7 @@
 //! settings and stop strings from one JSON object, text streamed to a callback and cancelled between tokens; and
 //! the session's KV cache saved to bytes and restored, so a conversation survives a reload.
 
-use crate::engine::{Engine, js_error};
+use crate::engine::{Engine, MemoryFeed, js_error};
 use ferrogem::chat::Message;
 use ferrogem::sampling::{Sampler, SamplerConfig};
 use ferrogem::session::{GenerateParams, Observer, Prefill};
@@ -67,20 +67,21 @@ impl Settings {
 
 /// Streams a generation to the worker's callbacks. A throwing callback does not stop the generation (a throwing
 /// `cancelled` counts as no).
-struct JsObserver {
+struct JsObserver<'a> {
     on_text: Option<js_sys::Function>,
     cancelled: Option<js_sys::Function>,
     prefilled_ms: Option<f64>,
+    memory: MemoryFeed<'a>,
 }
 
-impl Observer for JsObserver {
+impl Observer for JsObserver<'_> {
     fn prefilled(&mut self, _: &Prefill) {
         self.prefilled_ms = Some(js_sys::Date::now());
     }
 
     fn text(&mut self, text: &str) {
         if let Some(f) = &self.on_text {
-            let _ = f.call1(&JsValue::NULL, &JsValue::from_str(text));
+            let _ = f.call2(&JsValue::NULL, &JsValue::from_str(text), &self.memory.due());
         }
     }
 
@@ -94,7 +95,8 @@ impl Observer for JsObserver {
 impl Engine {
     /// Continues `prompt` (ids) under `settings` (JSON: `max_tokens`, `temperature`, `top_k`, `top_p`, `min_p`,
     /// `repeat_penalty`, `repeat_last_n`, `seed`, `stop`; all optional, greedy by default), stopping also at the
-    /// model's end-of-generation tokens. Calls `on_text(text)` as text becomes final and asks `cancelled()` before
+    /// model's end-of-generation tokens. Calls `on_text(text, memory)` as text becomes final (`memory` as `load`'s
+    /// progress gives it) and asks `cancelled()` before
     /// each token, so the worker can stream and cancel between tokens. The cached prefix of an earlier call is
     /// reused. Returns JSON: `tokens`, `text`, `stop`, `prompt_tokens`, `reused_tokens`, `prefill_ms`, `decode_ms`.
     pub async fn generate(
@@ -163,11 +165,11 @@ impl Engine {
         cancelled: Option<js_sys::Function>,
     ) -> Result<String, JsError> {
         let mut sampler = settings.sampler()?;
-        let session = self.session_mut()?;
+        let session = self.session.as_mut().ok_or_else(|| JsError::new("no model is loaded"))?;
         let params =
             GenerateParams { max_tokens: settings.max_tokens, stop_strings: settings.stop, stop_tokens: vec![] };
         let start_ms = js_sys::Date::now();
-        let mut observer = JsObserver { on_text, cancelled, prefilled_ms: None };
+        let mut observer = JsObserver { on_text, cancelled, prefilled_ms: None, memory: MemoryFeed::new(&self.ctx) };
         let generation = session.generate(prompt, &mut sampler, &params, &mut observer).await.map_err(js_error)?;
         self.sampler = sampler.state();
         let prefilled_ms = observer.prefilled_ms.unwrap_or(start_ms);

@@ -74,24 +74,23 @@ pub async fn profile(
     Ok(json.to_string())
 }
 
+/// The page's device so far as an SVG chart: live bytes by category over time, phase bands, the ceiling.
+pub(crate) fn memory_chart(ctx: &Context) -> String {
+    let caps = ctx.caps();
+    let title = format!("GPU memory on {}", caps.adapter.name);
+    let chart = Chart {
+        title: &title,
+        profile: None,
+        events: &ctx.memory_events(),
+        phases: &ctx.phase_marks(),
+        end_s: ctx.elapsed_s(),
+        ceiling_bytes: caps.ceiling_bytes,
+    };
+    chart.render()
+}
+
 #[wasm_bindgen]
 impl Engine {
-    /// The page's device so far as an SVG chart: live bytes by category over time, phase bands, the ceiling.
-    #[wasm_bindgen(js_name = memoryChart)]
-    pub fn memory_chart(&self) -> String {
-        let caps = self.ctx.caps();
-        let title = format!("GPU memory on {}", caps.adapter.name);
-        let chart = Chart {
-            title: &title,
-            profile: None,
-            events: &self.ctx.memory_events(),
-            phases: &self.ctx.phase_marks(),
-            end_s: self.ctx.elapsed_s(),
-            ceiling_bytes: caps.ceiling_bytes,
-        };
-        chart.render()
-    }
-
     /// trajectory.csv of the page's device: every alloc and free so far.
     #[wasm_bindgen(js_name = memoryTrajectory)]
     pub fn memory_trajectory(&self) -> Result<String, JsError> {

@@ -7,7 +7,6 @@ import * as storage from '/storage.js';
 let engine = null;
 let cancelRequested = false;
 let openFile = null; // the stored model's access handle, held while the engine may read PLE rows from it
-let lastMemoryPost = 0;
 
 const post = (message) => self.postMessage(message);
 
@@ -39,14 +38,11 @@ async function fileFor({ served, stored }) {
   return served ? servedFile(`/models/${encodeURIComponent(served)}`) : storage.open(stored);
 }
 
-const memory = () => ({ ...JSON.parse(engine.memory()), chart: engine.memoryChart() });
+const memory = () => JSON.parse(engine.memory());
 
-// Memory while work goes on, at most twice a second, so the page's plot is live without flooding it.
-function memorySoon() {
-  if (performance.now() - lastMemoryPost < 500) return;
-  lastMemoryPost = performance.now();
-  post({ type: 'memory', memory: memory() });
-}
+// The engine hands its memory snapshot to its own callbacks while it loads or generates (at most twice a second):
+// calling back into it meanwhile is not allowed.
+const postMemory = (json) => json && post({ type: 'memory', memory: JSON.parse(json) });
 
 function release() {
   engine.unload();
@@ -89,18 +85,18 @@ const handlers = {
     const name = model.served || model.stored;
     const source = new JsSource(name, file.bytes, file.read);
     const started = performance.now();
-    const progress = (done, total) => {
+    const progress = (done, total, memoryJson) => {
       post({ type: 'progress', what: 'loading', done, total });
-      memorySoon();
+      postMemory(memoryJson);
     };
     const summary = JSON.parse(engine.load(source, maxChunk || 0, nCtx || 0, progress));
     post({ type: 'loaded', summary, seconds: (performance.now() - started) / 1000, memory: memory() });
   },
   async generate({ prompt, messages, settings }) {
     cancelRequested = false;
-    const onText = (text) => {
+    const onText = (text, memoryJson) => {
       post({ type: 'text', text });
-      memorySoon();
+      postMemory(memoryJson);
     };
     const cancelled = () => cancelRequested;
     const json = JSON.stringify(settings);
