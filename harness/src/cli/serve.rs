@@ -142,7 +142,8 @@ fn respond(request: Request, models: &BTreeMap<String, PathBuf>, pkg: &Path) {
             .collect();
         request.respond(bytes(serde_json::to_vec(&list).unwrap_or_default(), "application/json"))
     } else if let Some(name) = path.strip_prefix("/models/") {
-        match models.get(&percent_decode(name)) {
+        // `%XX` escapes in the path segment: Ollama names with `:` or `/` may come escaped.
+        match models.get(percent_encoding::percent_decode_str(name).decode_utf8_lossy().as_ref()) {
             Some(file) => serve_file(request, file, "application/octet-stream"),
             None => request.respond(text(404, &format!("no model named {name}"))),
         }
@@ -216,30 +217,9 @@ fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
     (start < end).then_some((start, end))
 }
 
-/// `%XX` escapes in a URL path segment (model names with `:` or `/` may come escaped).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{parse_range, percent_decode};
+    use super::parse_range;
 
     #[test]
     fn ranges() {
@@ -252,12 +232,5 @@ mod tests {
         assert_eq!(parse_range("items=0-3", 10), None);
         assert_eq!(parse_range("bytes=a-3", 10), None);
         assert_eq!(parse_range("bytes=0-1,4-5", 10), None);
-    }
-
-    #[test]
-    fn escapes() {
-        assert_eq!(percent_decode("gemma4%3Ae2b"), "gemma4:e2b");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("plain.gguf"), "plain.gguf");
     }
 }
