@@ -69,7 +69,7 @@ impl ByteSource for JsSource {
 }
 
 /// The message of a thrown JS value (an `Error`'s, or the value as a string).
-pub(crate) fn js_message(value: &JsValue) -> String {
+fn js_message(value: &JsValue) -> String {
     match value.dyn_ref::<js_sys::Error>() {
         Some(error) => String::from(error.message()),
         None => value.as_string().unwrap_or_else(|| format!("{value:?}")),
