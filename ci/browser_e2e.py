@@ -92,6 +92,12 @@ def run_page(a, chromedriver, query, done_expression, pick=None):
         started = time.time()
         webdriver(base, "POST", s + "/url", {"url": f"{url}?{urllib.parse.urlencode(query)}"})
         if pick:
+            # The file input is enabled once the worker's device is ready, and the page then asks for a file.
+            asked = "return document.getElementById('status').textContent"
+            while "pick a model file" not in webdriver(base, "POST", s + "/execute/sync", {"script": asked, "args": []}):
+                if time.time() - started > a.timeout:
+                    fail("the page never asked for a file")
+                time.sleep(0.2)
             element = webdriver(base, "POST", s + "/element", {"using": "css selector", "value": "#file"})
             element_id = next(iter(element.values()))
             webdriver(base, "POST", f"{s}/element/{element_id}/value", {"text": os.path.abspath(pick)})

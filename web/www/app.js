@@ -65,7 +65,7 @@ function fillModels() {
   };
   group('served by ferrogem serve', served.map((m) => ({ text: `${m.name} (${mb(m.bytes)})`, value: `served:${m.name}` })));
   group('kept in this browser', stored.map((m) => ({
-    text: `${m.name} (${mb(m.bytes)}${m.complete ? '' : ', partial: Download resumes it'})`,
+    text: `${m.name} (${m.bytes === null ? 'in use' : mb(m.bytes)}${m.complete ? '' : ', partial: Download resumes it'})`,
     value: `${m.complete ? 'stored' : 'partial'}:${m.name}`,
   })));
   if (keep) select.value = keep;
@@ -105,6 +105,7 @@ const on = {
     notices(data.device);
     status(`WebGPU ready: ${data.device.adapter.name}${data.device.downlevel ? ' (downlevel)' : ''}`);
     busy(false);
+    $('file').disabled = false;
     $('generate').disabled = true;
     if (params.get('url')) send({ type: 'keep', url: params.get('url'), name: params.get('name') || 'model.gguf' });
     else if (params.get('pick')) status('pick a model file to keep in this browser');
@@ -120,6 +121,7 @@ const on = {
     $('cancel-copy').disabled = true;
     $('model').value = `stored:${data.name}`;
     busy(false);
+    $('generate').disabled = !window.ferrogemLoaded;
     if (params.get('autorun')) $('load').click();
   },
   progress(data) {
@@ -176,7 +178,9 @@ const on = {
     const modelPassed = model.failures.length === 0;
     $('conformance-summary').textContent = `${ops.passed} passed, ${ops.failed} failed, ${ops.not_supported} not ` +
       `supported over ${ops.families} op families; ${model.model}: ${modelPassed ? 'passed' : 'FAILED'} ` +
-      `(NMSE vs HF ${model.nmse_vs_hf.toExponential(2)}, argmax = HF ${model.argmax_equal_hf}/${model.positions})`;
+      // A NaN or infinite error arrives as null (JSON has neither).
+      `(NMSE vs HF ${Number(model.nmse_vs_hf ?? Infinity).toExponential(2)}, ` +
+      `argmax = HF ${model.argmax_equal_hf}/${model.positions})`;
     for (const f of [...ops.failures, ...model.failures]) on.case({ line: f, status: 'fail' });
     offer('conformance-json', 'check-ops.json', ops.json, 'application/json');
     offer('conformance-csv', 'check-ops.csv', ops.csv, 'text/csv');
@@ -204,6 +208,12 @@ const on = {
     $('generate').disabled = true;
     window.ferrogemLoaded = null;
     status(run.error ? `profile stopped: ${run.error}` : 'profile done (the model was unloaded: Load it again to chat)', !!run.error);
+  },
+  unloaded(data) {
+    showMemory(data.memory);
+    window.ferrogemLoaded = null;
+    $('generate').disabled = $('save').disabled = $('restore').disabled = true;
+    status('the model was unloaded to forget its file');
   },
   trajectory(data) {
     download('trajectory.csv', data.csv, 'text/csv');
@@ -303,6 +313,7 @@ function wire() {
   $('run-profile').onclick = guarded(() => {
     const model = selectedModel();
     busy(true);
+    window.ferrogemLoaded = null; // the worker releases the page's model before it profiles
     send({
       type: 'profile', model, deviceProfile: $('device-profile').value, promptTokens: Number($('prompt-tokens').value),
       genTokens: Number($('gen-tokens').value), nCtx: Number($('profile-ctx').value),
@@ -329,7 +340,14 @@ async function start() {
   if (params.get('model')) $('model').value = `served:${params.get('model')}`;
 
   worker = new Worker('/worker.js', { type: 'module' });
-  worker.onmessage = ({ data }) => on[data.type](data);
+  worker.onmessage = ({ data }) => {
+    try {
+      on[data.type](data);
+    } catch (e) {
+      // A reply the page cannot show must not leave it stuck with its buttons disabled.
+      on.error({ during: `showing ${data.type}`, message: e.message });
+    }
+  };
   worker.onerror = (e) => status(`the worker failed: ${e.message} (is the engine built? bash ci/build-web.sh)`, true);
   send({ type: 'init', downlevel });
 }

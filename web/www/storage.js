@@ -29,14 +29,21 @@ export async function stored() {
   for await (const [name, handle] of (await modelsDir()).entries()) {
     if (handle.kind !== 'file') continue;
     const complete = !name.endsWith(PART);
-    out.push({ name: complete ? name : name.slice(0, -PART.length), bytes: (await handle.getFile()).size, complete });
+    // A file the engine has open (a loaded model's access handle) cannot be read for its size: null.
+    const bytes = await handle.getFile().then((f) => f.size, () => null);
+    out.push({ name: complete ? name : name.slice(0, -PART.length), bytes, complete });
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+// Removes a kept model and its partial download; the caller closes its access handle first.
 export async function forget(name) {
   const dir = await modelsDir();
-  for (const file of [name, name + PART]) await dir.removeEntry(file).catch(() => {});
+  for (const file of [name, name + PART]) {
+    await dir.removeEntry(file).catch((e) => {
+      if (e.name !== 'NotFoundError') throw e;
+    });
+  }
 }
 
 // Appends `next()`'s chunks to NAME.part from byte `have` on and renames it NAME when `next` is done.
@@ -76,12 +83,20 @@ export async function keepFile(file, progress, cancelled) {
 // the range (200) restarts the copy from byte 0.
 export async function download(url, name, progress, cancelled) {
   const existing = (await stored()).find((m) => m.name === name && !m.complete);
-  let have = existing ? existing.bytes : 0;
+  let have = (existing && existing.bytes) || 0;
   const response = await fetch(url, have ? { headers: { Range: `bytes=${have}-` } } : {});
+  if (response.status === 416 && have) {
+    // Nothing after the bytes already kept: the copy was complete and only its rename was missed.
+    await (await (await modelsDir()).getFileHandle(name + PART)).move(name);
+    return name;
+  }
   if (response.status === 200) have = 0;
   else if (response.status !== 206) throw new Error(`${url}: HTTP ${response.status}`);
-  const range = /\/(\d+)$/.exec(response.headers.get('Content-Range') || '');
-  const total = range ? Number(range[1]) : Number(response.headers.get('Content-Length') || 0);
+  // Content-Range may be hidden from a cross-origin page; then the length is what remains after `have`.
+  const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(response.headers.get('Content-Range') || '');
+  if (range && Number(range[1]) !== have) throw new Error(`${url}: asked for bytes from ${have}, sent from ${range[1]}`);
+  const length = Number(response.headers.get('Content-Length') || 0);
+  const total = range ? Number(range[2]) : (response.status === 206 ? have : 0) + length;
   const body = response.body.getReader();
   try {
     await fill(name, have, total, async () => {

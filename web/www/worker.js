@@ -6,9 +6,9 @@ import * as storage from '/storage.js';
 
 let engine = null;
 let cancelRequested = false;
-let openFile = null; // the stored model's access handle, held while the engine may read PLE rows from it
+let openFile = null; // the open model's reader; a stored one holds its access handle while the engine may read PLE rows
 
-const post = (message) => self.postMessage(message);
+const post = (message, transfer = []) => self.postMessage(message, transfer);
 
 function requestSync(url, range) {
   const xhr = new XMLHttpRequest();
@@ -35,7 +35,8 @@ function servedFile(url) {
 }
 
 async function fileFor({ served, stored }) {
-  return served ? servedFile(`/models/${encodeURIComponent(served)}`) : storage.open(stored);
+  const file = served ? servedFile(`/models/${encodeURIComponent(served)}`) : await storage.open(stored);
+  return { ...file, stored };
 }
 
 const memory = () => JSON.parse(engine.memory());
@@ -60,7 +61,6 @@ const handlers = {
   },
   // Copies a picked file or a URL into OPFS; the page then opens it as a stored model.
   async keep({ file, url, name }) {
-    cancelRequested = false;
     const progress = (done, total) => post({ type: 'progress', what: 'copying', done, total });
     const cancelled = () => cancelRequested;
     let kept;
@@ -75,6 +75,11 @@ const handlers = {
     post({ type: 'kept', name: kept });
   },
   async forget({ name }) {
+    // A loaded model's file is locked by its access handle: unload it first, and say so.
+    if (openFile && openFile.stored === name) {
+      release();
+      post({ type: 'unloaded', memory: memory() });
+    }
     await storage.forget(name);
     post({ type: 'stored', models: await storage.stored() });
   },
@@ -93,7 +98,6 @@ const handlers = {
     post({ type: 'loaded', summary, seconds: (performance.now() - started) / 1000, memory: memory() });
   },
   async generate({ prompt, messages, settings }) {
-    cancelRequested = false;
     const onText = (text, memoryJson) => {
       post({ type: 'text', text });
       postMemory(memoryJson);
@@ -155,7 +159,12 @@ async function handle(data) {
 // Messages run one after another (a load never starts before the device is ready, nor a generation during a load);
 // only `cancel` acts at once, so it can stop the generation or the copy that is running.
 let queue = Promise.resolve();
+// A new job clears an earlier cancel when it is queued, not when it starts, so that a cancel sent while it waits
+// in the queue still stops it.
 self.onmessage = ({ data }) => {
   if (data.type === 'cancel') cancelRequested = true;
-  else queue = queue.then(() => handle(data));
+  else {
+    if (data.type === 'keep' || data.type === 'generate') cancelRequested = false;
+    queue = queue.then(() => handle(data));
+  }
 };
