@@ -2,12 +2,12 @@
 """The page end to end in headless Chromium, driven through chromedriver's W3C WebDriver protocol (standard library
 only): `ferrogem serve` serves a tiny model, the page loads it in its worker over HTTP Range and generates greedy
 tokens, which must equal native `ferrogem generate`'s token for token; the memory panel must show the model's GPU
-bytes as native `generate` measured them; a screenshot must not be blank. With --conformance the page then runs
-its conformance tab (the op registry's cases up to that many elements and the built-in tiny Gemma 4, against CPU
-references compiled to wasm), which must pass with no failure. With --via-opfs the page first downloads the model
-into the browser's origin private file system (from its URL, or from the file input as a picked file) and loads it
-from there. Exits non-zero on any failure, including a
-browser or WebGPU adapter that did not start.
+bytes as native `generate` and native `profile` (over decode, with the same prompt and generation lengths) measured
+them; a screenshot must not be blank. With --conformance the page then runs its conformance tab (the op registry's
+cases up to that many elements and the built-in tiny Gemma 4, against CPU references compiled to wasm), which must
+pass with no failure. With --via-opfs the page first keeps the model in the browser's origin private file system
+(downloaded from its URL, or given to the file input as a picked file) and loads it from there. Exits non-zero on
+any failure, including a browser or WebGPU adapter that did not start.
 
 usage: ci/browser_e2e.py FERROGEM_BINARY PKG_DIR MODELS_DIR MODEL_FILE [--tokens 16] [--prompt TEXT]
                          [--conformance ELEMENTS] [--via-opfs url|file]
@@ -144,6 +144,21 @@ def load_only(a, chromedriver):
     print("ci/browser_e2e.py: passed")
 
 
+def native_profile(a, prompt_tokens, gen_tokens):
+    """Native `ferrogem profile` of the model with the page's prompt and generation lengths: the live bytes of its
+    last decode step."""
+    out = f"/tmp/ferrogem-e2e-profile-{os.getpid()}"
+    run = subprocess.run([a.ferrogem, "profile", "--model", os.path.join(a.models, a.model), "--prompt-tokens",
+                          str(prompt_tokens), "--gen-tokens", str(max(gen_tokens, 1)), "--out", out],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        fail(f"native profile: {run.stderr[-2000:]}")
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    shutil.rmtree(out, ignore_errors=True)
+    return summary["decode"]["last_step"]["live_bytes"]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("ferrogem"), p.add_argument("pkg"), p.add_argument("models"), p.add_argument("model")
@@ -194,6 +209,10 @@ def main():
     live = state["memory"]["live_bytes"]
     if abs(live - native["live_bytes_after"]) > min(1e-4 * native["live_bytes_after"], 1 << 20):
         failures.append(f"memory panel {live} live bytes, native generate {native['live_bytes_after']}")
+    # And against native `profile` of the same shape: its live bytes over decode (weights, caches and scratch).
+    profiled = native_profile(a, state["result"]["prompt_tokens"], len(got))
+    if abs(live - profiled) > min(1e-4 * profiled, 1 << 20):
+        failures.append(f"memory panel {live} live bytes, native profile {profiled} over decode")
     if png_is_blank(shot):
         failures.append("the screenshot is blank")
     conformance = ""
@@ -205,7 +224,8 @@ def main():
         if c["failed"] or c["passed"] == 0 or model_failures:
             failures.append(f"conformance: {c['failed']} op cases failed, {c['passed']} passed; model: {model_failures}")
     print(f"ci/browser_e2e.py: {a.model}: {len(got)} tokens {'equal' if got == want else 'DIFFERENT'} to native in"
-          f" {seconds:.1f} s; {state['speed']}; {live} GPU bytes live (native {native['live_bytes_after']});"
+          f" {seconds:.1f} s; {state['speed']}; {live} GPU bytes live (native generate {native['live_bytes_after']},"
+          f" profile {profiled});"
           f" wasm memory {state['memory']['wasm_memory_bytes']} bytes; screenshot {len(shot)} bytes"
           f"{f' (kept in OPFS from a {a.via_opfs})' if a.via_opfs else ''}{conformance}")
     if failures:
