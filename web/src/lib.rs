@@ -5,7 +5,7 @@
 //! golden model against CPU references compiled to wasm) and [`profile`] on the device the page runs on.
 //!
 //! Natively the crate builds (so the workspace lints it) but does nothing useful; its tests (`tests/browser.rs`) run
-//! only in a browser: `ci/test-browser.sh` runs them in headless Chromium on SwiftShader's WebGPU.
+//! only in a browser: `ci/test.sh` runs them in headless Chromium on SwiftShader's WebGPU.
 
 mod conformance;
 mod engine;
