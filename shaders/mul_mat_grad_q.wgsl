@@ -2,15 +2,49 @@
 // (the frozen base of QLoRA-style training), in f32:
 //   dx[t][c] = Σ_r dy[t][r] · W[r][c]      for t < n tokens, c < k
 // W is decoded a group of 8 elements at a time as it is read, never into memory, and each decoded group serves
-// TOKENS tokens. Every row length is a whole number of blocks.
+// TOKENS tokens (a define: each re-read of W serves that many tokens). Every row length is a whole number of blocks.
 // Bindings (group 0): 0 weights: array<u32> read ([m][k] in ggml blocks), 1 dy: array<f32> read ([n][m]),
 // 2 dx: array<vec4<f32>> read_write ([n][k]), 3 params uniform. dx may not alias dy.
-// Dispatch: one invocation per (block of TOKENS tokens, group of 8 elements along k), WG_SIZE per workgroup,
-// spread over x and y: Grid::for_items(ceil(n / TOKENS) · k / 8, WG_SIZE). Each walks all m rows of its group.
+// Dispatch: one invocation per (split, block of TOKENS tokens, group of 8 elements along k), WG_SIZE per
+// workgroup, spread over x and y: Grid::for_items(n_splits · ceil(n / TOKENS) · k / 8, WG_SIZE). Each walks the
+// rows of its split (all m rows when n_splits is 1) for its group. With several splits, `dx` is the partials
+// scratch [n_splits][n][k], and the SUM_SPLITS variant adds the splits into dx: a long row loop (an LM head's
+// 262144 rows) in one invocation leaves the GPU nearly idle, one load at a time.
+//
+// SUM_SPLITS: dx[i] = Σ_s partials[s·len + i] over vec4s. Bindings: 0 partials: array<vec4<f32>> read,
+// 1 dx: array<vec4<f32>> read_write, 2 params uniform. Dispatch: Grid::for_items(n·k/4, WG_SIZE).
 
+#ifdef SUM_SPLITS
+struct Params {
+    n_vec4: u32,
+    n_splits: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> partials: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size(WG_SIZE)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * WG_SIZE + lid;
+    if i >= params.n_vec4 {
+        return;
+    }
+    var sum = vec4<f32>(0.0);
+    for (var s = 0u; s < params.n_splits; s++) {
+        sum += partials[s * params.n_vec4 + i];
+    }
+    dx[i] = sum;
+}
+#else
 #include "include/quant_blocks.wgsl"
 
-const TOKENS: u32 = 4u;
 
 struct Params {
     n_items: u32,
@@ -18,9 +52,9 @@ struct Params {
     n_rows: u32,
     n_tokens: u32,
     row_bytes: u32,
+    n_splits: u32,
+    rows_per_split: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> weights: array<u32>;
@@ -34,10 +68,12 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let item = (wid.x + wid.y * nwg.x) * WG_SIZE + lid;
-    if item >= params.n_items {
+    let index = (wid.x + wid.y * nwg.x) * WG_SIZE + lid;
+    if index >= params.n_items * params.n_splits {
         return;
     }
+    let split = index / params.n_items;
+    let item = index % params.n_items;
     let groups_per_row = params.row_elems / 8u;
     let t0 = (item / groups_per_row) * TOKENS;
     let g = item % groups_per_row;
@@ -46,7 +82,8 @@ fn main(
     let tokens = min(TOKENS, params.n_tokens - t0);
     var lo: array<vec4<f32>, TOKENS>;
     var hi: array<vec4<f32>, TOKENS>;
-    for (var r = 0u; r < params.n_rows; r++) {
+    let r_end = min(params.n_rows, (split + 1u) * params.rows_per_split);
+    for (var r = split * params.rows_per_split; r < r_end; r++) {
         let w = dequant8(r * params.row_bytes + block_byte, gb);
         for (var t = 0u; t < tokens; t++) {
             let d = dy[(t0 + t) * params.n_rows + r];
@@ -56,9 +93,11 @@ fn main(
     }
     let runs = group_runs(gb);
     let block_elem = (g / GROUPS_PER_BLOCK) * BLOCK_ELEMS;
+    let split_vec4 = split * params.n_tokens * params.row_elems / 4u;
     for (var t = 0u; t < tokens; t++) {
-        let row_vec4 = ((t0 + t) * params.row_elems + block_elem) / 4u;
+        let row_vec4 = split_vec4 + ((t0 + t) * params.row_elems + block_elem) / 4u;
         dx[row_vec4 + runs.x / 4u] = lo[t];
         dx[row_vec4 + runs.y / 4u] = hi[t];
     }
 }
+#endif

@@ -60,9 +60,17 @@ fn bad_arguments_are_typed_errors_that_record_nothing() {
     refused(cross_entropy_back(&mut batch, logits, &c, &small), "cross_entropy_back", "holds 16 bytes");
 
     let shape = MulMatShape { m: 4, k: 16, n: 2 };
-    refused(mul_mat_grad_x(&mut batch, shape, &a, &b, QuantType::Q8_0, &c, false), "mul_mat_grad_x", "multiple of 32");
+    refused(
+        mul_mat_grad_x(&mut batch, shape, &a, &b, QuantType::Q8_0, &c, false, None),
+        "mul_mat_grad_x",
+        "multiple of 32",
+    );
     let blocks = MulMatShape { m: 1, k: 32, n: 1 };
-    refused(mul_mat_grad_x(&mut batch, blocks, &a, &b, QuantType::Q8_0, &c, true), "mul_mat_grad_x", "accumulating");
+    refused(
+        mul_mat_grad_x(&mut batch, blocks, &a, &b, QuantType::Q8_0, &c, true, None),
+        "mul_mat_grad_x",
+        "accumulating",
+    );
     refused(mul_mat_grad_w(&mut batch, shape, &a, &b, &c, f32::INFINITY, false), "mul_mat_grad_w", "scale");
     refused(mul_mat_grad_w(&mut batch, shape, &a, &b, &a, 1.0, false), "mul_mat_grad_w", "both an input");
 

@@ -66,7 +66,10 @@ pub struct MulMatShape {
 }
 
 /// `dx` `[n][k]` = `dy` `[n][m]` · `w` `[m][k]`, `w` stored as `wtype`. Overwritten, or with `accumulate` (f32
-/// weights only: the base's product comes first, the adapters' add to it) added to.
+/// weights only: the base's product comes first, the adapters' add to it) added to. For the other types,
+/// `partials` (scratch nothing else reads) lets the rows be split over more invocations when there are few
+/// (few tokens, long rows: an LM head), each split's sum written there and then added up into dx; the more room,
+/// the more splits it can take ([`grad_x_splits`]).
 #[allow(clippy::too_many_arguments)]
 pub fn mul_mat_grad_x(
     batch: &mut Batch,
@@ -76,6 +79,7 @@ pub fn mul_mat_grad_x(
     wtype: QuantType,
     dx: &GpuBuffer,
     accumulate: bool,
+    partials: Option<&GpuBuffer>,
 ) -> Result<()> {
     let op = "mul_mat_grad_x";
     if wtype == QuantType::F32 {
@@ -91,29 +95,112 @@ pub fn mul_mat_grad_x(
     let row_bytes = checked_row_bytes(op, wtype, shape.k)?;
     let items = shape.n.div_ceil(QUANT_TOKENS) as u64 * (shape.k / 8) as u64;
     let n_items = checked_u32(op, "items", items)?;
-    checked_u32(op, "dx elements", shape.n as u64 * shape.k as u64)?;
+    let dx_elems = checked_u32(op, "dx elements", shape.n as u64 * shape.k as u64)?;
     // The kernel's byte offsets into W are u32, as the forward's (check_binding refuses more).
     check_binding(op, "w", w, shape.m as u64 * row_bytes, batch.caps().max_storage_buffer_binding_bytes)?;
     check_buffer(op, "dy", dy, shape.n as u64 * shape.m as u64 * 4)?;
-    check_buffer(op, "dx", dx, shape.n as u64 * shape.k as u64 * 4)?;
+    check_buffer(op, "dx", dx, dx_elems as u64 * 4)?;
     check_distinct(op, dy, dx)?;
     check_distinct(op, w, dx)?;
     if n_items == 0 {
         return Ok(());
     }
+    let room = partials.map_or(0, |p| p.size_bytes());
+    let n_splits = grad_x_splits(shape, n_items, room);
+    let rows_per_split = shape.m.div_ceil(n_splits);
+    let out = match (n_splits, partials) {
+        (1, _) | (_, None) => dx,
+        (_, Some(p)) => {
+            for input in [dy, w, dx] {
+                check_distinct(op, input, p)?;
+            }
+            p
+        }
+    };
     let params = MulMatGradQParams {
         n_items,
         row_elems: shape.k,
         n_rows: shape.m,
         n_tokens: shape.n,
         row_bytes: checked_u32(op, "row bytes", row_bytes)?,
-        _pad: [0; 3],
+        n_splits,
+        rows_per_split,
+        _pad: 0,
     };
-    let grid = Grid::for_items(n_items as u64, WG_SIZE, batch.max_workgroups_per_dimension());
-    batch.dispatch(&MulMatGradQKey { wtype }, &[w, dy, dx], &params, grid)
+    let invocations = checked_u32(op, "invocations", n_items as u64 * n_splits as u64)?;
+    let grid = Grid::for_items(invocations as u64, WG_SIZE, batch.max_workgroups_per_dimension());
+    batch.dispatch(&MulMatGradQKey { wtype }, &[w, dy, out], &params, grid)?;
+    if n_splits == 1 {
+        return Ok(());
+    }
+    let n_vec4 = dx_elems / 4;
+    let params = SumSplitsParams { n_vec4, n_splits, _pad: [0; 2] };
+    let grid = Grid::for_items(n_vec4 as u64, WG_SIZE, batch.max_workgroups_per_dimension());
+    batch.dispatch(&SumSplitsKey, &[out, dx], &params, grid)
 }
 
-/// Tokens each invocation of `mul_mat_grad_q.wgsl` serves per decoded group (`TOKENS` there).
+/// Invocations worth having in flight: a few per lane of a large GPU (an H200 holds ~270k resident).
+const TARGET_INVOCATIONS: u64 = 1 << 17;
+/// Rows a split walks at least. Small, so that the registry's grad cases (m up to 16) take the split path too;
+/// on real shapes the invocation target decides first.
+const MIN_ROWS_PER_SPLIT: u32 = 4;
+
+/// Splits of the m rows for the quantized input gradient: enough invocations to fill the device, at least
+/// [`MIN_ROWS_PER_SPLIT`] rows each, as many `[n][k]` partial sums as `room_bytes` holds; 1 is no split.
+pub fn grad_x_splits(shape: MulMatShape, n_items: u32, room_bytes: u64) -> u32 {
+    let partial_bytes = (shape.n as u64 * shape.k as u64 * 4).max(1);
+    let wanted = TARGET_INVOCATIONS.div_ceil(n_items.max(1) as u64);
+    let by_rows = (shape.m / MIN_ROWS_PER_SPLIT).max(1) as u64;
+    let splits = wanted.min(by_rows).min(room_bytes / partial_bytes).max(1) as u32;
+    // Equal splits of whole rows: as many as ceil(m / rows each) leaves.
+    shape.m.div_ceil(shape.m.div_ceil(splits)).max(1)
+}
+
+/// The `[splits][n][k]` partial-sum bytes [`mul_mat_grad_x`] uses for `shape` when given room without limit.
+pub fn grad_x_partials_bytes(shape: MulMatShape) -> u64 {
+    let n_items = shape.n.div_ceil(QUANT_TOKENS) * (shape.k / 8);
+    let splits = grad_x_splits(shape, n_items, u64::MAX);
+    if splits == 1 { 0 } else { splits as u64 * shape.n as u64 * shape.k as u64 * 4 }
+}
+
+/// The SUM_SPLITS variant of `mul_mat_grad_q.wgsl`: adds the splits' partial sums into dx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SumSplitsKey;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SumSplitsParams {
+    n_vec4: u32,
+    n_splits: u32,
+    _pad: [u32; 2],
+}
+
+impl KernelKey for SumSplitsKey {
+    const FILE: &'static str = "mul_mat_grad_q.wgsl";
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::ReadWrite, Access::Uniform]
+    }
+
+    fn name(&self) -> String {
+        format!("mul_mat_grad_x_sum_splits_f32_wg{WG_SIZE}")
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        vec![("WG_SIZE", format!("{WG_SIZE}u")), ("SUM_SPLITS", String::new())]
+    }
+
+    fn requires(&self) -> Requires {
+        Requires::default()
+    }
+
+    fn all_variants() -> Vec<Self> {
+        vec![SumSplitsKey]
+    }
+}
+
+/// Tokens each invocation of `mul_mat_grad_q.wgsl` serves per decoded group (`TOKENS` there): W is read once
+/// per this many tokens. 8 instead of 4 changed nothing overall on the H200 (E2B, 512 tokens: Q4_K 596 → 555 ms
+/// per step, Q6_K 188 → 222), so the smaller register footprint stays.
 const QUANT_TOKENS: u32 = 4;
 
 /// The input gradient for a weight type other than f32.
@@ -131,7 +218,9 @@ struct MulMatGradQParams {
     n_rows: u32,
     n_tokens: u32,
     row_bytes: u32,
-    _pad: [u32; 3],
+    n_splits: u32,
+    rows_per_split: u32,
+    _pad: u32,
 }
 const _: () = assert!(size_of::<MulMatGradQParams>() == 32);
 
@@ -148,6 +237,7 @@ impl KernelKey for MulMatGradQKey {
     fn defines(&self) -> Vec<(&'static str, String)> {
         let mut d = weight_defines(self.wtype);
         d.push(("WG_SIZE", format!("{WG_SIZE}u")));
+        d.push(("TOKENS", format!("{QUANT_TOKENS}u")));
         d
     }
 
@@ -213,5 +303,6 @@ fn product(
 pub fn variants() -> Result<Vec<VariantSource>> {
     let mut v = variants_of::<MulMatGradKey>()?;
     v.extend(variants_of::<MulMatGradQKey>()?);
+    v.extend(variants_of::<SumSplitsKey>()?);
     Ok(v)
 }

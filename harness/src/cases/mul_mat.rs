@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::{Category, Context, GpuBuffer, SplitTensor};
 use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, mul_mat_with};
-use ferrogem::ops::mul_mat_grad::{MulMatShape, mul_mat_grad_w, mul_mat_grad_x};
+use ferrogem::ops::mul_mat_grad::{MulMatShape, grad_x_partials_bytes, mul_mat_grad_w, mul_mat_grad_x};
 use ferrogem::ops::weights::{LoraEpilogue, LoraTerm};
 use ferrogem::quant::QuantType;
 use std::rc::Rc;
@@ -289,12 +289,17 @@ impl MulMatCase {
             None => None,
         };
         let (shape, wtype) = (MulMatShape { m: self.m, k: self.k, n: self.n }, self.wtype);
+        // Room for every split the kernel asks for: shapes of 8+ rows take the split path, smaller ones not.
+        let partials_bytes = grad_x_partials_bytes(shape);
+        let partials = (partials_bytes > 0)
+            .then(|| ctx.alloc("grad partials", Category::Scratch, partials_bytes, None))
+            .transpose()?;
         Ok(BuiltGrad {
             record: Box::new(move |batch| match &dw {
-                None => mul_mat_grad_x(batch, shape, &gdy, &gw, wtype, &dx, false),
+                None => mul_mat_grad_x(batch, shape, &gdy, &gw, wtype, &dx, false, partials.as_ref()),
                 Some(dw) => {
-                    mul_mat_grad_x(batch, shape, &gdy_half, &gw, wtype, &dx, false)?;
-                    mul_mat_grad_x(batch, shape, &gdy_half, &gw, wtype, &dx, true)?;
+                    mul_mat_grad_x(batch, shape, &gdy_half, &gw, wtype, &dx, false, None)?;
+                    mul_mat_grad_x(batch, shape, &gdy_half, &gw, wtype, &dx, true, None)?;
                     mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, false)?;
                     mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, true)
                 }
