@@ -8,10 +8,14 @@
 mod error;
 mod gguf;
 mod peft;
+mod write;
 
 pub use error::LoraError;
 pub use gguf::from_gguf;
 pub use peft::{PeftConfig, from_peft};
+pub use write::{lora_gguf_bytes, peft_bytes};
+#[cfg(not(target_arch = "wasm32"))]
+pub use write::{write_lora_gguf, write_peft_dir};
 
 use std::collections::BTreeSet;
 
@@ -70,6 +74,23 @@ impl Target {
             Target::InpGate => "per_layer_input_gate",
             Target::Proj => "per_layer_projection",
         }
+    }
+
+    /// A projection by the short name `--targets` takes (q, k, v, o, gate, up, down, ple_gate, ple_proj), or its
+    /// HF module name or GGUF stem.
+    pub fn from_name(name: &str) -> Option<Target> {
+        Some(match name {
+            "q" => Target::AttnQ,
+            "k" => Target::AttnK,
+            "v" => Target::AttnV,
+            "o" => Target::AttnOutput,
+            "gate" => Target::FfnGate,
+            "up" => Target::FfnUp,
+            "down" => Target::FfnDown,
+            "ple_gate" => Target::InpGate,
+            "ple_proj" => Target::Proj,
+            other => return Target::from_hf_module(other).or_else(|| Target::from_gguf_stem(other)),
+        })
     }
 
     pub fn from_gguf_stem(stem: &str) -> Option<Target> {
@@ -134,42 +155,49 @@ pub struct LoraAdapter {
     pub updates: Vec<LowRank>,
 }
 
+/// What every adapter must be, checked on updates in (layer, target) order: some updates, no projection twice,
+/// rank above 0, finite scales and values, A and B as long as rank and dims say.
+pub(crate) fn check_sorted(updates: &[&LowRank]) -> Result<(), LoraError> {
+    if updates.is_empty() {
+        return Err(LoraError::Empty);
+    }
+    for pair in updates.windows(2) {
+        if (pair[0].layer, pair[0].target) == (pair[1].layer, pair[1].target) {
+            return Err(LoraError::Duplicate { update: pair[0].describe() });
+        }
+    }
+    for u in updates {
+        let bad = |problem: String| LoraError::Tensor { tensor: u.describe(), problem };
+        if u.rank == 0 {
+            return Err(bad("has rank 0".into()));
+        }
+        if !u.scale.is_finite() {
+            return Err(bad(format!("has scale {}", u.scale)));
+        }
+        let (rank, in_dim, out_dim) = (u64::from(u.rank), u64::from(u.in_dim), u64::from(u.out_dim));
+        for (which, values, rows, cols) in [("A", &u.a, rank, in_dim), ("B", &u.b, out_dim, rank)] {
+            if values.len() as u64 != rows * cols {
+                return Err(bad(format!("has {} values in {which}, which is {rows}×{cols}", values.len())));
+            }
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(bad(format!("has {} at element {i} of {which}", values[i])));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl LoraAdapter {
-    /// Checks and orders updates from a reader; every reader ends here.
-    fn new(
+    /// Checks and orders updates from a reader (or a fresh initialization); every adapter ends here.
+    pub(crate) fn new(
         format: AdapterFormat,
         architecture: Option<String>,
         base_model: Option<String>,
         alpha: f32,
         mut updates: Vec<LowRank>,
     ) -> Result<Self, LoraError> {
-        if updates.is_empty() {
-            return Err(LoraError::Empty);
-        }
         updates.sort_by_key(|u| (u.layer, u.target));
-        for pair in updates.windows(2) {
-            if (pair[0].layer, pair[0].target) == (pair[1].layer, pair[1].target) {
-                return Err(LoraError::Duplicate { update: pair[0].describe() });
-            }
-        }
-        for u in &updates {
-            if u.rank == 0 {
-                return Err(LoraError::Tensor { tensor: u.describe(), problem: "has rank 0".into() });
-            }
-            if !u.scale.is_finite() {
-                return Err(LoraError::Tensor { tensor: u.describe(), problem: format!("has scale {}", u.scale) });
-            }
-            debug_assert_eq!(u.a.len(), u.rank as usize * u.in_dim as usize);
-            debug_assert_eq!(u.b.len(), u.out_dim as usize * u.rank as usize);
-            for (which, values) in [("A", &u.a), ("B", &u.b)] {
-                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                    return Err(LoraError::Tensor {
-                        tensor: u.describe(),
-                        problem: format!("has {} at element {i} of {which}", values[i]),
-                    });
-                }
-            }
-        }
+        check_sorted(&updates.iter().collect::<Vec<_>>())?;
         Ok(LoraAdapter { format, architecture, base_model, alpha, updates })
     }
 

@@ -9,7 +9,7 @@ mod rng;
 mod sampler;
 mod stop;
 
-pub use rng::SplitMix64;
+pub use rng::{SplitMix64, Xoshiro256};
 pub use sampler::{Candidate, Sampler, SamplerState};
 pub use stop::{StopMatcher, StopStep};
 

@@ -5,6 +5,7 @@
 mod bench;
 mod chat;
 mod check;
+mod finetune;
 mod generate;
 mod inspect;
 mod logits;
@@ -55,6 +56,7 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Chat with a model: multi-turn with the KV cache reused across turns; /save, /load, /reset, /stats.
     Chat(chat::ChatArgs),
+    Finetune(finetune::FinetuneArgs),
     /// Serve the browser page, its wasm and models (with HTTP Range) for the browser build: from a folder of GGUFs
     /// and, with --ollama, the local Ollama store.
     Serve(serve::ServeArgs),
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => chat::run(args),
+        Command::Finetune(args) => finetune::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Tokenize(args) => tokenize::run_tokenize(args),
         Command::Detokenize(args) => tokenize::run_detokenize(args),

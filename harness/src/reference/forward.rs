@@ -2,10 +2,12 @@
 //! PLE inputs, each layer (attention, MLP, PLE injection, layer scale), the final norm, the LM head and softcap.
 //! Everything is f32 on candle's CPU ops; a chunk of tokens runs layer by layer, as in prefill.
 
-use super::ops::{attention, geglu, mul_mat as linear, rms_norm, rope, softcap};
+use super::lora::{self, Unmerged};
+use super::ops::{attention, geglu, mul_mat, rms_norm, rope, softcap};
 use super::weights::err;
 use super::{Forward, KvCache, LM_HEAD_CHUNK_ROWS, Layer, LayerTrace, Reference};
 use candle_core::{Result, Tensor};
+use ferrogem::lora::Target;
 use ferrogem::models::Arch;
 
 impl Reference {
@@ -22,6 +24,17 @@ impl Reference {
     /// `tokens` at positions `cache.next_pos()..`, attending to what `cache` holds; owner layers append their
     /// K/V. One token per call is decode; the result equals [`forward`](Self::forward)'s rows for those positions.
     pub fn forward_incremental(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Forward> {
+        self.forward_unmerged(tokens, cache, &[])
+    }
+
+    /// [`forward_incremental`](Self::forward_incremental) with LoRA `updates` added to the linear products they
+    /// target (`lora.rs`); updates no product reads (k/v of layers reading a donor's cache) change nothing.
+    pub(super) fn forward_unmerged(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        updates: &[Unmerged],
+    ) -> Result<Forward> {
         if tokens.is_empty() {
             return Err(err("no tokens"));
         }
@@ -33,7 +46,7 @@ impl Reference {
         let mut layers = Vec::with_capacity(self.layers.len());
         for (l, layer) in self.layers.iter().enumerate() {
             let ple = per_layer_inputs.as_ref().map(|p| p.narrow(1, l, 1)?.squeeze(1)).transpose()?;
-            let trace = self.layer_forward(layer, &h, ple.as_ref(), start, cache)?;
+            let trace = self.layer_forward(layer, &h, ple.as_ref(), start, cache, updates)?;
             h = trace.output.clone();
             layers.push(trace);
         }
@@ -57,7 +70,7 @@ impl Reference {
         let cfg = &self.config;
         let (n, l, p) = (tokens.len(), cfg.n_layers(), cfg.ple_dim as usize);
         let e = (table.rows(tokens)?.reshape((n, l, p))? * (p as f32).sqrt() as f64)?;
-        let c = (linear(embedding, proj)? * (1.0 / (cfg.hidden as f32).sqrt()) as f64)?.reshape((n, l, p))?;
+        let c = (mul_mat(embedding, proj)? * (1.0 / (cfg.hidden as f32).sqrt()) as f64)?.reshape((n, l, p))?;
         let c = rms_norm(&c, Some(norm), cfg.rms_eps)?;
         Ok(Some(((c + e)? * std::f32::consts::FRAC_1_SQRT_2 as f64)?))
     }
@@ -70,6 +83,7 @@ impl Reference {
         ple: Option<&Tensor>,
         start: usize,
         cache: &mut KvCache,
+        updates: &[Unmerged],
     ) -> Result<LayerTrace> {
         let cfg = &self.config;
         let spec = &layer.spec;
@@ -79,18 +93,19 @@ impl Reference {
         let freqs = if spec.sliding { None } else { self.rope_freqs.as_deref() };
         let positions: Vec<u32> = (start as u32..(start + n) as u32).collect();
         let rope = |x: &Tensor| rope(x, &positions, hd, spec.rope_base, 1.0 / spec.rope_scale as f64, freqs);
+        let linear = |x: &Tensor, w: &Tensor, target| lora::linear(x, w, updates, spec.index, target);
 
         let a = rms_norm(h, Some(&layer.attn_norm), eps)?;
-        let q = rms_norm(&linear(&a, &layer.attn_q)?.reshape((n, nh, hd))?, Some(&layer.attn_q_norm), eps)?;
-        let q = rope(&q)?;
+        let q = linear(&a, &layer.attn_q, Target::AttnQ)?.reshape((n, nh, hd))?;
+        let q = rope(&rms_norm(&q, Some(&layer.attn_q_norm), eps)?)?;
         let (k, v) = if spec.owns_kv() {
             let (Some(wk), Some(k_norm)) = (&layer.attn_k, &layer.attn_k_norm) else {
                 return Err(err(format!("layer {} owns KV but has no attn_k / attn_k_norm", spec.index)));
             };
-            let k_raw = linear(&a, wk)?.reshape((n, nkv, hd))?;
+            let k_raw = linear(&a, wk, Target::AttnK)?.reshape((n, nkv, hd))?;
             // K = V files (no attn_v): V is the raw K projection, taken before the K norm.
             let v = match &layer.attn_v {
-                Some(wv) => linear(&a, wv)?.reshape((n, nkv, hd))?,
+                Some(wv) => linear(&a, wv, Target::AttnV)?.reshape((n, nkv, hd))?,
                 None => k_raw.clone(),
             };
             let v = if cfg.arch == Arch::Gemma4 { rms_norm(&v, None, eps)? } else { v };
@@ -104,17 +119,18 @@ impl Reference {
         let key_positions: Vec<u64> = (k_start as u64..(k_start + k_all.dim(0)?) as u64).collect();
         let attn_heads =
             attention(&q, k_all, v_all, start as u64, &key_positions, spec.window, cfg.attention_scale, 0.0)?;
-        let attn_out = linear(&attn_heads, &layer.attn_output)?;
+        let attn_out = linear(&attn_heads, &layer.attn_output, Target::AttnOutput)?;
         let attn_residual = (h + rms_norm(&attn_out, Some(&layer.post_attention_norm), eps)?)?;
 
         let g = rms_norm(&attn_residual, Some(&layer.ffn_norm), eps)?;
-        let mlp_out = linear(&geglu(&linear(&g, &layer.ffn_gate)?, &linear(&g, &layer.ffn_up)?)?, &layer.ffn_down)?;
+        let act = geglu(&linear(&g, &layer.ffn_gate, Target::FfnGate)?, &linear(&g, &layer.ffn_up, Target::FfnUp)?)?;
+        let mlp_out = linear(&act, &layer.ffn_down, Target::FfnDown)?;
         let mlp_residual = (&attn_residual + rms_norm(&mlp_out, Some(&layer.post_ffw_norm), eps)?)?;
 
         let ple_injection = match (ple, &layer.inp_gate, &layer.proj, &layer.post_norm) {
             (Some(ple), Some(inp_gate), Some(proj), Some(post_norm)) => {
-                let z = geglu(&linear(&mlp_residual, inp_gate)?, ple)?;
-                Some(rms_norm(&linear(&z, proj)?, Some(post_norm), eps)?)
+                let z = geglu(&linear(&mlp_residual, inp_gate, Target::InpGate)?, ple)?;
+                Some(rms_norm(&linear(&z, proj, Target::Proj)?, Some(post_norm), eps)?)
             }
             (None, None, None, None) => None,
             _ => return Err(err(format!("layer {}: PLE inputs and PLE weights disagree", spec.index))),

@@ -14,7 +14,7 @@ use candle_core::Tensor;
 use ferrogem::gguf::GgufFile;
 use ferrogem::source::MmapSource;
 
-fn load(name: &str) -> Reference {
+pub(super) fn load(name: &str) -> Reference {
     let source = MmapSource::open(fixture(&format!("{name}.gguf"))).unwrap();
     let gguf = GgufFile::read(&source).unwrap();
     Reference::from_gguf(&gguf, &source).unwrap()

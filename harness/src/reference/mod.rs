@@ -8,18 +8,23 @@
 //! encoding ([`QuantTable`]) and are dequantized row by row or chunk by chunk.
 //!
 //! Files: `ops.rs` (one reference per op, shared with the op cases), `weights.rs` (loading), `forward.rs` (embedding,
-//! PLE, layers, head), `attention.rs` (the KV cache with windows and donors).
+//! PLE, layers, head), `attention.rs` (the KV cache with windows and donors), `lora.rs` (adapters merged, or unmerged
+//! for training), `train.rs` (a LoRA training step's loss and gradients by autograd, and AdamW).
 
 mod attention;
 mod forward;
 mod lora;
 pub mod ops;
+mod train;
 mod weights;
 
 #[cfg(test)]
 mod golden_tests;
+#[cfg(test)]
+mod train_tests;
 
 pub use attention::KvCache;
+pub use train::{AdamW, LoraGrads, UpdateGrad, adamw_steps};
 pub use weights::{LM_HEAD_CHUNK_ROWS, QuantTable};
 
 use candle_core::Tensor;

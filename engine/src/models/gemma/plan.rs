@@ -23,6 +23,11 @@ use serde::Serialize;
 /// scratch the estimate barely matters, so it takes the largest, rounded up.
 pub const UNIFORM_BYTES_PER_LAYER: u64 = 704;
 
+/// Bind-group uniform bytes per layer that a training step adds to inference's ([`UNIFORM_BYTES_PER_LAYER`]): the
+/// unfused forward and the backward dispatch about ten times as many kernels per layer, each with its own cache
+/// entry. Measured with `ferrogem finetune` (Other's peak ÷ (layers + 1), minus inference's): see docs/training.md.
+pub const TRAIN_UNIFORM_BYTES_PER_LAYER: u64 = 4096;
+
 /// The context and chunk sizes a load settles on: one derivation for the loader and the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Sizing {
@@ -139,6 +144,28 @@ impl MemoryPlan {
             let what = format!("LoRA A, B and down-projection of {} adapter(s)", adapters.len());
             self.lines.push(PlanLine { what, category: Category::Lora, buffers: None, bytes });
         }
+    }
+
+    /// Adds a LoRA training run's buffers ([`super::train::planned_bytes`], from the code that allocates them):
+    /// the trained tensors, their gradients and AdamW moments, one sequence's activations, and the training graph's
+    /// bind-group uniforms (an estimate, [`TRAIN_UNIFORM_BYTES_PER_LAYER`]).
+    pub fn add_training(
+        &mut self,
+        gguf: &GgufFile,
+        cfg: &TextConfig,
+        adapter: &crate::lora::LoraAdapter,
+        seq_len: u32,
+    ) -> Result<()> {
+        let has_attn_v = super::gguf_has_attn_v(gguf);
+        let by_category = super::train::planned_bytes(cfg, &has_attn_v, adapter, seq_len, self.sizing.logit_rows)?;
+        for (category, bytes) in by_category {
+            let what = format!("training ({} tokens): {}", seq_len, category.name());
+            self.lines.push(PlanLine { what, category, buffers: None, bytes });
+        }
+        let uniforms = TRAIN_UNIFORM_BYTES_PER_LAYER * (cfg.n_layers() as u64 + 1);
+        let what = "training bind-group uniforms (estimate)".into();
+        self.lines.push(PlanLine { what, category: Category::Other, buffers: None, bytes: uniforms });
+        Ok(())
     }
 
     pub fn total_bytes(&self) -> u64 {

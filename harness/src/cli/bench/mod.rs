@@ -10,7 +10,7 @@
 mod bytes;
 pub mod history;
 mod measure;
-mod print;
+pub mod print;
 
 use crate::model_arg;
 use bytes::DecodeBytes;

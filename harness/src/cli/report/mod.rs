@@ -4,7 +4,7 @@
 //! series' latest run. Inline SVG and CSS only, nothing fetched. A column a history does not have is shown as
 //! "no data".
 
-mod svg;
+pub mod svg;
 
 use crate::bench::history::{self, Record, col};
 use clap::Args;
