@@ -235,3 +235,53 @@ async fn conformance_and_profile_tabs() {
     }
     assert!(json(&engine.memory().unwrap())["chart"].as_str().unwrap().starts_with("<svg"));
 }
+
+/// LoRA training through the API the worker calls: tiny Gemma 4 f32 from PEFT adapter A (golden/lora), the golden
+/// prompt as one pre-tokenized sample, 3 steps. The first step's loss against the one HF + peft's logits imply
+/// (every row trained), the losses falling, the trained adapter readable by the project's PEFT reader, and every
+/// byte of training released afterwards.
+#[wasm_bindgen_test]
+async fn lora_training_in_the_browser() {
+    let mut engine = Engine::create(true).await.unwrap_or_else(|e| panic!("no WebGPU device: {e:?}"));
+    let golden = compiled_golden!("tiny-gemma4-f32");
+    let ids = parse_prompt(golden.json).unwrap();
+    let source = JsSource::from_bytes(golden.name.into(), js_sys::Uint8Array::from(golden.gguf));
+    engine.load(source, 32, 33, None).unwrap_or_else(|e| panic!("load: {e:?}"));
+    let loaded_bytes = memory(&engine)["live_bytes"].as_u64().unwrap();
+
+    let config = include_str!("../../golden/lora/tiny-gemma4-lora-a/adapter_config.json");
+    let tensors = include_bytes!("../../golden/lora/tiny-gemma4-lora-a/adapter_model.safetensors");
+    let jsonl = serde_json::json!({ "ids": ids }).to_string();
+    let settings = r#"{"steps": 3, "seq_len": 32, "lr": 1e-3, "clip": 0, "schedule": "constant"}"#;
+    let out = engine
+        .train(jsonl, settings, Some(config.into()), Some(tensors.to_vec()), None)
+        .await
+        .unwrap_or_else(|e| panic!("train: {e:?}"));
+    let get = |key: &str| js_sys::Reflect::get(&out, &key.into()).unwrap();
+    let losses: Vec<f64> = js_sys::Array::from(&get("losses")).iter().map(|v| v.as_f64().unwrap()).collect();
+
+    let hf = parse_logits(include_bytes!("../../golden/lora/tiny-gemma4-f32.lora-a.hf_logits.npy")).unwrap();
+    let hf_loss = (0..ids.len() - 1)
+        .map(|i| {
+            let row = &hf[i];
+            let max = row.iter().fold(f32::MIN, |m, &x| m.max(x)) as f64;
+            let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+            lse - row[ids[i + 1] as usize] as f64
+        })
+        .sum::<f64>()
+        / (ids.len() - 1) as f64;
+    let trained = ferrogem::lora::from_peft(
+        &get("adapter_config").as_string().unwrap(),
+        &js_sys::Uint8Array::new(&get("adapter_model")).to_vec(),
+    )
+    .unwrap();
+    let initial = ferrogem::lora::from_peft(config, tensors).unwrap();
+    engine.unload();
+    let live_after = memory(&engine)["live_bytes"].as_u64().unwrap();
+    console_log!("training: losses {losses:?}, HF + peft's logits imply {hf_loss:.6}; {loaded_bytes} bytes loaded");
+    assert!((losses[0] - hf_loss).abs() <= 1e-5 * hf_loss, "first loss {} vs HF {hf_loss}", losses[0]);
+    assert!(losses.len() == 3 && losses[1] < losses[0] && losses[2] < losses[1], "{losses:?}");
+    assert_eq!(trained.updates.len(), initial.updates.len());
+    assert!(trained.updates.iter().zip(&initial.updates).all(|(t, i)| t.a != i.a && t.b != i.b));
+    assert_eq!(live_after, 0, "{live_after} bytes live after training and unload");
+}
