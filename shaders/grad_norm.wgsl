@@ -1,6 +1,7 @@
 // grad_norm: the gradient scale that AdamW reads (adamw.wgsl's grad_scale), from the global L2 norm of all
-// trainable gradients in one buffer, as torch.nn.utils.clip_grad_norm_ clips them, in two dispatches:
-//   (default)  partials[w] = Σ g[i]² over the elements i ≡ w·WG_SIZE + lane (mod n_partials·WG_SIZE), i < n_elems
+// trainable gradients, as torch.nn.utils.clip_grad_norm_ clips them: one dispatch per gradient tensor, then one more:
+//   (default)  partials[w] (+)= Σ g[i]² over the elements i ≡ w·WG_SIZE + lane (mod n_partials·WG_SIZE),
+//              i < n_elems; added to what is there when accumulate is 1 (every tensor after the first)
 //   FINALIZE   norm = accum_scale · sqrt(Σ_w partials[w]);
 //              scale[0] = accum_scale · min(1, max_norm / (norm + 1e-6))   (max_norm ≤ 0: no clipping, 1)
 // accum_scale averages micro-batches (1/accumulated steps) before clipping, as accumulating scaled losses would.
@@ -16,6 +17,10 @@ struct Params {
     n_partials: u32,
     max_norm: f32,
     accum_scale: f32,
+    accumulate: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
@@ -49,7 +54,11 @@ fn row_main(wg: u32, lane: Lane) {
     }
     let total = workgroup_sum(partial, lane);
     if lane.index == 0u {
-        dst[wg] = total;
+        if params.accumulate != 0u {
+            dst[wg] += total;
+        } else {
+            dst[wg] = total;
+        }
     }
 #endif
 }

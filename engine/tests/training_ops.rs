@@ -37,6 +37,7 @@ fn bad_arguments_are_typed_errors_that_record_nothing() {
     let ctx = gpu(true);
     let [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map(|l| buffer(&ctx, l, 64));
     let (small, scalar) = (buffer(&ctx, "small", 4), buffer(&ctx, "scalar", 1));
+    let partials = buffer(&ctx, "partials", 256);
     let live = ctx.memory().live_buffers;
     let mut batch = ctx.batch("bad arguments");
 
@@ -81,8 +82,10 @@ fn bad_arguments_are_typed_errors_that_record_nothing() {
     let aliased = AdamwState { m: &a, ..state };
     refused(adamw(&mut batch, &AdamwConfig::default(), 1, &aliased), "adamw", "both an input");
 
-    refused(grad_scale(&mut batch, &a, 64, &b, &scalar, Some(0.0), 1.0), "grad_norm", "max_norm");
-    refused(grad_scale(&mut batch, &a, 64, &small, &scalar, None, 1.0), "grad_norm", "partials `small`");
+    refused(grad_scale(&mut batch, &[(&a, 64)], &b, &scalar, Some(0.0), 1.0), "grad_norm", "max_norm");
+    refused(grad_scale(&mut batch, &[(&a, 64)], &small, &scalar, None, 1.0), "grad_norm", "partials `small`");
+    refused(grad_scale(&mut batch, &[], &partials, &scalar, None, 1.0), "grad_norm", "no gradient tensors");
+    refused(grad_scale(&mut batch, &[(&a, 64), (&partials, 64)], &partials, &scalar, None, 1.0), "grad_norm", "both");
 
     let heads =
         AttentionBackShape { n_tokens: 2, n_head: 3, n_kv_head: 2, head_dim: 4, window: 0, scale: 1.0, softcap: 0.0 };

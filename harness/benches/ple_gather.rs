@@ -36,7 +36,7 @@ fn ple_gather(c: &mut Criterion) {
                 let mut timed = Duration::ZERO;
                 for i in 0..iters {
                     let start = Instant::now();
-                    ple.upload_rows(&ctx, &source, tokens).expect("upload_rows");
+                    ple.upload_rows(&ctx, &source, tokens, ple.chunk()).expect("upload_rows");
                     timed += start.elapsed();
                     if i % UPLOADS_PER_DRAIN == UPLOADS_PER_DRAIN - 1 {
                         ctx.wait_idle().expect("drain the queue");

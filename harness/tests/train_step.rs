@@ -91,17 +91,17 @@ fn gpu(downlevel: bool) -> Context {
         .unwrap_or_else(|e| panic!("GPU test needs an adapter and found none: {e}"))
 }
 
-fn load(ctx: &Context, base: &str, n: u32) -> Result<Gemma, String> {
+/// Loaded as `finetune` loads it: the inference scratch for one token, which training never uses.
+fn load(ctx: &Context, base: &str) -> Result<Gemma, String> {
     let model = ModelFile::open(fixture(&format!("{base}.gguf")).to_str().unwrap()).map_err(|e| e.to_string())?;
-    let options = GemmaOptions { max_chunk: n, n_ctx: n, ..GemmaOptions::default() };
-    model.load(ctx, options, &mut |_| {}).map_err(|e| e.to_string())
+    model.load(ctx, GemmaOptions::for_training(), &mut |_| {}).map_err(|e| e.to_string())
 }
 
 fn check(case: &str, downlevel: bool) -> Result<String, String> {
     let ctx = gpu(downlevel);
     let g = load_golden(case);
     let n = g.tokens.len() as u32;
-    let mut model = load(&ctx, case, n)?;
+    let mut model = load(&ctx, case)?;
     let mut trainer = LoraTrainer::new(&model, &g.init, 1.0, n).map_err(|e| e.to_string())?;
     let mut losses = Vec::new();
     let mut grads = None;
@@ -183,7 +183,7 @@ fn fresh_adapter_overfits_one_sequence() {
     let ctx = gpu(false);
     let base = "tiny-gemma4-Q4_K_M";
     let (tokens, targets) = sequence(base);
-    let mut model = load(&ctx, base, tokens.len() as u32).unwrap();
+    let mut model = load(&ctx, base).unwrap();
     let adapter = fresh(&model);
     let mut trainer = LoraTrainer::new(&model, &adapter, 1.0, tokens.len() as u32).unwrap();
     let config = AdamwConfig { lr: 1e-2, weight_decay: 0.0, ..AdamwConfig::default() };
@@ -205,7 +205,7 @@ fn gradients_accumulate_over_a_step() {
     let ctx = gpu(false);
     let base = "tiny-gemma3-f32";
     let (tokens, targets) = sequence(base);
-    let mut model = load(&ctx, base, tokens.len() as u32).unwrap();
+    let mut model = load(&ctx, base).unwrap();
     let trainer = LoraTrainer::new(&model, &adapter_a("gemma3"), 1.0, tokens.len() as u32).unwrap();
     let once = trainer.loss_and_grads_blocking(&mut model, &tokens, &targets).unwrap();
     let want = trainer.read_grads_blocking(&model).unwrap();
@@ -229,7 +229,7 @@ fn clipping_scales_what_adamw_reads() {
     let ctx = gpu(false);
     let base = "tiny-gemma4-f32";
     let (tokens, targets) = sequence(base);
-    let mut model = load(&ctx, base, tokens.len() as u32).unwrap();
+    let mut model = load(&ctx, base).unwrap();
     let init = adapter_a("gemma4");
     let mut trainer = LoraTrainer::new(&model, &init, 1.0, tokens.len() as u32).unwrap();
     trainer.loss_and_grads_blocking(&mut model, &tokens, &targets).unwrap();

@@ -61,7 +61,7 @@ fn schedule_kind(name: &str) -> Result<ScheduleKind, JsError> {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Trains a LoRA adapter on the loaded model (loaded with `max_chunk` ≥ `seq_len`) over `jsonl`, with
+    /// Trains a LoRA adapter on the loaded model over `jsonl` (the trainer allocates its own buffers), with
     /// `settings` as JSON (`steps`, and optionally `seq_len`, `batch`, `rank`, `alpha`, `targets`, `lr`,
     /// `weight_decay`, `warmup`, `schedule`, `clip`, `seed`, as `ferrogem finetune` takes them). It starts from a
     /// fresh adapter, or from the PEFT adapter `init_config` + `init_tensors` (`adapter_config.json`,

@@ -1,6 +1,7 @@
 //! The gradient scale AdamW reads (`adamw::AdamwState::grad_scale`): the micro-batch average and
-//! torch.nn.utils.clip_grad_norm_'s clipping factor from the global L2 norm of every trainable gradient, kept in
-//! one buffer (`shaders/grad_norm.wgsl`). Two dispatches; nothing is read back.
+//! torch.nn.utils.clip_grad_norm_'s clipping factor from the global L2 norm of every trainable gradient, each
+//! tensor in its own buffer (`shaders/grad_norm.wgsl`). One dispatch per tensor and one to finish; nothing is read
+//! back.
 
 use super::WG_SIZE;
 use super::args::{check_buffer, check_distinct, checked_u32};
@@ -27,8 +28,11 @@ struct GradNormParams {
     n_partials: u32,
     max_norm: f32,
     accum_scale: f32,
+    /// 1: the sums of squares add to the partials (every tensor after the first).
+    accumulate: u32,
+    _pad: [u32; 3],
 }
-const _: () = assert!(size_of::<GradNormParams>() == 16);
+const _: () = assert!(size_of::<GradNormParams>() == 32);
 
 impl KernelKey for GradNormKey {
     const FILE: &'static str = "grad_norm.wgsl";
@@ -54,12 +58,12 @@ impl KernelKey for GradNormKey {
     }
 }
 
-/// Writes `scale[0] = accum_scale · min(1, max_norm / (‖accum_scale · grads‖₂ + 1e-6))` for the first `n_elems`
-/// f32 of `grads`; `max_norm` `None` leaves out the clipping. `partials` holds [`GRAD_NORM_PARTIALS`] f32.
+/// Writes `scale[0] = accum_scale · min(1, max_norm / (‖accum_scale · g‖₂ + 1e-6))`, g every gradient tensor of
+/// `grads` (a buffer and its first `n_elems` f32) side by side; `max_norm` `None` leaves out the clipping.
+/// `partials` holds [`GRAD_NORM_PARTIALS`] f32.
 pub fn grad_scale(
     batch: &mut Batch,
-    grads: &GpuBuffer,
-    n_elems: u64,
+    grads: &[(&GpuBuffer, u64)],
     partials: &GpuBuffer,
     scale: &GpuBuffer,
     max_norm: Option<f32>,
@@ -73,18 +77,34 @@ pub fn grad_scale(
     if !(accum_scale.is_finite() && accum_scale > 0.0) {
         return bad(format!("accum_scale must be finite and > 0, got {accum_scale}"));
     }
-    let n = checked_u32(op, "n_elems", n_elems)?;
-    check_buffer(op, "grads", grads, n_elems * 4)?;
+    if grads.is_empty() {
+        return bad("no gradient tensors".into());
+    }
     check_buffer(op, "partials", partials, GRAD_NORM_PARTIALS as u64 * 4)?;
     check_buffer(op, "scale", scale, 4)?;
-    check_distinct(op, grads, partials)?;
     check_distinct(op, partials, scale)?;
-    let params =
-        GradNormParams { n_elems: n, n_partials: GRAD_NORM_PARTIALS, max_norm: max_norm.unwrap_or(0.0), accum_scale };
+    let mut params = GradNormParams {
+        n_elems: 0,
+        n_partials: GRAD_NORM_PARTIALS,
+        max_norm: max_norm.unwrap_or(0.0),
+        accum_scale,
+        accumulate: 0,
+        _pad: [0; 3],
+    };
+    for &(grad, n_elems) in grads {
+        params.n_elems = checked_u32(op, "n_elems", n_elems)?;
+        check_buffer(op, "grads", grad, n_elems * 4)?;
+        check_distinct(op, grad, partials)?;
+        check_distinct(op, grad, scale)?;
+    }
     let subgroups = batch.caps().subgroups;
     let max_dim = batch.max_workgroups_per_dimension();
     let sums = GradNormKey { finalize: false, subgroups };
-    batch.dispatch(&sums, &[grads, partials], &params, Grid::for_items(GRAD_NORM_PARTIALS as u64, 1, max_dim))?;
+    for (i, &(grad, n_elems)) in grads.iter().enumerate() {
+        params.n_elems = n_elems as u32;
+        params.accumulate = u32::from(i > 0);
+        batch.dispatch(&sums, &[grad, partials], &params, Grid::for_items(GRAD_NORM_PARTIALS as u64, 1, max_dim))?;
+    }
     let finalize = GradNormKey { finalize: true, subgroups };
     batch.dispatch(&finalize, &[partials, scale], &params, Grid::for_items(1, 1, max_dim))
 }

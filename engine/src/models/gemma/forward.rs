@@ -45,7 +45,7 @@ impl Gemma {
         queue.write_buffer(self.scratch.positions.raw(), 0, bytemuck::cast_slice(&positions));
         self.kv.write_slots(&self.ctx, pos0, n);
         if let Some(ple) = &self.ple {
-            ple.upload_rows(&self.ctx, self.source.as_ref(), tokens)?;
+            ple.upload_rows(&self.ctx, self.source.as_ref(), tokens, ple.chunk())?;
         }
         Ok(())
     }
@@ -59,8 +59,13 @@ impl Gemma {
         unary_inplace(batch, UnaryOp::Scale, (cfg.hidden as f32).sqrt(), &s.h[0], hidden_elems)?;
         tr.grab(batch, "embedding", &s.h[0], hidden_elems);
         if let Some(ple) = &self.ple {
-            ple.record_inputs(batch, w, cfg, &s.h[0], &s.iota, n)?;
-            tr.grab(batch, "per_layer_inputs", ple.inputs(), n as u64 * cfg.n_layers() as u64 * cfg.ple_dim as u64);
+            ple.record_inputs(batch, w, cfg, &s.h[0], &s.iota, n, ple.chunk(), ple.temps())?;
+            tr.grab(
+                batch,
+                "per_layer_inputs",
+                ple.chunk().inputs(),
+                n as u64 * cfg.n_layers() as u64 * cfg.ple_dim as u64,
+            );
         }
         // Layer 0's pre-norm; every later layer's comes out of the kernel that finishes the layer before it.
         if let Some(first) = w.layers.first() {
@@ -227,7 +232,7 @@ impl Gemma {
         if let Some((ple, gate, gated, inp_gate, proj, post_norm)) = ple {
             let p = cfg.ple_dim;
             let row_stride_elems = cfg.n_layers() as u32 * p;
-            let ple_l = GluOperand { buffer: ple.inputs(), offset_elems: l as u32 * p, row_stride_elems };
+            let ple_l = GluOperand { buffer: ple.chunk().inputs(), offset_elems: l as u32 * p, row_stride_elems };
             let residual = &s.h[cur];
             let gate_updates = GroupUpdates::begin(lora, batch, l, LoraInput::Residual, residual, n, true)?;
             if n <= VEC_MAX_TOKENS {

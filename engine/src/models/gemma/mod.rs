@@ -16,7 +16,7 @@ mod forward;
 mod kv_cache;
 mod lora;
 pub mod plan;
-mod ple;
+pub mod ple;
 mod scratch;
 mod trace;
 mod train;
@@ -69,6 +69,14 @@ impl Default for GemmaOptions {
             kv_cache: CacheType::F32,
             max_logit_rows: DEFAULT_MAX_LOGIT_ROWS,
         }
+    }
+}
+
+impl GemmaOptions {
+    /// A model loaded only to be trained: a [`LoraTrainer`] allocates all it uses, so the inference scratch and
+    /// caches are the smallest there are (one token), which leaves the most memory for training.
+    pub fn for_training() -> GemmaOptions {
+        GemmaOptions { max_chunk: 1, n_ctx: 1, ..GemmaOptions::default() }
     }
 }
 

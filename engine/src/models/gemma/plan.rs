@@ -155,9 +155,15 @@ impl MemoryPlan {
         cfg: &TextConfig,
         adapter: &crate::lora::LoraAdapter,
         seq_len: u32,
+        limits: PlanLimits,
     ) -> Result<()> {
         let has_attn_v = super::gguf_has_attn_v(gguf);
-        let by_category = super::train::planned_bytes(cfg, &has_attn_v, adapter, seq_len, self.sizing.logit_rows)?;
+        let ple = match cfg.ple_dim {
+            0 => None,
+            _ => Some(super::ple::PleLayout::of(gguf, cfg)?),
+        };
+        let max_binding = limits.max_storage_buffer_binding_bytes;
+        let by_category = super::train::planned_bytes(cfg, &has_attn_v, adapter, seq_len, max_binding, ple)?;
         for (category, bytes) in by_category {
             let what = format!("training ({} tokens): {}", seq_len, category.name());
             self.lines.push(PlanLine { what, category, buffers: None, bytes });

@@ -28,28 +28,61 @@ use crate::source::ByteSource;
 
 pub const TABLE_NAME: &str = crate::models::config::PLE_TABLE;
 
-/// Where the PLE table lives in the file, and the GPU scratch its rows pass through.
+/// Where the PLE table lives in the file, and the GPU scratch its rows pass through for inference's chunks.
 #[derive(Debug)]
 pub struct Ple {
     /// Absolute byte offset of the table in the model's source.
     offset_bytes: u64,
     ttype: QuantType,
-    row_bytes: u64,
     vocab: u32,
-    /// `L·P`, and `P`.
-    row_elems: u32,
+    layout: PleLayout,
     ple_dim: u32,
     n_layers: u32,
-    /// The gathered rows `[max_chunk][L·P]` in the file encoding.
-    table: GpuBuffer,
-    /// f32 `[max_chunk][L·P]` each: `e`, `c` and its norm `cn`; the result is left in `c`.
-    e: GpuBuffer,
-    c: GpuBuffer,
-    cn: GpuBuffer,
+    chunk: PleChunk,
+    /// f32 `[max_chunk][L·P]` each: inference's `e` and `cn` ([`Ple::record_inputs`]).
+    temps: [GpuBuffer; 2],
 }
 
-impl Ple {
-    pub fn new(ctx: &Context, gguf: &GgufFile, cfg: &TextConfig, max_chunk: u32) -> Result<Ple> {
+/// A table row: `L·P` elements in `row_bytes` of the file's encoding.
+#[derive(Debug, Clone, Copy)]
+pub struct PleLayout {
+    pub row_elems: u32,
+    pub row_bytes: u64,
+}
+
+/// What one chunk of up to `n` tokens keeps: the gathered rows `[n][L·P]` in the file encoding, and the result
+/// `c`, f32 `[n][L·P]`. Inference has one for `max_chunk` tokens; a trainer has its own for its sequence.
+#[derive(Debug)]
+pub struct PleChunk<B = GpuBuffer> {
+    table: B,
+    c: B,
+}
+
+impl<B> PleChunk<B> {
+    /// The buffers for `n` tokens from `alloc(label, bytes)` (a device, or a plan's tally).
+    pub fn new(n: u32, layout: PleLayout, alloc: impl Fn(&str, u64) -> Result<B>) -> Result<PleChunk<B>> {
+        Ok(PleChunk {
+            table: alloc("ple rows of the chunk", (n as u64 * layout.row_bytes).next_multiple_of(4))?,
+            c: alloc("ple c", layout.f32_bytes(n))?,
+        })
+    }
+}
+
+impl PleChunk {
+    /// The PLE inputs `ple` last recorded into this chunk, f32 `[n][L·P]`.
+    pub fn inputs(&self) -> &GpuBuffer {
+        &self.c
+    }
+}
+
+impl PleLayout {
+    /// Bytes of `n` rows in f32: the size of `c` and of each temporary [`Ple::record_inputs`] takes.
+    pub fn f32_bytes(&self, n: u32) -> u64 {
+        n as u64 * self.row_elems as u64 * 4
+    }
+
+    /// The table's row as the file stores it, checked against the config.
+    pub fn of(gguf: &GgufFile, cfg: &TextConfig) -> Result<PleLayout> {
         let info = gguf.require_tensor(TABLE_NAME)?;
         let (n_layers, p) = (cfg.n_layers() as u32, cfg.ple_dim);
         let row_elems = n_layers * p;
@@ -61,34 +94,53 @@ impl Ple {
                 cfg.vocab
             )));
         }
-        let ttype = info.dtype();
-        let row_bytes = checked_row_bytes("get_rows", ttype, row_elems)?;
+        let row_bytes = checked_row_bytes("get_rows", info.dtype(), row_elems)?;
         // get_rows reads groups of 8 f32 per invocation; P must split into them for the per-layer gather.
         if !p.is_multiple_of(8) {
             return Err(unsupported(format!("ple dim {p} is not a multiple of 8")));
         }
-        let chunk_elems = max_chunk as u64 * row_elems as u64;
-        let table_bytes = (max_chunk as u64 * row_bytes).next_multiple_of(4);
-        let f32_buffer = |label: &str| ctx.alloc(label, Category::Scratch, chunk_elems * 4, None);
+        Ok(PleLayout { row_elems, row_bytes })
+    }
+}
+
+impl Ple {
+    pub fn new(ctx: &Context, gguf: &GgufFile, cfg: &TextConfig, max_chunk: u32) -> Result<Ple> {
+        let layout = PleLayout::of(gguf, cfg)?;
+        let info = gguf.require_tensor(TABLE_NAME)?;
+        let temp = |label: &str| ctx.alloc(label, Category::Scratch, layout.f32_bytes(max_chunk), None);
         Ok(Ple {
             offset_bytes: info.offset_bytes(),
-            ttype,
-            row_bytes,
+            ttype: info.dtype(),
             vocab: cfg.vocab,
-            row_elems,
-            ple_dim: p,
-            n_layers,
-            table: ctx.alloc("ple rows of the chunk", Category::Scratch, table_bytes, None)?,
-            e: f32_buffer("ple e")?,
-            c: f32_buffer("ple c")?,
-            cn: f32_buffer("ple c normed")?,
+            layout,
+            ple_dim: cfg.ple_dim,
+            n_layers: cfg.n_layers() as u32,
+            chunk: PleChunk::new(max_chunk, layout, |label, bytes| {
+                Ok(ctx.alloc(label, Category::Scratch, bytes, None)?)
+            })?,
+            temps: [temp("ple e")?, temp("ple c normed")?],
         })
     }
 
+    pub fn layout(&self) -> PleLayout {
+        self.layout
+    }
+
+    /// Inference's chunk.
+    pub fn chunk(&self) -> &PleChunk {
+        &self.chunk
+    }
+
+    /// Inference's temporaries for [`record_inputs`](Self::record_inputs).
+    pub fn temps(&self) -> [&GpuBuffer; 2] {
+        [&self.temps[0], &self.temps[1]]
+    }
+
     /// Gathers the table rows of `tokens` from `source`, the file the model was loaded from, on the host and queues
-    /// their upload (it lands before the next submit).
-    pub fn upload_rows(&self, ctx: &Context, source: &dyn ByteSource, tokens: &[u32]) -> Result<()> {
-        let mut data = Vec::with_capacity((tokens.len() as u64 * self.row_bytes).next_multiple_of(4) as usize);
+    /// their upload into `chunk` (it lands before the next submit).
+    pub fn upload_rows(&self, ctx: &Context, source: &dyn ByteSource, tokens: &[u32], chunk: &PleChunk) -> Result<()> {
+        let row_bytes = self.layout.row_bytes;
+        let mut data = Vec::with_capacity((tokens.len() as u64 * row_bytes).next_multiple_of(4) as usize);
         for &t in tokens {
             if t >= self.vocab {
                 return Err(Error::Unsupported {
@@ -96,14 +148,23 @@ impl Ple {
                     reason: format!("token {t} ≥ vocab {}", self.vocab),
                 });
             }
-            data.extend_from_slice(&source.read_range(self.offset_bytes + t as u64 * self.row_bytes, self.row_bytes)?);
+            data.extend_from_slice(&source.read_range(self.offset_bytes + t as u64 * row_bytes, row_bytes)?);
         }
         data.resize(data.len().next_multiple_of(4), 0);
-        ctx.queue().write_buffer(self.table.raw(), 0, &data);
+        if data.len() as u64 > chunk.table.size_bytes() {
+            return Err(Error::Unsupported {
+                op: "per-layer embeddings".into(),
+                reason: format!("{} tokens do not fit a chunk of {} bytes", tokens.len(), chunk.table.size_bytes()),
+            });
+        }
+        ctx.queue().write_buffer(chunk.table.raw(), 0, &data);
         Ok(())
     }
 
-    /// Records `ple` for the chunk from the scaled embedding `x` ([n][H]); `iota` holds ids 0..n.
+    /// Records `ple` into `chunk` (whose rows [`upload_rows`](Self::upload_rows) put there) from the scaled
+    /// embedding `x` ([n][H]), through `temps` (`e` and `cn`, each at least [`PleLayout::f32_bytes`] of n; their
+    /// contents do not outlive the call); `iota` holds ids 0..n.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_inputs(
         &self,
         batch: &mut Batch,
@@ -112,6 +173,8 @@ impl Ple {
         x: &GpuBuffer,
         iota: &GpuBuffer,
         n: u32,
+        chunk: &PleChunk,
+        temps: [&GpuBuffer; 2],
     ) -> Result<()> {
         let (Some(proj), Some(norm)) = (&w.per_layer_model_proj, &w.per_layer_proj_norm) else {
             return Err(Error::Unsupported {
@@ -119,18 +182,15 @@ impl Ple {
                 reason: "no per_layer_model_proj".into(),
             });
         };
-        let elems = n as u64 * self.row_elems as u64;
-        get_rows(batch, &self.table, self.ttype, self.row_elems, n, iota, n, &self.e)?;
-        unary_inplace(batch, UnaryOp::Scale, (self.ple_dim as f32).sqrt(), &self.e, elems)?;
-        proj.forward(batch, x, n, &self.c)?;
-        unary_inplace(batch, UnaryOp::Scale, 1.0 / (cfg.hidden as f32).sqrt(), &self.c, elems)?;
-        rms_norm(batch, &self.c, Some(norm), &self.cn, n * self.n_layers, self.ple_dim, cfg.rms_eps)?;
-        binary(batch, BinaryOp::Add, StorageType::F32, &self.cn, &self.e, &self.c, elems)?;
-        Ok(unary_inplace(batch, UnaryOp::Scale, std::f32::consts::FRAC_1_SQRT_2, &self.c, elems)?)
-    }
-
-    /// The PLE inputs `ple` of the last recorded chunk, f32 `[n][L·P]` (for traces).
-    pub fn inputs(&self) -> &GpuBuffer {
-        &self.c
+        let (PleChunk { table, c }, [e, cn]) = (chunk, temps);
+        let row_elems = self.layout.row_elems;
+        let elems = n as u64 * row_elems as u64;
+        get_rows(batch, table, self.ttype, row_elems, n, iota, n, e)?;
+        unary_inplace(batch, UnaryOp::Scale, (self.ple_dim as f32).sqrt(), e, elems)?;
+        proj.forward(batch, x, n, c)?;
+        unary_inplace(batch, UnaryOp::Scale, 1.0 / (cfg.hidden as f32).sqrt(), c, elems)?;
+        rms_norm(batch, c, Some(norm), cn, n * self.n_layers, self.ple_dim, cfg.rms_eps)?;
+        binary(batch, BinaryOp::Add, StorageType::F32, cn, e, c, elems)?;
+        Ok(unary_inplace(batch, UnaryOp::Scale, std::f32::consts::FRAC_1_SQRT_2, c, elems)?)
     }
 }

@@ -14,16 +14,16 @@ pub fn training_plan(
     config: &TextConfig,
     options: &GemmaOptions,
     adapter: &LoraAdapter,
+    seq_len: u32,
     profile: Option<&DeviceProfile>,
 ) -> ferrogem::Result<MemoryPlan> {
     let limits = PlanLimits::from_caps(ctx.caps());
     let plan_for = |seq_len: u32| -> ferrogem::Result<MemoryPlan> {
-        let options = GemmaOptions { max_chunk: seq_len, n_ctx: seq_len, ..*options };
-        let mut plan = MemoryPlan::new(&model.gguf, config, &options, limits)?;
-        plan.add_training(&model.gguf, config, adapter, seq_len)?;
+        let mut plan = MemoryPlan::new(&model.gguf, config, options, limits)?;
+        plan.add_training(&model.gguf, config, adapter, seq_len, limits)?;
         Ok(plan)
     };
-    let plan = plan_for(options.max_chunk)?;
+    let plan = plan_for(seq_len)?;
     let parts: Vec<String> = plan
         .by_category()
         .iter()
@@ -36,7 +36,7 @@ pub fn training_plan(
         return Ok(plan);
     }
     // The plan grows with the sequence, so the longest that fits is a binary search.
-    let (mut lo, mut hi) = (1u32, options.max_chunk);
+    let (mut lo, mut hi) = (1u32, seq_len);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if plan_for(mid)?.total_bytes() <= ceiling { lo = mid } else { hi = mid }

@@ -80,8 +80,8 @@ pub fn run(args: &FinetuneArgs, model: &ModelFile) -> ferrogem::Result<ExitCode>
         ..ContextOptions::from_env()
     })?;
     eprintln!("adapter: {}", ctx.caps().summary());
-    let gemma_options = GemmaOptions { max_chunk: s.seq_len, n_ctx: s.seq_len, ..GemmaOptions::default() };
-    let plan = plan::training_plan(&ctx, model, &config, &gemma_options, &adapter, profile.as_ref())?;
+    let gemma_options = GemmaOptions::for_training();
+    let plan = plan::training_plan(&ctx, model, &config, &gemma_options, &adapter, s.seq_len, profile.as_ref())?;
     let mut gemma = model_arg::load_with_progress(&ctx, model, gemma_options)?;
     let mut trainer = LoraTrainer::new(&gemma, &adapter, 1.0, s.seq_len)?;
     let (mut position, mut history) = (DataPosition::default(), Vec::new());

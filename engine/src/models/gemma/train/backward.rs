@@ -45,21 +45,21 @@ impl Step<'_> {
         }
 
         rms_norm_back(batch, &acts.f, Some(&layer.post_ffw_norm), &acts.d_res, &acts.d_hidden, n, h, eps)?;
-        self.linear_back(batch, &layer.ffn_down, l, Target::FfnDown, &acts.act, &acts.d_hidden, &acts.d_ffn, false)?;
+        self.linear_back(batch, &layer.ffn_down, l, Target::FfnDown, &acts.act, &acts.d_hidden, acts.d_ffn(), false)?;
         let ffn = layer.ffn_gate_up.ffn_dim();
         let ffn_elems = n as u64 * ffn as u64;
-        geglu_back(batch, &acts.gate, &acts.up, &acts.d_ffn, &acts.d_gate, &acts.d_up, ffn_elems)?;
+        geglu_back(batch, &acts.gate, &acts.up, acts.d_ffn(), acts.d_gate(), &acts.d_up, ffn_elems)?;
         match &layer.ffn_gate_up {
             GateUp::Separate { gate, up } => {
-                self.linear_back(batch, gate, l, Target::FfnGate, &acts.g, &acts.d_gate, &acts.d_hidden, false)?;
+                self.linear_back(batch, gate, l, Target::FfnGate, &acts.g, acts.d_gate(), &acts.d_hidden, false)?;
                 self.linear_back(batch, up, l, Target::FfnUp, &acts.g, &acts.d_up, &acts.d_hidden, true)?;
             }
             GateUp::Stacked(w) => {
-                for (rows, half) in [(&acts.even_rows, &acts.d_gate), (&acts.odd_rows, &acts.d_up)] {
-                    set_rows(batch, half, rows, n, &acts.d_gate_up, StorageType::F32, 2 * n, ffn)?;
+                for (rows, half) in [(&acts.even_rows, acts.d_gate()), (&acts.odd_rows, &acts.d_up)] {
+                    set_rows(batch, half, rows, n, acts.d_gate_up(), StorageType::F32, 2 * n, ffn)?;
                 }
-                self.grad_x(batch, w, &acts.d_gate_up, &acts.d_hidden, false)?;
-                self.lora_back(batch, l, Target::FfnGate, &acts.g, &acts.d_gate, Some(&acts.d_hidden))?;
+                self.grad_x(batch, w, acts.d_gate_up(), &acts.d_hidden, false)?;
+                self.lora_back(batch, l, Target::FfnGate, &acts.g, acts.d_gate(), Some(&acts.d_hidden))?;
                 self.lora_back(batch, l, Target::FfnUp, &acts.g, &acts.d_up, Some(&acts.d_hidden))?;
             }
         }
@@ -95,7 +95,7 @@ impl Step<'_> {
             k: &kv.k,
             v: &kv.v,
             d_out: &acts.d_q,
-            dq: &acts.d_q2,
+            dq: acts.d_q2(),
             dk,
             dv,
             probs: &acts.probs,
@@ -107,9 +107,9 @@ impl Step<'_> {
             self.add_assign(batch, &kv.dk, &acts.d_k, kv_elems)?;
             self.add_assign(batch, &kv.dv, &acts.d_v, kv_elems)?;
         }
-        rope_back(batch, &acts.d_q2, &acts.d_q, &m.scratch.iota, self.freq_factors(l), &self.rope_shape(l, nh))?;
-        rms_norm_back(batch, &acts.q_raw, Some(&layer.attn_q_norm), &acts.d_q, &acts.d_q2, n * nh, hd, eps)?;
-        self.linear_back(batch, &layer.attn_q, l, Target::AttnQ, &acts.a, &acts.d_q2, &acts.d_hidden, false)?;
+        rope_back(batch, acts.d_q2(), &acts.d_q, &acts.iota, self.freq_factors(l), &self.rope_shape(l, nh))?;
+        rms_norm_back(batch, &acts.q_raw, Some(&layer.attn_q_norm), &acts.d_q, acts.d_q2(), n * nh, hd, eps)?;
+        self.linear_back(batch, &layer.attn_q, l, Target::AttnQ, &acts.a, acts.d_q2(), &acts.d_hidden, false)?;
         if let (Some(attn_k), Some(k_norm)) = (&layer.attn_k, &layer.attn_k_norm)
             && spec.owns_kv()
         {
@@ -119,8 +119,8 @@ impl Step<'_> {
                 Arch::Gemma4 => rms_norm_back(batch, v_src, None, &kv.dv, &acts.d_v, n * nkv, hd, eps)?,
                 Arch::Gemma3 => batch.copy(&kv.dv, 0, &acts.d_v, 0, kv_elems * 4),
             }
-            rope_back(batch, &kv.dk, &acts.d_k2, &m.scratch.iota, self.freq_factors(l), &self.rope_shape(l, nkv))?;
-            rms_norm_back(batch, &acts.k_raw, Some(k_norm), &acts.d_k2, &acts.d_k, n * nkv, hd, eps)?;
+            rope_back(batch, &kv.dk, acts.d_k2(), &acts.iota, self.freq_factors(l), &self.rope_shape(l, nkv))?;
+            rms_norm_back(batch, &acts.k_raw, Some(k_norm), acts.d_k2(), &acts.d_k, n * nkv, hd, eps)?;
             match &layer.attn_v {
                 Some(attn_v) => {
                     self.linear_back(batch, attn_v, l, Target::AttnV, &acts.a, &acts.d_v, &acts.d_hidden, true)?

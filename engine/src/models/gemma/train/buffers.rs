@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::gpu::{Category, Context, GpuBuffer, upload_size_bytes};
 use crate::lora::{LowRank, Target};
 use crate::models::TextConfig;
+use crate::models::gemma::ple::{PleChunk, PleLayout};
 use crate::ops::mul_mat_grad::{MulMatShape, grad_x_partials_bytes};
 use std::cell::RefCell;
 
@@ -161,24 +162,33 @@ pub struct LayerKv<B = GpuBuffer> {
 /// time: the forward keeps each layer's input (`inputs`) and the backward recomputes the layer from it.
 #[derive(Debug)]
 pub struct Acts<B = GpuBuffer> {
+    /// u32 `[n]`: the sequence's token ids, and the ids 0..seq_len (RoPE's positions, the PLE rows' gather).
+    pub tokens: B,
+    pub iota: B,
+    /// The sequence's PLE inputs (models with PLE).
+    pub ple: Option<PleChunk<B>>,
     /// `inputs[l]` is layer l's input `[n][H]`; `inputs[L]` the last layer's output.
     pub inputs: Vec<B>,
     pub kv: Vec<Option<LayerKv<B>>>,
     // One layer's forward (widths as the largest layer needs).
     pub a: B,
     pub q_raw: B,
+    /// Also `d_q2` ([`Acts::d_q2`]).
     pub q_normed: B,
     pub q: B,
     pub k_raw: B,
     pub v_raw: B,
+    /// Also `d_k2` ([`Acts::d_k2`]).
     pub k_normed: B,
     pub heads: B,
     pub o: B,
     pub h1: B,
     pub g: B,
+    /// `[n][2·ffn]`, also `d_gate_up` and `d_ffn` ([`Acts::d_gate_up`], [`Acts::d_ffn`]).
     pub gate_up: B,
     pub gate: B,
     pub up: B,
+    /// Also `d_gate` ([`Acts::d_gate`]).
     pub act: B,
     pub f: B,
     pub h2: B,
@@ -194,20 +204,16 @@ pub struct Acts<B = GpuBuffer> {
     pub d_res: B,
     pub d_hidden: B,
     pub d_q: B,
-    pub d_q2: B,
     pub d_k: B,
-    pub d_k2: B,
     pub d_v: B,
-    pub d_ffn: B,
-    pub d_gate: B,
     pub d_up: B,
-    pub d_gate_up: B,
     pub d_ple: B,
     pub d_ple2: B,
     /// Attention backward's two `[n·n_head][n]` tables.
     pub probs: B,
     pub dscores: B,
-    /// `[n][widest]`: a product that adds to a gradient goes here first, and `sum` holds the addition.
+    /// `[n][widest addend]` (hidden, a layer's K/V, PLE): a product that adds to a gradient goes here first, and
+    /// `sum` holds the addition.
     pub tmp: B,
     /// The quantized input gradient's partial sums over splits of W's rows (`mul_mat_grad_x`).
     pub grad_partials: B,
@@ -218,11 +224,11 @@ pub struct Acts<B = GpuBuffer> {
     /// `[head_rows][H]`: a group's rows of `final_normed` and their gradient.
     pub head_x: B,
     pub d_head_x: B,
-    /// `[head_rows][vocab]`: logits before and after the softcap, and their gradients.
+    /// `[head_rows][vocab]`: logits before and after the softcap, and their gradients (`logits` is also
+    /// `d_logits_raw`, [`Acts::d_logits_raw`]).
     pub logits_raw: B,
     pub logits: B,
     pub d_logits: B,
-    pub d_logits_raw: B,
     /// u32 `[n]` targets (`IGNORED_TARGET` for rows not trained on), f32 `[n]` per-row losses and their weights
     /// (1/trained rows, 0 elsewhere); and a group's `[head_rows]` of each.
     pub targets: B,
@@ -245,6 +251,7 @@ impl<B> Acts<B> {
         seq_len: u32,
         head_rows: u32,
         owners: &[bool],
+        ple: Option<PleLayout>,
     ) -> Result<Acts<B>> {
         let n = seq_len as usize;
         let rows = head_rows as usize;
@@ -255,8 +262,16 @@ impl<B> Acts<B> {
         let ffn = cfg.layers.iter().map(|l| l.ffn_dim as usize).max().unwrap_or(0);
         let p = (cfg.ple_dim as usize).max(1);
         let vocab = cfg.vocab as usize;
-        let widest = [h, q_width, kv_width, ffn, p].into_iter().max().unwrap_or(1);
+        let widest_addend = [h, kv_width, p].into_iter().max().unwrap_or(1);
         let ids = |label: &str, values: Vec<u32>| alloc.upload(label, Category::Scratch, bytemuck::cast_slice(&values));
+        // gate and up are also the PLE inputs' temporaries, which take `L·P` per row.
+        let gate_width = ple.map_or(ffn, |layout| ffn.max(layout.row_elems as usize));
+        let ple = match ple {
+            Some(layout) => Some(PleChunk::new(seq_len, layout, |label, bytes| {
+                alloc.zeroed(&format!("train {label}"), Category::Scratch, bytes, false)
+            })?),
+            None => None,
+        };
         let alloc = |label: &str, elems: usize| alloc.zeroed(label, Category::Scratch, f32_bytes(elems), false);
         let mut inputs = Vec::with_capacity(cfg.n_layers() + 1);
         for l in 0..=cfg.n_layers() {
@@ -280,6 +295,9 @@ impl<B> Acts<B> {
                 .collect::<Result<_>>()?,
         };
         Ok(Acts {
+            tokens: alloc("train tokens", n)?,
+            iota: ids("train positions", (0..seq_len).collect())?,
+            ple,
             inputs,
             kv,
             a: alloc("train a", n * h)?,
@@ -294,8 +312,8 @@ impl<B> Acts<B> {
             h1: alloc("train h1", n * h)?,
             g: alloc("train g", n * h)?,
             gate_up: alloc("train gate up", 2 * n * ffn)?,
-            gate: alloc("train gate", n * ffn)?,
-            up: alloc("train up", n * ffn)?,
+            gate: alloc("train gate", n * gate_width)?,
+            up: alloc("train up", n * gate_width)?,
             act: alloc("train act", n * ffn)?,
             f: alloc("train f", n * h)?,
             h2: alloc("train h2", n * h)?,
@@ -308,21 +326,16 @@ impl<B> Acts<B> {
             d_res: alloc("train d residual", n * h)?,
             d_hidden: alloc("train d hidden", n * h)?,
             d_q: alloc("train dq", n * q_width)?,
-            d_q2: alloc("train dq 2", n * q_width)?,
             d_k: alloc("train dk", n * kv_width)?,
-            d_k2: alloc("train dk 2", n * kv_width)?,
             d_v: alloc("train dv", n * kv_width)?,
-            d_ffn: alloc("train d act", n * ffn)?,
-            d_gate: alloc("train d gate", n * ffn)?,
             d_up: alloc("train d up", n * ffn)?,
-            d_gate_up: alloc("train d gate up", 2 * n * ffn)?,
             d_ple: alloc("train d ple", n * p)?,
             d_ple2: alloc("train d ple 2", n * p)?,
             probs: alloc("train attention probs", table)?,
             dscores: alloc("train attention dscores", table)?,
-            tmp: alloc("train tmp", n * widest)?,
+            tmp: alloc("train tmp", n * widest_addend)?,
             grad_partials: alloc("train input-gradient partials", grad_partials_elems(cfg, seq_len, head_rows))?,
-            sum: alloc("train sum", n * widest)?,
+            sum: alloc("train sum", n * widest_addend)?,
             head_rows,
             final_normed: alloc("train final norm", n * h)?,
             head_x: alloc("train head rows", rows * h)?,
@@ -330,7 +343,6 @@ impl<B> Acts<B> {
             logits_raw: alloc("train logits raw", rows * vocab)?,
             logits: alloc("train logits", rows * vocab)?,
             d_logits: alloc("train d logits", rows * vocab)?,
-            d_logits_raw: alloc("train d logits raw", rows * vocab)?,
             targets: alloc("train targets", n)?,
             row_loss: alloc("train row loss", n)?,
             row_weight: alloc("train row weight", n)?,
@@ -341,5 +353,39 @@ impl<B> Acts<B> {
             odd_rows: ids("odd rows", (0..seq_len).map(|t| 2 * t + 1).collect())?,
             ple_rows,
         })
+    }
+}
+
+/// Gradients that share a forward intermediate's buffer: the layer's backward writes each after the last read of
+/// the intermediate in the same layer (the forward recomputes them all before the layer's backward).
+impl<B> Acts<B> {
+    /// After the attention backward, which comes after RoPE (the only reader of `q_normed`).
+    pub fn d_q2(&self) -> &B {
+        &self.q_normed
+    }
+
+    /// After the attention backward, which comes after RoPE (the only reader of `k_normed`).
+    pub fn d_k2(&self) -> &B {
+        &self.k_normed
+    }
+
+    /// By GeGLU's backward, after the down projection's backward (the last reader of `act`).
+    pub fn d_gate(&self) -> &B {
+        &self.act
+    }
+
+    /// After `gate_up` is split into `gate` and `up` (its only reader).
+    pub fn d_gate_up(&self) -> &B {
+        &self.gate_up
+    }
+
+    /// Also after `gate_up` is split, and dead (read by GeGLU's backward) before `d_gate_up` is written.
+    pub fn d_ffn(&self) -> &B {
+        &self.gate_up
+    }
+
+    /// By the softcap's backward, after the cross-entropy's backward (the last reader of the capped logits).
+    pub fn d_logits_raw(&self) -> &B {
+        &self.logits
     }
 }

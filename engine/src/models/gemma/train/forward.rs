@@ -29,10 +29,11 @@ impl Step<'_> {
         let (m, acts, n) = (self.model, &self.trainer.acts, self.n);
         let cfg = &m.config;
         let x = &acts.inputs[0];
-        m.weights.token_embd.get_rows(batch, &m.scratch.tokens, n, x)?;
+        m.weights.token_embd.get_rows(batch, &acts.tokens, n, x)?;
         unary_inplace(batch, UnaryOp::Scale, (cfg.hidden as f32).sqrt(), x, n as u64 * cfg.hidden as u64)?;
-        if let Some(ple) = &m.ple {
-            ple.record_inputs(batch, &m.weights, cfg, x, &m.scratch.iota, n)?;
+        if let (Some(ple), Some(chunk)) = (&m.ple, &acts.ple) {
+            // The layers' gate and up are free until the first layer's FFN (Acts sizes them for this).
+            ple.record_inputs(batch, &m.weights, cfg, x, &acts.iota, n, chunk, [&acts.gate, &acts.up])?;
         }
         Ok(())
     }
@@ -50,7 +51,7 @@ impl Step<'_> {
         rms_norm(batch, x, Some(&layer.attn_norm), &acts.a, n, h, eps)?;
         self.linear(batch, &layer.attn_q, l, Target::AttnQ, &acts.a, &acts.q_raw)?;
         rms_norm(batch, &acts.q_raw, Some(&layer.attn_q_norm), &acts.q_normed, n * nh, hd, eps)?;
-        rope(batch, &acts.q_normed, &acts.q, &m.scratch.iota, self.freq_factors(l), &self.rope_shape(l, nh))?;
+        rope(batch, &acts.q_normed, &acts.q, &acts.iota, self.freq_factors(l), &self.rope_shape(l, nh))?;
         if let (Some(kv), Some(attn_k), Some(k_norm)) = (&acts.kv[l], &layer.attn_k, &layer.attn_k_norm) {
             self.linear(batch, attn_k, l, Target::AttnK, &acts.a, &acts.k_raw)?;
             // K = V layers (no attn_v): V is the raw K projection.
@@ -62,7 +63,7 @@ impl Step<'_> {
                 None => &acts.k_raw,
             };
             rms_norm(batch, &acts.k_raw, Some(k_norm), &acts.k_normed, n * nkv, hd, eps)?;
-            rope(batch, &acts.k_normed, &kv.k, &m.scratch.iota, self.freq_factors(l), &self.rope_shape(l, nkv))?;
+            rope(batch, &acts.k_normed, &kv.k, &acts.iota, self.freq_factors(l), &self.rope_shape(l, nkv))?;
             match cfg.arch {
                 Arch::Gemma4 => rms_norm(batch, v_src, None, &kv.v, n * nkv, hd, eps)?,
                 Arch::Gemma3 => batch.copy(v_src, 0, &kv.v, 0, n as u64 * (nkv * hd) as u64 * 4),
@@ -116,7 +117,7 @@ impl Step<'_> {
         self.residual_add(batch, &acts.h1, &acts.f, &layer.post_ffw_norm, &acts.h2)?;
 
         // PLE (§3.6): z = gelu(inp_gate·h2) ⊙ ple[l], h3 = h2 + norm(proj·z).
-        let last = match (&m.ple, &layer.inp_gate, &layer.proj, &layer.post_norm) {
+        let last = match (&acts.ple, &layer.inp_gate, &layer.proj, &layer.post_norm) {
             (Some(ple), Some(inp_gate), Some(proj), Some(post_norm)) => {
                 let p = cfg.ple_dim;
                 self.linear(batch, inp_gate, l, Target::InpGate, &acts.h2, &acts.pg)?;
@@ -252,9 +253,9 @@ impl Step<'_> {
         cross_entropy_back(batch, input, &acts.head_weight, &acts.d_logits)?;
         let d_raw = match cfg.final_softcap {
             Some(cap) => {
-                let (x, dy, dx) = (&acts.logits_raw, &acts.d_logits, &acts.d_logits_raw);
+                let (x, dy, dx) = (&acts.logits_raw, &acts.d_logits, acts.d_logits_raw());
                 unary_back(batch, UnaryOp::Softcap, cap, x, dy, dx, logit_elems)?;
-                &acts.d_logits_raw
+                acts.d_logits_raw()
             }
             None => &acts.d_logits,
         };

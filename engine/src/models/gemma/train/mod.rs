@@ -19,7 +19,8 @@ mod forward;
 mod init;
 
 use super::forward::EARLY_SUBMIT_DISPATCHES;
-use super::{Gemma, check_fit, scratch, target_shape};
+use super::ple::PleLayout;
+use super::{DEFAULT_MAX_LOGIT_ROWS, Gemma, check_fit, logit_rows, scratch, target_shape};
 use crate::error::{Error, Result};
 use crate::gpu::{Category, GpuBuffer, Phase};
 use crate::lora::{LoraAdapter, Target};
@@ -38,9 +39,7 @@ pub struct LoraTrainer {
     /// Per owner layer, the last layer that reads its cache (the backward reaches it first).
     last_reader: Vec<usize>,
     seq_len: u32,
-    /// Every gradient side by side (what the clipping norm is taken over), the norm's partial sums, and the
-    /// gradient scale AdamW reads (the clipping factor, 1 without).
-    grads_flat: GpuBuffer,
+    /// The clipping norm's partial sums, and the gradient scale AdamW reads (the clipping factor, 1 without).
     norm_partials: GpuBuffer,
     grad_scale: GpuBuffer,
     /// Host-mappable: losses and read-back tensors.
@@ -71,13 +70,13 @@ impl Step<'_> {
 struct Buffers<B> {
     updates: Vec<TrainUpdate<B>>,
     acts: Acts<B>,
-    grads_flat: B,
     norm_partials: B,
     grad_scale: B,
     staging: B,
 }
 
 /// The trainer's buffers from `alloc`: the device's, or a [`Tally`] of them for the plan.
+#[allow(clippy::too_many_arguments)]
 fn buffers<A: TrainAlloc>(
     alloc: &A,
     cfg: &TextConfig,
@@ -85,9 +84,12 @@ fn buffers<A: TrainAlloc>(
     adapter: &LoraAdapter,
     user_scale: f32,
     seq_len: u32,
-    head_rows: u32,
+    max_binding_bytes: u64,
+    ple: Option<PleLayout>,
 ) -> Result<Buffers<A::Buffer>> {
     check_fit(cfg, has_attn_v, adapter)?;
+    // The head's groups are as many rows as inference's head takes by default, and fit one binding of logits.
+    let head_rows = logit_rows(cfg.vocab, seq_len, DEFAULT_MAX_LOGIT_ROWS, max_binding_bytes);
     let mut updates: Vec<TrainUpdate<A::Buffer>> = Vec::with_capacity(adapter.updates.len());
     for u in &adapter.updates {
         if updates.iter().any(|t| (t.layer, t.target) == (u.layer, u.target)) {
@@ -100,60 +102,83 @@ fn buffers<A: TrainAlloc>(
         updates.push(TrainUpdate::<A::Buffer>::new(alloc, u, user_scale, trains, seq_len)?);
     }
     let owners: Vec<bool> = cfg.layers.iter().map(|s| s.owns_kv()).collect();
-    let acts = Acts::<A::Buffer>::new(alloc, cfg, seq_len, head_rows, &owners)?;
-    let param_elems: usize = adapter.updates.iter().map(|u| u.a.len() + u.b.len()).sum();
+    let acts = Acts::<A::Buffer>::new(alloc, cfg, seq_len, head_rows, &owners, ple)?;
+    let pairs = adapter.updates.iter().map(|u| u.a.len() + u.b.len());
+    let (widest_pair, param_elems) = (pairs.clone().max().unwrap_or(0), pairs.sum::<usize>());
+    let readback_elems = ((READBACK_BYTES / 4) as usize).min(param_elems);
     let optimizer = |label: &str, elems: usize| alloc.zeroed(label, Category::Optimizer, f32_bytes(elems), false);
     Ok(Buffers {
         updates,
         acts,
-        grads_flat: optimizer("all lora gradients", param_elems)?,
         norm_partials: optimizer("grad norm partials", GRAD_NORM_PARTIALS as usize)?,
         grad_scale: optimizer("adamw grad scale", 1)?,
         staging: alloc.zeroed(
             "train readback",
             Category::Staging,
-            f32_bytes(param_elems.max(seq_len as usize)),
+            f32_bytes(readback_elems.max(widest_pair).max(seq_len as usize)),
             true,
         )?,
     })
 }
 
+/// Tensors read back per round trip, at least (a larger update takes its own; a smaller adapter, one): a checkpoint
+/// reads every trained tensor three times, and a staging buffer the size of them all would cost as much as the
+/// gradients.
+const READBACK_BYTES: u64 = 4 << 20;
+
+/// Consecutive runs of tensor pairs (`pair_bytes` each) that fit `room_bytes` together, in order; a pair larger
+/// than the room goes alone (the staging buffer is sized for the largest).
+fn readback_groups(pair_bytes: &[u64], room_bytes: u64) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut first = 0;
+    while first < pair_bytes.len() {
+        let (mut end, mut bytes) = (first + 1, pair_bytes[first]);
+        while end < pair_bytes.len() && bytes + pair_bytes[end] <= room_bytes {
+            bytes += pair_bytes[end];
+            end += 1;
+        }
+        groups.push(first..end);
+        first = end;
+    }
+    groups
+}
+
 /// The bytes by category a [`LoraTrainer`] of `adapter` allocates beside the model's own, without a device: the
-/// memory plan's share of training. `head_rows` is the model's logit rows (`Sizing::logit_rows`).
+/// memory plan's share of training.
 pub fn planned_bytes(
     cfg: &TextConfig,
     has_attn_v: &dyn Fn(usize) -> bool,
     adapter: &LoraAdapter,
     seq_len: u32,
-    head_rows: u32,
+    max_binding_bytes: u64,
+    ple: Option<PleLayout>,
 ) -> Result<Vec<(Category, u64)>> {
     let tally = Tally::default();
-    buffers(&tally, cfg, has_attn_v, adapter, 1.0, seq_len, head_rows.min(seq_len))?;
+    buffers(&tally, cfg, has_attn_v, adapter, 1.0, seq_len, max_binding_bytes, ple)?;
     Ok(tally.by_category())
 }
 
 impl LoraTrainer {
     /// Uploads `adapter` (its updates at `user_scale`) as trainable f32 tensors and allocates what a sequence of up
-    /// to `seq_len` tokens needs. The adapter must fit the model, as for inference.
+    /// to `seq_len` tokens needs, all of it its own: the model's inference scratch is not used (load the model
+    /// with the smallest chunk and context to leave the most room for training). The adapter must fit the model,
+    /// as for inference.
     pub fn new(model: &Gemma, adapter: &LoraAdapter, user_scale: f32, seq_len: u32) -> Result<LoraTrainer> {
         let ctx = model.context();
         let cfg = &model.config;
         let unsupported = |reason: String| Err(Error::Unsupported { op: "training".into(), reason });
-        if seq_len == 0 || seq_len > model.scratch.max_chunk {
-            return unsupported(format!(
-                "a sequence of {seq_len} tokens; the model was loaded for chunks of 1..={} (--max-chunk)",
-                model.scratch.max_chunk
-            ));
+        if seq_len == 0 {
+            return unsupported("a sequence of 0 tokens".into());
         }
         if !(user_scale.is_finite()) {
             return unsupported(format!("adapter scale {user_scale}"));
         }
         let has_attn_v = |l: usize| model.weights.layers[l].attn_v.is_some();
-        // The head's groups are as many rows as the inference head's (which fit one binding of logits).
-        let head_rows = model.scratch.logit_rows.min(seq_len);
+        let max_binding = ctx.caps().max_storage_buffer_binding_bytes;
+        let ple = model.ple.as_ref().map(|p| p.layout());
         let previous = ctx.phase();
         ctx.set_phase(Phase::Train);
-        let built = buffers(ctx, cfg, &has_attn_v, adapter, user_scale, seq_len, head_rows);
+        let built = buffers(ctx, cfg, &has_attn_v, adapter, user_scale, seq_len, max_binding, ple);
         ctx.set_phase(previous);
         let b = built?;
         let mut last_reader: Vec<usize> = (0..cfg.n_layers()).collect();
@@ -166,7 +191,6 @@ impl LoraTrainer {
             acts: b.acts,
             last_reader,
             seq_len,
-            grads_flat: b.grads_flat,
             norm_partials: b.norm_partials,
             grad_scale: b.grad_scale,
             staging: b.staging,
@@ -202,7 +226,10 @@ impl LoraTrainer {
         }
         let ctx = model.context().clone();
         ctx.set_phase(Phase::Train);
-        model.write_chunk_inputs(tokens, 0)?;
+        ctx.queue().write_buffer(self.acts.tokens.raw(), 0, bytemuck::cast_slice(tokens));
+        if let (Some(ple), Some(chunk)) = (&model.ple, &self.acts.ple) {
+            ple.upload_rows(&ctx, model.source.as_ref(), tokens, chunk)?;
+        }
         let ids: Vec<u32> = targets.iter().map(|t| t.unwrap_or(IGNORED_TARGET)).collect();
         let weights: Vec<f32> = targets.iter().map(|t| if t.is_some() { row_weight } else { 0.0 }).collect();
         ctx.queue().write_buffer(self.acts.targets.raw(), 0, bytemuck::cast_slice(&ids));
@@ -274,15 +301,15 @@ impl LoraTrainer {
         let ctx = model.context();
         ctx.set_phase(Phase::Train);
         let mut batch = ctx.batch("adamw");
-        let mut offset_bytes = 0;
-        for (u, t) in self.updates.iter().zip(&self.template.updates) {
-            for (grad, elems) in [(&u.da, t.a.len()), (&u.db, t.b.len())] {
-                batch.copy(grad, 0, &self.grads_flat, offset_bytes, elems as u64 * 4);
-                offset_bytes += elems as u64 * 4;
+        match clip {
+            Some(_) => {
+                let grads: Vec<(&GpuBuffer, u64)> = (self.updates.iter().zip(&self.template.updates))
+                    .flat_map(|(u, t)| [(&u.da, t.a.len() as u64), (&u.db, t.b.len() as u64)])
+                    .collect();
+                grad_scale(&mut batch, &grads, &self.norm_partials, &self.grad_scale, clip, 1.0)?;
             }
+            None => ctx.queue().write_buffer(self.grad_scale.raw(), 0, bytemuck::bytes_of(&1.0f32)),
         }
-        let flat = &self.grads_flat;
-        grad_scale(&mut batch, flat, offset_bytes / 4, &self.norm_partials, &self.grad_scale, clip, 1.0)?;
         for u in self.updates.iter().filter(|u| u.trains) {
             let [ma, va, mb, vb] = &u.moments;
             let a_elems = u.rank as u64 * u.in_dim as u64;
@@ -350,25 +377,29 @@ impl LoraTrainer {
         Ok(())
     }
 
-    /// Two tensors per update read back into the adapter's shape (the first as `a`, the second as `b`).
+    /// Two tensors per update read back into the adapter's shape (the first as `a`, the second as `b`), as many
+    /// updates per round trip as the staging buffer holds.
     async fn read_pairs(&self, model: &Gemma, pick: impl Fn(&TrainUpdate) -> [&GpuBuffer; 2]) -> Result<LoraAdapter> {
         let ctx = model.context();
-        let mut batch = ctx.batch("train readback");
-        let mut offset_bytes = 0;
-        for (u, t) in self.updates.iter().zip(&self.template.updates) {
-            for (buffer, elems) in pick(u).into_iter().zip([t.a.len(), t.b.len()]) {
-                batch.copy(buffer, 0, &self.staging, offset_bytes, elems as u64 * 4);
-                offset_bytes += elems as u64 * 4;
-            }
-        }
-        batch.submit()?;
-        let values = scratch::map_read_f32(ctx, &self.staging, offset_bytes).await?;
         let mut out = self.template.clone();
-        let mut rest = values.as_slice();
-        for t in &mut out.updates {
-            let (a, tail) = rest.split_at(t.a.len());
-            let (b, tail) = tail.split_at(t.b.len());
-            (t.a, t.b, rest) = (a.to_vec(), b.to_vec(), tail);
+        let pair_bytes: Vec<u64> = out.updates.iter().map(|t| (t.a.len() + t.b.len()) as u64 * 4).collect();
+        for group in readback_groups(&pair_bytes, self.staging.size_bytes()) {
+            let mut batch = ctx.batch("train readback");
+            let mut offset_bytes = 0;
+            for (u, t) in self.updates[group.clone()].iter().zip(&out.updates[group.clone()]) {
+                for (buffer, elems) in pick(u).into_iter().zip([t.a.len(), t.b.len()]) {
+                    batch.copy(buffer, 0, &self.staging, offset_bytes, elems as u64 * 4);
+                    offset_bytes += elems as u64 * 4;
+                }
+            }
+            batch.submit()?;
+            let values = scratch::map_read_f32(ctx, &self.staging, offset_bytes).await?;
+            let mut rest = values.as_slice();
+            for t in &mut out.updates[group] {
+                let (a, tail) = rest.split_at(t.a.len());
+                let (b, tail) = tail.split_at(t.b.len());
+                (t.a, t.b, rest) = (a.to_vec(), b.to_vec(), tail);
+            }
         }
         Ok(out)
     }
@@ -401,4 +432,18 @@ pub struct TrainerState {
     pub first_moment: LoraAdapter,
     pub second_moment: LoraAdapter,
     pub steps: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readback_groups;
+
+    #[test]
+    fn readback_groups_fill_the_room_in_order() {
+        assert_eq!(readback_groups(&[4, 4, 4, 4, 4], 8), [0..2, 2..4, 4..5]);
+        assert_eq!(readback_groups(&[3, 9, 2, 2, 5], 8), [0..1, 1..2, 2..4, 4..5]);
+        let one = readback_groups(&[1, 1, 1], 100);
+        assert_eq!((one.len(), &one[0]), (1, &(0..3)));
+        assert!(readback_groups(&[], 8).is_empty());
+    }
 }
