@@ -156,7 +156,7 @@ fn lora_terms(lora: &LoraEpilogue) -> [LoraTermParams; 2] {
     [lora.term, lora.up].map(|t| LoraTermParams {
         rank: t.rank,
         b_offset: t.b_offset_elems,
-        u_offset: t.first_rank,
+        u_offset: lora.u_offset_elems + t.first_rank,
         u_stride: lora.u_stride,
     })
 }

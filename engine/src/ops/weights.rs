@@ -102,11 +102,12 @@ pub struct LoraTerm {
 }
 
 /// LoRA updates `y = W·x + B·u` with `u = A·x` made beforehand (`docs/lora.md`): the B matrices (already scaled)
-/// and the down-projections `u` (`[n_tokens][u_stride]`) of a group of targets.
+/// and the down-projections `u` (`[n_tokens][u_stride]` from element `u_offset_elems`) of a group of targets.
 #[derive(Debug, Clone, Copy)]
 pub struct LoraEpilogue<'a> {
     pub b: &'a GpuBuffer,
     pub u: &'a GpuBuffer,
+    pub u_offset_elems: u32,
     pub u_stride: u32,
     /// The product's update (the gate's, for a GeGLU).
     pub term: LoraTerm,
@@ -189,7 +190,7 @@ fn check_lora(op: &str, lora: &LoraEpilogue, m_rows: u64, n_tokens: u64, max_bin
             });
         }
         check_binding(op, "LoRA B", lora.b, (term.b_offset_elems as u64 + m_rows * rank) * 4, max_binding)?;
-        let u_elems = (n_tokens - 1) * lora.u_stride as u64 + first + rank;
+        let u_elems = lora.u_offset_elems as u64 + (n_tokens - 1) * lora.u_stride as u64 + first + rank;
         check_binding(op, "LoRA u", lora.u, u_elems * 4, max_binding)?;
     }
     Ok(())

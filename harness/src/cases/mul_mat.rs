@@ -82,8 +82,9 @@ pub struct LoraCase {
     pub up_rank: u32,
 }
 
-/// Where a case's terms live in u and B.
+/// Where a case's terms live in u and B, and where u's rows start in its buffer.
 const LORA_U_FIRST: u32 = 3;
+const LORA_U_OFFSET: u32 = 7;
 const LORA_B_FIRST: u32 = 5;
 
 impl LoraCase {
@@ -102,12 +103,13 @@ impl LoraCase {
         [term, up]
     }
 
-    /// Seeded (B, u) for `m` rows and `n` tokens, B scaled so an update is about as large as a product.
+    /// Seeded (B, u) for `m` rows and `n` tokens, B scaled so an update is about as large as a product; u's rows
+    /// start at element `LORA_U_OFFSET`.
     pub fn data(&self, name: &str, m: u32, n: u32) -> (Vec<f32>, Vec<f32>) {
         let b_len = (LORA_B_FIRST + m * (self.rank + self.up_rank)) as usize;
         let b_scale = 1.0 / ((self.rank + self.up_rank).max(1) as f32).sqrt();
         let b = seeded(&format!("{name}/lora_b"), b_len).iter().map(|v| v * b_scale).collect();
-        (b, seeded(&format!("{name}/lora_u"), (n * self.u_stride()) as usize))
+        (b, seeded(&format!("{name}/lora_u"), (LORA_U_OFFSET + n * self.u_stride()) as usize))
     }
 
     /// The updates `[n][m]` in f64: the product's (`up` false) or the up rows'.
@@ -116,14 +118,14 @@ impl LoraCase {
         let (rank, m, n) = (t.rank as usize, m as usize, n as usize);
         let b0 = t.b_offset_elems as usize;
         let bt = Tensor::from_slice(&b[b0..b0 + m * rank], (m, rank), &cpu())?.to_dtype(DType::F64)?;
-        let ut = Tensor::from_slice(u, (n, self.u_stride() as usize), &cpu())?;
+        let ut = Tensor::from_slice(&u[LORA_U_OFFSET as usize..], (n, self.u_stride() as usize), &cpu())?;
         let ut = ut.narrow(1, t.first_rank as usize, rank)?.to_dtype(DType::F64)?;
         Ok(ops::mul_mat(&ut, &bt)?)
     }
 
     pub fn epilogue<'a>(&self, b: &'a GpuBuffer, u: &'a GpuBuffer, m: u32) -> LoraEpilogue<'a> {
         let [term, up] = self.terms(m);
-        LoraEpilogue { b, u, u_stride: self.u_stride(), term, up }
+        LoraEpilogue { b, u, u_offset_elems: LORA_U_OFFSET, u_stride: self.u_stride(), term, up }
     }
 
     /// FLOPs and bytes the updates add to a product of `m` rows and `n` tokens.

@@ -98,6 +98,8 @@ impl Gemma {
         let hidden_elems = n as u64 * h as u64;
         let name = |what: &str| format!("layer {l} {what}");
         let lora = self.lora.as_ref();
+        // Decoding, the adds that write a pre-norm (q/k/v's, gate/up's) also make its LoRA group's `u`.
+        let norm_down = |l: usize, input: LoraInput, mat_vec: bool| lora?.norm_down(l, input, n, mat_vec);
         tr.grab(batch, &name("input"), &s.h[cur], hidden_elems);
 
         // Attention (§3.3): the q/k/v products (with their LoRA updates), then per-head norms and RoPE in one pass;
@@ -106,7 +108,9 @@ impl Gemma {
             (Some(attn_k), Some(k_norm), Some(cache)) => Some((attn_k, k_norm, cache)),
             _ => None,
         };
-        let qkv = GroupUpdates::begin(lora, batch, l, LoraInput::AttnNorm, &s.normed, n, true)?;
+        // Layer 0's pre-norm comes from `rms_norm`, which makes no `u`.
+        let qkv_u_made = l > 0 && norm_down(l, LoraInput::AttnNorm, true).is_some();
+        let qkv = GroupUpdates::begin(lora, batch, l, LoraInput::AttnNorm, &s.normed, n, true, qkv_u_made)?;
         layer.attn_q.forward_lora(batch, &s.normed, n, &s.q_raw, qkv.epilogue(Target::AttnQ))?;
         if let Some((attn_k, _, _)) = owner {
             attn_k.forward_lora(batch, &s.normed, n, &s.k_raw, qkv.epilogue(Target::AttnK))?;
@@ -173,7 +177,7 @@ impl Gemma {
         };
         attention(batch, &s.q, &cache.k, &cache.v, &s.heads, s.partials.as_ref(), &shape)?;
         tr.grab(batch, &name("attn_heads"), &s.heads, n as u64 * (nh * hd) as u64);
-        let o = GroupUpdates::begin(lora, batch, l, LoraInput::Heads, &s.heads, n, true)?;
+        let o = GroupUpdates::begin(lora, batch, l, LoraInput::Heads, &s.heads, n, true, false)?;
         layer.attn_output.forward_lora(batch, &s.heads, n, &s.proj, o.epilogue(Target::AttnOutput))?;
         o.finish(batch, |t| (t == Target::AttnOutput).then(|| rows(&s.proj, 0, h)))?;
         tr.grab(batch, &name("attn_out"), &s.proj, hidden_elems);
@@ -182,18 +186,24 @@ impl Gemma {
                         cur: &mut usize,
                         weight: &GpuBuffer,
                         scale: Option<&GpuBuffer>,
-                        next_norm: Option<(&GpuBuffer, &GpuBuffer)>| {
+                        next_norm: Option<(&GpuBuffer, &GpuBuffer)>,
+                        lora_down| {
             let (residual, dst) = (&s.h[*cur], &s.h[1 - *cur]);
             *cur = 1 - *cur;
-            rms_norm_add(batch, &NormAdd { src: &s.proj, weight, residual, scale, dst, next_norm }, n, h, eps)
+            let add = NormAdd { src: &s.proj, weight, residual, scale, dst, next_norm, lora_down };
+            rms_norm_add(batch, &add, n, h, eps)
         };
-        norm_add(batch, &mut cur, &layer.post_attention_norm, None, Some((&layer.ffn_norm, &s.normed)))?;
+        let gate_up = &layer.ffn_gate_up;
+        let ffn_down = norm_down(l, LoraInput::FfnNorm, gate_up.takes_lora());
+        let ffn_norm = Some((&layer.ffn_norm, &s.normed));
+        norm_add(batch, &mut cur, &layer.post_attention_norm, None, ffn_norm, ffn_down)?;
         tr.grab(batch, &name("attn_residual"), &s.h[cur], hidden_elems);
 
         // MLP; GeGLU is fused into the gate/up product when decoding. A prompt's gate/up updates go between the
         // products and GeGLU.
-        let gate_up = &layer.ffn_gate_up;
-        let ffn = GroupUpdates::begin(lora, batch, l, LoraInput::FfnNorm, &s.normed, n, gate_up.takes_lora())?;
+        let ffn_u_made = ffn_down.is_some();
+        let ffn =
+            GroupUpdates::begin(lora, batch, l, LoraInput::FfnNorm, &s.normed, n, gate_up.takes_lora(), ffn_u_made)?;
         if ffn.after(Target::FfnGate) || ffn.after(Target::FfnUp) {
             let ffn_dim = gate_up.ffn_dim();
             gate_up.products(batch, &s.normed, n, &s.gate_up, None)?;
@@ -206,11 +216,12 @@ impl Gemma {
         } else {
             gate_up.forward_geglu(batch, &s.normed, n, &s.gate_up, &s.act, ffn.geglu_epilogue())?;
         }
-        let down = GroupUpdates::begin(lora, batch, l, LoraInput::Act, &s.act, n, true)?;
+        let down = GroupUpdates::begin(lora, batch, l, LoraInput::Act, &s.act, n, true, false)?;
         layer.ffn_down.forward_lora(batch, &s.act, n, &s.proj, down.epilogue(Target::FfnDown))?;
         down.finish(batch, |t| (t == Target::FfnDown).then(|| rows(&s.proj, 0, h)))?;
         tr.grab(batch, &name("mlp_out"), &s.proj, hidden_elems);
         let next_norm = self.weights.layers.get(l + 1).map(|next| (&next.attn_norm, &s.normed));
+        let next_down = norm_down(l + 1, LoraInput::AttnNorm, true);
         let scale = layer.layer_output_scale.as_ref();
         let ple = match (&self.ple, &s.ple_layer, &layer.inp_gate, &layer.proj, &layer.post_norm) {
             (Some(ple), Some([gate, gated]), Some(inp_gate), Some(proj), Some(post_norm)) => {
@@ -220,8 +231,8 @@ impl Gemma {
         };
         // Without PLE the MLP's residual add is the layer's last: the layer scale and the next pre-norm ride on it.
         match ple {
-            Some(_) => norm_add(batch, &mut cur, &layer.post_ffw_norm, None, None)?,
-            None => norm_add(batch, &mut cur, &layer.post_ffw_norm, scale, next_norm)?,
+            Some(_) => norm_add(batch, &mut cur, &layer.post_ffw_norm, None, None, None)?,
+            None => norm_add(batch, &mut cur, &layer.post_ffw_norm, scale, next_norm, next_down)?,
         }
         if ple.is_some() || scale.is_none() {
             tr.grab(batch, &name("mlp_residual"), &s.h[cur], hidden_elems);
@@ -234,7 +245,7 @@ impl Gemma {
             let row_stride_elems = cfg.n_layers() as u32 * p;
             let ple_l = GluOperand { buffer: ple.chunk().inputs(), offset_elems: l as u32 * p, row_stride_elems };
             let residual = &s.h[cur];
-            let gate_updates = GroupUpdates::begin(lora, batch, l, LoraInput::Residual, residual, n, true)?;
+            let gate_updates = GroupUpdates::begin(lora, batch, l, LoraInput::Residual, residual, n, true, false)?;
             if n <= VEC_MAX_TOKENS {
                 inp_gate.forward_geglu_vec(batch, residual, n, gated, ple_l, gate_updates.epilogue(Target::InpGate))?;
             } else {
@@ -242,10 +253,10 @@ impl Gemma {
                 gate_updates.finish(batch, |t| (t == Target::InpGate).then(|| rows(gate, 0, p)))?;
                 geglu_rows(batch, GluOperand::contiguous(gate, p), ple_l, gated, n, p)?;
             }
-            let proj_updates = GroupUpdates::begin(lora, batch, l, LoraInput::PleGated, gated, n, true)?;
+            let proj_updates = GroupUpdates::begin(lora, batch, l, LoraInput::PleGated, gated, n, true, false)?;
             proj.forward_lora(batch, gated, n, &s.proj, proj_updates.epilogue(Target::Proj))?;
             proj_updates.finish(batch, |t| (t == Target::Proj).then(|| rows(&s.proj, 0, h)))?;
-            norm_add(batch, &mut cur, post_norm, scale, next_norm)?;
+            norm_add(batch, &mut cur, post_norm, scale, next_norm, next_down)?;
         }
         tr.grab(batch, &name("output"), &s.h[cur], hidden_elems);
         Ok(cur)

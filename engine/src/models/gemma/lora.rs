@@ -6,7 +6,8 @@
 //! `lora_down` makes all their down-projections `u = A·x`, and each target's B's are placed side by side, each
 //! scaled by its adapter's scale, so one term adds that target's whole update (two adapters on one projection add,
 //! as in PEFT): in the mat-vec's epilogue when decoding, by `lora_add` after a prompt's product
-//! ([`GroupUpdates`]). Adapters are checked against the model and uploaded before anything is replaced: a bad one
+//! ([`GroupUpdates`]). When decoding, the groups that read a pre-norm (q/k/v, gate/up) get `u` from the
+//! `rms_norm_add` that writes the pre-norm ([`LoraSet::norm_down`]), into a few rows kept after the group's A. Adapters are checked against the model and uploaded before anything is replaced: a bad one
 //! leaves the model as it was.
 
 use super::Weights;
@@ -18,6 +19,7 @@ use crate::models::TextConfig;
 use crate::ops::lora_add::{RowsView, lora_add};
 use crate::ops::lora_down::{LoraDown, lora_down};
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
+use crate::ops::rms_norm_add::NormLoraDown;
 use crate::ops::weights::{LoraEpilogue, LoraTerm};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,7 +77,8 @@ struct LoraOutput {
 #[derive(Debug)]
 struct LoraGroup {
     input: LoraInput,
-    /// Every target's A, stacked: `[rank_total][in_dim]`.
+    /// Every target's A, stacked: `[rank_total][in_dim]`, then `[VEC_MAX_TOKENS][rank_total]` for the `u` that
+    /// `rms_norm_add` makes when decoding (one buffer, so that kernel stays within 8 storage buffers).
     a: GpuBuffer,
     /// Every target's B, one after another.
     b: GpuBuffer,
@@ -84,7 +87,15 @@ struct LoraGroup {
     outputs: Vec<LoraOutput>,
 }
 
+/// The `u` rows kept after a group's A: a decode step's tokens.
+const NORM_U_ROWS: u32 = VEC_MAX_TOKENS;
+
 impl LoraGroup {
+    /// Where `rms_norm_add`'s `u` starts in `a`.
+    fn norm_u_offset_elems(&self) -> u32 {
+        self.rank_total * self.in_dim
+    }
+
     fn down<'a>(&'a self, x: &'a GpuBuffer, n: u32) -> LoraDown<'a> {
         LoraDown { a: &self.a, rank_total: self.rank_total, in_dim: self.in_dim, x, n_tokens: n }
     }
@@ -181,7 +192,7 @@ pub fn planned_bytes(
     let mut bytes = 0;
     for u in adapters.iter().flat_map(|a| &a.adapter.updates) {
         if let Ok(Some(_)) = target_shape(cfg, has_attn_v, u.layer as usize, u.target) {
-            bytes += 4 * (u.a.len() + u.b.len()) as u64;
+            bytes += 4 * (u.a.len() + u.b.len()) as u64 + 4 * NORM_U_ROWS as u64 * u.rank as u64;
             *group_ranks.entry((u.layer, LoraInput::of(u.target))).or_default() += u.rank as u64;
         }
     }
@@ -260,13 +271,26 @@ impl LoraSet {
             outputs.push(LoraOutput { target, b_offset, out_dim, rank, first_rank: rank_total });
             rank_total += rank;
         }
+        a_rows.resize(a_rows.len() + (NORM_U_ROWS * rank_total) as usize, 0.0);
         let a = ctx.upload(&format!("lora.blk.{l}.{input:?}.a"), Category::Lora, bytemuck::cast_slice(&a_rows))?;
         let b = ctx.upload(&format!("lora.blk.{l}.{input:?}.b"), Category::Lora, bytemuck::cast_slice(&b_all))?;
         Ok(LoraGroup { input, a, b, in_dim, rank_total, outputs })
     }
 
     fn group(&self, l: usize, input: LoraInput) -> Option<&LoraGroup> {
-        self.groups[l].iter().find(|g| g.input == input)
+        self.groups.get(l)?.iter().find(|g| g.input == input)
+    }
+
+    /// When layer `l`'s group reading `input` (a pre-norm that `rms_norm_add` writes) has updates and they ride in
+    /// mat-vec epilogues (`mat_vec`, and `n` tokens few enough), what that `rms_norm_add` needs to make its `u`;
+    /// [`GroupUpdates::begin`] is then told `u_made`.
+    pub fn norm_down(&self, l: usize, input: LoraInput, n: u32, mat_vec: bool) -> Option<NormLoraDown<'_>> {
+        let g = self.group(l, input)?;
+        (mat_vec && n <= NORM_U_ROWS).then_some(NormLoraDown {
+            a_and_u: &g.a,
+            rank_total: g.rank_total,
+            u_offset_elems: g.norm_u_offset_elems(),
+        })
     }
 
     /// Adds `group`'s updates to their products, each where `dst(target)` says it lives: `u = A·x` (`lora_down`,
@@ -305,15 +329,17 @@ pub struct GroupUpdates<'a> {
     group: Option<&'a LoraGroup>,
     x: &'a GpuBuffer,
     n: u32,
-    /// `u` is made; the products add their updates.
-    in_epilogue: bool,
+    /// Where the products' epilogues read `u` (buffer, first element); `None`: updates come after the products.
+    epilogue_u: Option<(&'a GpuBuffer, u32)>,
 }
 
 impl<'a> GroupUpdates<'a> {
     /// Starts the updates of layer `l`'s targets that read `input` (x, `[n][in]`) for a chunk of `n` tokens. When
     /// the products are mat-vecs (`mat_vec`: a few tokens, and products that take an epilogue), this records
     /// `u = A·x` and each product adds its own update ([`GroupUpdates::epilogue`]): one dispatch per group, and the
-    /// base weights read once. Otherwise [`GroupUpdates::finish`] adds them after the products.
+    /// base weights read once; `u_made`: the `rms_norm_add` that wrote x already made `u`
+    /// ([`LoraSet::norm_down`]). Otherwise [`GroupUpdates::finish`] adds them after the products.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         set: Option<&'a LoraSet>,
         batch: &mut Batch,
@@ -322,13 +348,18 @@ impl<'a> GroupUpdates<'a> {
         x: &'a GpuBuffer,
         n: u32,
         mat_vec: bool,
+        u_made: bool,
     ) -> Result<Self> {
         let group = set.and_then(|s| s.group(l, input));
-        let in_epilogue = mat_vec && n <= VEC_MAX_TOKENS;
-        if let (Some(set), Some(g), true) = (set, group, in_epilogue) {
-            lora_down(batch, &g.down(x, n), &set.u)?;
-        }
-        Ok(GroupUpdates { set, group, x, n, in_epilogue })
+        let epilogue_u = match (set, group) {
+            (Some(_), Some(g)) if u_made => Some((&g.a, g.norm_u_offset_elems())),
+            (Some(set), Some(g)) if mat_vec && n <= VEC_MAX_TOKENS => {
+                lora_down(batch, &g.down(x, n), &set.u)?;
+                Some((&set.u, 0))
+            }
+            _ => None,
+        };
+        Ok(GroupUpdates { set, group, x, n, epilogue_u })
     }
 
     fn term(&self, target: Target) -> LoraTerm {
@@ -341,15 +372,9 @@ impl<'a> GroupUpdates<'a> {
     }
 
     fn epilogue_of(&self, term: LoraTerm, up: LoraTerm) -> Option<LoraEpilogue<'a>> {
-        let (set, group) = (self.set?, self.group?);
+        let ((u, u_offset_elems), group) = (self.epilogue_u?, self.group?);
         let any = term.rank > 0 || up.rank > 0;
-        (self.in_epilogue && any).then_some(LoraEpilogue {
-            b: &group.b,
-            u: &set.u,
-            u_stride: group.rank_total,
-            term,
-            up,
-        })
+        any.then_some(LoraEpilogue { b: &group.b, u, u_offset_elems, u_stride: group.rank_total, term, up })
     }
 
     /// `target`'s update for its mat-vec's epilogue; `None` if it has none here or they come after the products.
@@ -364,13 +389,13 @@ impl<'a> GroupUpdates<'a> {
 
     /// Whether `target` is updated and its update is added after the products (by `finish`).
     pub fn after(&self, target: Target) -> bool {
-        !self.in_epilogue && self.term(target).rank > 0
+        self.epilogue_u.is_none() && self.term(target).rank > 0
     }
 
     /// Adds the updates that did not ride in an epilogue, each where `dst(target)` says its product lives.
     pub fn finish(self, batch: &mut Batch, dst: impl Fn(Target) -> Option<RowsView<'a>>) -> Result<()> {
         match (self.set, self.group) {
-            (Some(set), Some(group)) if !self.in_epilogue => set.add_after(batch, group, self.x, self.n, dst),
+            (Some(set), Some(group)) if self.epilogue_u.is_none() => set.add_after(batch, group, self.x, self.n, dst),
             _ => Ok(()),
         }
     }
