@@ -7,8 +7,9 @@
 //! scaled by its adapter's scale, so one term adds that target's whole update (two adapters on one projection add,
 //! as in PEFT): in the mat-vec's epilogue when decoding, by `lora_add` after a prompt's product
 //! ([`GroupUpdates`]). When decoding, the groups that read a pre-norm (q/k/v, gate/up) get `u` from the
-//! `rms_norm_add` that writes the pre-norm ([`LoraSet::norm_down`]), into a few rows kept after the group's A. Adapters are checked against the model and uploaded before anything is replaced: a bad one
-//! leaves the model as it was.
+//! `rms_norm_add` that writes the pre-norm ([`LoraSet::norm_down`]), into a few rows kept after the group's A.
+//! Adapters are checked against the model and uploaded before anything is replaced: a bad one leaves the model as
+//! it was.
 
 use super::Weights;
 use crate::error::Result;
