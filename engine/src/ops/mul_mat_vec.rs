@@ -4,7 +4,9 @@
 //! rows) or a vector read per token (Gemma 4's PLE gate, `gelu(inp_gate·h) ⊙ ple[l]`).
 
 use super::args::check_binding;
-use super::weights::{LoraEpilogue, MulMatArgs, MulMatParams, WEIGHT_TYPES, checked_args, type_stem, weight_defines};
+use super::weights::{
+    LoraEpilogue, LoraMakeU, MulMatArgs, MulMatParams, WEIGHT_TYPES, checked_args, type_stem, weight_defines,
+};
 use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
 use crate::gpu::{GpuError, Result};
@@ -40,6 +42,16 @@ pub enum GluUpKind {
     Vector,
 }
 
+/// What a mat-vec does for a LoRA group besides its product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VecLora {
+    None,
+    /// Adds the update in the epilogue ([`LoraEpilogue`]): two more bindings.
+    Epilogue,
+    /// Makes the group's `u = A·x` in extra workgroups ([`LoraMakeU`]; not with GLU): two more bindings.
+    MakeU,
+}
+
 /// `GLU` adds the `up_vec` binding and the GeGLU epilogue, hence a const parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MulMatVecKey<const GLU: bool> {
@@ -51,8 +63,7 @@ pub struct MulMatVecKey<const GLU: bool> {
     pub lanes: u32,
     /// The up operand (GLU only; `Stacked` otherwise, unused).
     pub up: GluUpKind,
-    /// A LoRA update in the epilogue (`LoraEpilogue`): two more bindings.
-    pub lora: bool,
+    pub lora: VecLora,
 }
 
 impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
@@ -60,10 +71,11 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
     fn bindings(&self) -> &'static [Access] {
         use Access::{Read, ReadWrite, Uniform};
         match (GLU, self.lora) {
-            (true, true) => &[Read, Read, Read, ReadWrite, Read, Read, Uniform],
-            (true, false) => &[Read, Read, Read, ReadWrite, Uniform],
-            (false, true) => &[Read, Read, ReadWrite, Read, Read, Uniform],
-            (false, false) => &[Read, Read, ReadWrite, Uniform],
+            (true, VecLora::None) => &[Read, Read, Read, ReadWrite, Uniform],
+            (true, _) => &[Read, Read, Read, ReadWrite, Read, Read, Uniform],
+            (false, VecLora::None) => &[Read, Read, ReadWrite, Uniform],
+            (false, VecLora::Epilogue) => &[Read, Read, ReadWrite, Read, Read, Uniform],
+            (false, VecLora::MakeU) => &[Read, Read, ReadWrite, Read, ReadWrite, Uniform],
         }
     }
 
@@ -75,7 +87,11 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
             (true, GluUpKind::Stacked) => "_geglu_stacked",
             (true, GluUpKind::Vector) => "_geglu_vec",
         };
-        let lora = if self.lora { "_lora" } else { "" };
+        let lora = match self.lora {
+            VecLora::None => "",
+            VecLora::Epilogue => "_lora",
+            VecLora::MakeU => "_lora_make_u",
+        };
         let stem = type_stem(self.wtype);
         format!("mul_mat_vec{glu}{lora}_{stem}_f32_{reduce}_wg{VEC_WG_SIZE}_l{}_t{tokens}", self.lanes)
     }
@@ -93,7 +109,8 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
             (self.multi_token, "MULTI_TOKEN"),
             (GLU, "GLU"),
             (GLU, glu_kind),
-            (self.lora, "LORA"),
+            (self.lora == VecLora::Epilogue, "LORA"),
+            (self.lora == VecLora::MakeU, "LORA_MAKE_U"),
         ];
         d.extend(flags.into_iter().filter(|(on, _)| *on).map(|(_, name)| (name, String::new())));
         d
@@ -105,13 +122,15 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
 
     fn all_variants() -> Vec<Self> {
         let ups: &[GluUpKind] = if GLU { &[GluUpKind::Stacked, GluUpKind::Vector] } else { &[GluUpKind::Stacked] };
+        let loras: &[VecLora] =
+            if GLU { &[VecLora::None, VecLora::Epilogue] } else { &[VecLora::None, VecLora::Epilogue, VecLora::MakeU] };
         key_variants!(Self {
             wtype in WEIGHT_TYPES,
             subgroups in BOOLS,
             multi_token in BOOLS,
             lanes in [8, 32],
             up in ups.iter().copied(),
-            lora in BOOLS,
+            lora in loras.iter().copied(),
         })
     }
 }
@@ -152,6 +171,17 @@ struct GluLoraParams {
     terms: [LoraTermParams; 2],
 }
 
+/// `Params` with `LORA_MAKE_U` defined.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MakeUParams {
+    base: MulMatParams,
+    rank_total: u32,
+    u_offset: u32,
+    n_product_wgs: u32,
+    _pad: u32,
+}
+
 fn lora_terms(lora: &LoraEpilogue) -> [LoraTermParams; 2] {
     [lora.term, lora.up].map(|t| LoraTermParams {
         rank: t.rank,
@@ -166,6 +196,27 @@ fn with_lora_buffers<'a>(buffers: &[&'a GpuBuffer], lora: Option<&LoraEpilogue<'
     let mut all = buffers.to_vec();
     all.extend(lora.iter().flat_map(|l| [l.b, l.u]));
     all
+}
+
+/// Records the plain product of `a` that also makes `mu`'s down-projections.
+fn record_make_u(
+    batch: &mut Batch,
+    a: &MulMatArgs,
+    params: &MulMatParams,
+    key: MulMatVecKey<false>,
+    n_product_wgs: u64,
+    mu: &LoraMakeU,
+) -> Result<()> {
+    let n_u_wgs = mu.rank_total as u64 * a.n_tokens.div_ceil(VEC_MULTI_TOKENS) as u64;
+    let grid = Grid::for_items(n_product_wgs + n_u_wgs, 1, batch.max_workgroups_per_dimension());
+    let p = MakeUParams {
+        base: *params,
+        rank_total: mu.rank_total,
+        u_offset: mu.u_offset_elems,
+        n_product_wgs: n_product_wgs as u32,
+        _pad: 0,
+    };
+    batch.dispatch(&MulMatVecKey { lora: VecLora::MakeU, ..key }, &[a.weights, a.x, a.y, mu.a, mu.u], &p, grid)
 }
 
 /// The up operand of [`mul_mat_vec_geglu`].
@@ -193,15 +244,19 @@ pub(crate) fn record_vec(
     let n_workgroups = params.n_row_groups as u64 * a.n_tokens.div_ceil(tokens_per_wg) as u64;
     let grid = Grid::for_items(n_workgroups, 1, batch.max_workgroups_per_dimension());
     let subgroups = batch.caps().subgroups;
-    let lora = a.lora.is_some();
+    let lora = if a.lora.is_some() { VecLora::Epilogue } else { VecLora::None };
+    let unsupported = |reason: &str| Err(GpuError::Unsupported { op: "mul_mat_vec".into(), reason: reason.into() });
     if a.lora.is_some_and(|l| l.up.rank > 0) && !matches!(glu, Some(GluUp::Stacked { .. })) {
-        return Err(GpuError::Unsupported {
-            op: "mul_mat_vec".into(),
-            reason: "an up-rows LoRA term needs the stacked GeGLU".into(),
-        });
+        return unsupported("an up-rows LoRA term needs the stacked GeGLU");
+    }
+    if a.make_u.is_some() && glu.is_some() {
+        return unsupported("a GeGLU product cannot make its LoRA group's u");
     }
     let Some(glu) = glu else {
         let key = MulMatVecKey::<false> { wtype: a.wtype, subgroups, multi_token, lanes, up: GluUpKind::Stacked, lora };
+        if let Some(mu) = &a.make_u {
+            return record_make_u(batch, a, params, key, n_workgroups, mu);
+        }
         let buffers = with_lora_buffers(&[a.weights, a.x, a.y], a.lora.as_ref());
         return match &a.lora {
             None => batch.dispatch(&key, &buffers, params, grid),

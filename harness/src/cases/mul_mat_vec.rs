@@ -5,6 +5,7 @@
 use super::OpCase;
 use super::mul_mat::MulMatCase;
 use ferrogem::ops::mul_mat::{MulMatPath, WEIGHT_TYPES};
+use ferrogem::quant::QuantType;
 
 /// Decode shapes (m, k, n): a row, odd row counts around the 4-row groups, short rows (8 lanes) and long ones (32),
 /// a few tokens on both.
@@ -30,6 +31,16 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         // than lanes.
         cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 2).with_lora(16)));
         cases.push(Box::new(MulMatCase::new(wtype, 7, 256, 3, MulMatPath::Vec, 1).with_lora(40)));
+    }
+    // Making a LoRA group's u in extra workgroups (o and down when decoding): split rows (u from the first part's
+    // dispatch only), ranks above the lanes, and a second block of tokens. Both outputs of each dispatch.
+    for wtype in [QuantType::F32, QuantType::Q4K, QuantType::Q6K] {
+        for (m, k, n, parts, rank) in [(13, 768, 1, 2, 16), (7, 256, 3, 1, 40), (6, 1024, 5, 1, 5)] {
+            for check_u in [false, true] {
+                let case = MulMatCase::new(wtype, m, k, n, MulMatPath::Vec, parts).making_u(rank, check_u);
+                cases.push(Box::new(case));
+            }
+        }
     }
     cases
 }

@@ -177,26 +177,37 @@ impl Gemma {
         };
         attention(batch, &s.q, &cache.k, &cache.v, &s.heads, s.partials.as_ref(), &shape)?;
         tr.grab(batch, &name("attn_heads"), &s.heads, n as u64 * (nh * hd) as u64);
-        let o = GroupUpdates::begin(lora, batch, l, LoraInput::Heads, &s.heads, n, true, false)?;
-        layer.attn_output.forward_lora(batch, &s.heads, n, &s.proj, o.epilogue(Target::AttnOutput))?;
-        o.finish(batch, |t| (t == Target::AttnOutput).then(|| rows(&s.proj, 0, h)))?;
-        tr.grab(batch, &name("attn_out"), &s.proj, hidden_elems);
+        // Decoding (untraced), o's and down's updates: their mat-vec makes u, and the add that normalizes their
+        // product adds B·u. Not on an add that also scales (the two share a binding).
+        let untraced = !tr.is_on();
+        let up_in_norm = |input: LoraInput| lora.filter(|_| untraced)?.up_in_norm(l, input, n);
+        let o_up = up_in_norm(LoraInput::Heads);
+        if let Some((make_u, _)) = o_up {
+            layer.attn_output.forward_making_u(batch, &s.heads, n, &s.proj, make_u)?;
+        } else {
+            let o = GroupUpdates::begin(lora, batch, l, LoraInput::Heads, &s.heads, n, true, false)?;
+            layer.attn_output.forward_lora(batch, &s.heads, n, &s.proj, o.epilogue(Target::AttnOutput))?;
+            o.finish(batch, |t| (t == Target::AttnOutput).then(|| rows(&s.proj, 0, h)))?;
+            tr.grab(batch, &name("attn_out"), &s.proj, hidden_elems);
+        }
         // Post-norms are folded into the residual adds, each also writing the pre-norm of what reads it next.
         let norm_add = |batch: &mut Batch,
                         cur: &mut usize,
                         weight: &GpuBuffer,
                         scale: Option<&GpuBuffer>,
                         next_norm: Option<(&GpuBuffer, &GpuBuffer)>,
-                        lora_down| {
+                        lora_down,
+                        lora_up| {
             let (residual, dst) = (&s.h[*cur], &s.h[1 - *cur]);
             *cur = 1 - *cur;
-            let add = NormAdd { src: &s.proj, weight, residual, scale, dst, next_norm, lora_down };
+            let add = NormAdd { src: &s.proj, weight, residual, scale, dst, next_norm, lora_down, lora_up };
             rms_norm_add(batch, &add, n, h, eps)
         };
         let gate_up = &layer.ffn_gate_up;
         let ffn_down = norm_down(l, LoraInput::FfnNorm, gate_up.takes_lora());
         let ffn_norm = Some((&layer.ffn_norm, &s.normed));
-        norm_add(batch, &mut cur, &layer.post_attention_norm, None, ffn_norm, ffn_down)?;
+        let o_up = o_up.map(|(_, up)| up);
+        norm_add(batch, &mut cur, &layer.post_attention_norm, None, ffn_norm, ffn_down, o_up)?;
         tr.grab(batch, &name("attn_residual"), &s.h[cur], hidden_elems);
 
         // MLP; GeGLU is fused into the gate/up product when decoding. A prompt's gate/up updates go between the
@@ -216,10 +227,6 @@ impl Gemma {
         } else {
             gate_up.forward_geglu(batch, &s.normed, n, &s.gate_up, &s.act, ffn.geglu_epilogue())?;
         }
-        let down = GroupUpdates::begin(lora, batch, l, LoraInput::Act, &s.act, n, true, false)?;
-        layer.ffn_down.forward_lora(batch, &s.act, n, &s.proj, down.epilogue(Target::FfnDown))?;
-        down.finish(batch, |t| (t == Target::FfnDown).then(|| rows(&s.proj, 0, h)))?;
-        tr.grab(batch, &name("mlp_out"), &s.proj, hidden_elems);
         let next_norm = self.weights.layers.get(l + 1).map(|next| (&next.attn_norm, &s.normed));
         let next_down = norm_down(l + 1, LoraInput::AttnNorm, true);
         let scale = layer.layer_output_scale.as_ref();
@@ -230,9 +237,20 @@ impl Gemma {
             _ => None,
         };
         // Without PLE the MLP's residual add is the layer's last: the layer scale and the next pre-norm ride on it.
+        let mlp_add_scale = if ple.is_some() { None } else { scale };
+        let down_up = if mlp_add_scale.is_none() { up_in_norm(LoraInput::Act) } else { None };
+        if let Some((make_u, _)) = down_up {
+            layer.ffn_down.forward_making_u(batch, &s.act, n, &s.proj, make_u)?;
+        } else {
+            let down = GroupUpdates::begin(lora, batch, l, LoraInput::Act, &s.act, n, true, false)?;
+            layer.ffn_down.forward_lora(batch, &s.act, n, &s.proj, down.epilogue(Target::FfnDown))?;
+            down.finish(batch, |t| (t == Target::FfnDown).then(|| rows(&s.proj, 0, h)))?;
+            tr.grab(batch, &name("mlp_out"), &s.proj, hidden_elems);
+        }
+        let down_up = down_up.map(|(_, up)| up);
         match ple {
-            Some(_) => norm_add(batch, &mut cur, &layer.post_ffw_norm, None, None, None)?,
-            None => norm_add(batch, &mut cur, &layer.post_ffw_norm, scale, next_norm, next_down)?,
+            Some(_) => norm_add(batch, &mut cur, &layer.post_ffw_norm, None, None, None, down_up)?,
+            None => norm_add(batch, &mut cur, &layer.post_ffw_norm, scale, next_norm, next_down, down_up)?,
         }
         if ple.is_some() || scale.is_none() {
             tr.grab(batch, &name("mlp_residual"), &s.h[cur], hidden_elems);
@@ -256,7 +274,7 @@ impl Gemma {
             let proj_updates = GroupUpdates::begin(lora, batch, l, LoraInput::PleGated, gated, n, true, false)?;
             proj.forward_lora(batch, gated, n, &s.proj, proj_updates.epilogue(Target::Proj))?;
             proj_updates.finish(batch, |t| (t == Target::Proj).then(|| rows(&s.proj, 0, h)))?;
-            norm_add(batch, &mut cur, post_norm, scale, next_norm, next_down)?;
+            norm_add(batch, &mut cur, post_norm, scale, next_norm, next_down, None)?;
         }
         tr.grab(batch, &name("output"), &s.h[cur], hidden_elems);
         Ok(cur)

@@ -7,7 +7,9 @@
 //! scaled by its adapter's scale, so one term adds that target's whole update (two adapters on one projection add,
 //! as in PEFT): in the mat-vec's epilogue when decoding, by `lora_add` after a prompt's product
 //! ([`GroupUpdates`]). When decoding, the groups that read a pre-norm (q/k/v, gate/up) get `u` from the
-//! `rms_norm_add` that writes the pre-norm ([`LoraSet::norm_down`]), into a few rows kept after the group's A.
+//! `rms_norm_add` that writes the pre-norm ([`LoraSet::norm_down`]), into a few rows kept after the group's A; the
+//! one-target groups whose product an `rms_norm_add` normalizes next (o, down) get `u` from their product's
+//! mat-vec, into a few rows kept after the group's B, and that add adds `B·u` ([`LoraSet::up_in_norm`]).
 //! Adapters are checked against the model and uploaded before anything is replaced: a bad one leaves the model as
 //! it was.
 
@@ -20,8 +22,8 @@ use crate::models::TextConfig;
 use crate::ops::lora_add::{RowsView, lora_add};
 use crate::ops::lora_down::{LoraDown, lora_down};
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
-use crate::ops::rms_norm_add::NormLoraDown;
-use crate::ops::weights::{LoraEpilogue, LoraTerm};
+use crate::ops::rms_norm_add::{NormLoraDown, NormLoraUp};
+use crate::ops::weights::{LoraEpilogue, LoraMakeU, LoraTerm};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -81,20 +83,26 @@ struct LoraGroup {
     /// Every target's A, stacked: `[rank_total][in_dim]`, then `[VEC_MAX_TOKENS][rank_total]` for the `u` that
     /// `rms_norm_add` makes when decoding (one buffer, so that kernel stays within 8 storage buffers).
     a: GpuBuffer,
-    /// Every target's B, one after another.
+    /// Every target's B, one after another, then `[VEC_MAX_TOKENS][rank_total]` for the `u` a product's mat-vec
+    /// makes for `rms_norm_add` ([`LoraSet::up_in_norm`]).
     b: GpuBuffer,
     in_dim: u32,
     rank_total: u32,
     outputs: Vec<LoraOutput>,
 }
 
-/// The `u` rows kept after a group's A: a decode step's tokens.
+/// The `u` rows kept after a group's A and after its B: a decode step's tokens.
 const NORM_U_ROWS: u32 = VEC_MAX_TOKENS;
 
 impl LoraGroup {
     /// Where `rms_norm_add`'s `u` starts in `a`.
     fn norm_u_offset_elems(&self) -> u32 {
         self.rank_total * self.in_dim
+    }
+
+    /// Where the mat-vec's `u` starts in `b`.
+    fn up_u_offset_elems(&self) -> u32 {
+        self.outputs.iter().map(|o| o.out_dim * o.rank).sum()
     }
 
     fn down<'a>(&'a self, x: &'a GpuBuffer, n: u32) -> LoraDown<'a> {
@@ -193,7 +201,7 @@ pub fn planned_bytes(
     let mut bytes = 0;
     for u in adapters.iter().flat_map(|a| &a.adapter.updates) {
         if let Ok(Some(_)) = target_shape(cfg, has_attn_v, u.layer as usize, u.target) {
-            bytes += 4 * (u.a.len() + u.b.len()) as u64 + 4 * NORM_U_ROWS as u64 * u.rank as u64;
+            bytes += 4 * (u.a.len() + u.b.len()) as u64 + 2 * 4 * NORM_U_ROWS as u64 * u.rank as u64;
             *group_ranks.entry((u.layer, LoraInput::of(u.target))).or_default() += u.rank as u64;
         }
     }
@@ -273,6 +281,7 @@ impl LoraSet {
             rank_total += rank;
         }
         a_rows.resize(a_rows.len() + (NORM_U_ROWS * rank_total) as usize, 0.0);
+        b_all.resize(b_all.len() + (NORM_U_ROWS * rank_total) as usize, 0.0);
         let a = ctx.upload(&format!("lora.blk.{l}.{input:?}.a"), Category::Lora, bytemuck::cast_slice(&a_rows))?;
         let b = ctx.upload(&format!("lora.blk.{l}.{input:?}.b"), Category::Lora, bytemuck::cast_slice(&b_all))?;
         Ok(LoraGroup { input, a, b, in_dim, rank_total, outputs })
@@ -292,6 +301,19 @@ impl LoraSet {
             rank_total: g.rank_total,
             u_offset_elems: g.norm_u_offset_elems(),
         })
+    }
+
+    /// When layer `l`'s group reading `input` has one target and `n` tokens are few enough for its product's
+    /// mat-vec: what that mat-vec needs to make `u`, and what the `rms_norm_add` that normalizes the product next
+    /// needs to add its update (the group then needs no [`GroupUpdates`]).
+    pub fn up_in_norm(&self, l: usize, input: LoraInput, n: u32) -> Option<(LoraMakeU<'_>, NormLoraUp<'_>)> {
+        let g = self.group(l, input)?;
+        if g.outputs.len() != 1 || n > NORM_U_ROWS {
+            return None;
+        }
+        let u_offset_elems = g.up_u_offset_elems();
+        let make_u = LoraMakeU { a: &g.a, rank_total: g.rank_total, u: &g.b, u_offset_elems };
+        Some((make_u, NormLoraUp { b_and_u: &g.b, rank: g.rank_total, u_offset_elems }))
     }
 
     /// Adds `group`'s updates to their products, each where `dst(target)` says it lives: `u = A·x` (`lora_down`,
