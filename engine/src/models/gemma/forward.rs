@@ -14,7 +14,7 @@
 //! on its own (it is added inside `rms_norm_add`), so it is not traced.
 
 use super::trace::Tracer;
-use super::{Gemma, GroupUpdates, LoraInput};
+use super::{Gemma, GroupUpdates, Linear, LoraInput};
 use crate::error::Result;
 use crate::gpu::{Batch, GpuBuffer};
 use crate::lora::Target;
@@ -24,7 +24,7 @@ use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::lora_add::RowsView;
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
 use crate::ops::rms_norm::rms_norm;
-use crate::ops::rms_norm_add::{NormAdd, rms_norm_add};
+use crate::ops::rms_norm_add::{NormAdd, NormLoraUp, rms_norm_add};
 use crate::ops::rms_norm_rope::{KvWrite, NormRope, rms_norm_rope, rms_norm_rope_kv};
 use crate::ops::rope::RopeShape;
 use crate::ops::unary::{UnaryOp, unary_inplace};
@@ -177,19 +177,17 @@ impl Gemma {
         };
         attention(batch, &s.q, &cache.k, &cache.v, &s.heads, s.partials.as_ref(), &shape)?;
         tr.grab(batch, &name("attn_heads"), &s.heads, n as u64 * (nh * hd) as u64);
-        // Decoding (untraced), o's and down's updates: their mat-vec makes u, and the add that normalizes their
-        // product adds B·u. Not on an add that also scales (the two share a binding).
-        let untraced = !tr.is_on();
-        let up_in_norm = |input: LoraInput| lora.filter(|_| untraced)?.up_in_norm(l, input, n);
-        let o_up = up_in_norm(LoraInput::Heads);
-        if let Some((make_u, _)) = o_up {
-            layer.attn_output.forward_making_u(batch, &s.heads, n, &s.proj, make_u)?;
-        } else {
-            let o = GroupUpdates::begin(lora, batch, l, LoraInput::Heads, &s.heads, n, true, false)?;
-            layer.attn_output.forward_lora(batch, &s.heads, n, &s.proj, o.epilogue(Target::AttnOutput))?;
-            o.finish(batch, |t| (t == Target::AttnOutput).then(|| rows(&s.proj, 0, h)))?;
-            tr.grab(batch, &name("attn_out"), &s.proj, hidden_elems);
-        }
+        // Decoding (untraced), o's and down's updates are made by their own mat-vecs and added by the residual add
+        // that normalizes their product; not on an add that also scales (the two share a binding).
+        let fuse_up = !tr.is_on();
+        let attn_out = ProjProduct {
+            linear: &layer.attn_output,
+            x: &s.heads,
+            input: LoraInput::Heads,
+            target: Target::AttnOutput,
+            trace: Some("attn_out"),
+        };
+        let o_up = self.record_proj_product(batch, l, n, &attn_out, fuse_up, tr)?;
         // Post-norms are folded into the residual adds, each also writing the pre-norm of what reads it next.
         let norm_add = |batch: &mut Batch,
                         cur: &mut usize,
@@ -206,7 +204,6 @@ impl Gemma {
         let gate_up = &layer.ffn_gate_up;
         let ffn_down = norm_down(l, LoraInput::FfnNorm, gate_up.takes_lora());
         let ffn_norm = Some((&layer.ffn_norm, &s.normed));
-        let o_up = o_up.map(|(_, up)| up);
         norm_add(batch, &mut cur, &layer.post_attention_norm, None, ffn_norm, ffn_down, o_up)?;
         tr.grab(batch, &name("attn_residual"), &s.h[cur], hidden_elems);
 
@@ -238,16 +235,14 @@ impl Gemma {
         };
         // Without PLE the MLP's residual add is the layer's last: the layer scale and the next pre-norm ride on it.
         let mlp_add_scale = if ple.is_some() { None } else { scale };
-        let down_up = if mlp_add_scale.is_none() { up_in_norm(LoraInput::Act) } else { None };
-        if let Some((make_u, _)) = down_up {
-            layer.ffn_down.forward_making_u(batch, &s.act, n, &s.proj, make_u)?;
-        } else {
-            let down = GroupUpdates::begin(lora, batch, l, LoraInput::Act, &s.act, n, true, false)?;
-            layer.ffn_down.forward_lora(batch, &s.act, n, &s.proj, down.epilogue(Target::FfnDown))?;
-            down.finish(batch, |t| (t == Target::FfnDown).then(|| rows(&s.proj, 0, h)))?;
-            tr.grab(batch, &name("mlp_out"), &s.proj, hidden_elems);
-        }
-        let down_up = down_up.map(|(_, up)| up);
+        let down_proj = ProjProduct {
+            linear: &layer.ffn_down,
+            x: &s.act,
+            input: LoraInput::Act,
+            target: Target::FfnDown,
+            trace: Some("mlp_out"),
+        };
+        let down_up = self.record_proj_product(batch, l, n, &down_proj, fuse_up && mlp_add_scale.is_none(), tr)?;
         match ple {
             Some(_) => norm_add(batch, &mut cur, &layer.post_ffw_norm, None, None, None, down_up)?,
             None => norm_add(batch, &mut cur, &layer.post_ffw_norm, scale, next_norm, next_down, down_up)?,
@@ -271,13 +266,43 @@ impl Gemma {
                 gate_updates.finish(batch, |t| (t == Target::InpGate).then(|| rows(gate, 0, p)))?;
                 geglu_rows(batch, GluOperand::contiguous(gate, p), ple_l, gated, n, p)?;
             }
-            let proj_updates = GroupUpdates::begin(lora, batch, l, LoraInput::PleGated, gated, n, true, false)?;
-            proj.forward_lora(batch, gated, n, &s.proj, proj_updates.epilogue(Target::Proj))?;
-            proj_updates.finish(batch, |t| (t == Target::Proj).then(|| rows(&s.proj, 0, h)))?;
+            let proj =
+                ProjProduct { linear: proj, x: gated, input: LoraInput::PleGated, target: Target::Proj, trace: None };
+            self.record_proj_product(batch, l, n, &proj, false, tr)?;
             norm_add(batch, &mut cur, post_norm, scale, next_norm, next_down, None)?;
         }
         tr.grab(batch, &name("output"), &s.h[cur], hidden_elems);
         Ok(cur)
+    }
+
+    /// A one-target product into `proj` that a residual add normalizes next. With `fuse_up` and a decode-sized
+    /// chunk, its mat-vec also makes the group's `u` and the returned update is for that add to fold in (`B·u`);
+    /// otherwise the update rides in the product's epilogue or follows it, and the product is traced.
+    fn record_proj_product(
+        &self,
+        batch: &mut Batch,
+        l: usize,
+        n: u32,
+        p: &ProjProduct,
+        fuse_up: bool,
+        tr: &mut Tracer,
+    ) -> Result<Option<NormLoraUp<'_>>> {
+        let (lora, proj) = (self.lora.as_ref(), &self.scratch.proj);
+        if let Some(make_u) = lora.filter(|_| fuse_up).and_then(|set| set.make_u(l, p.input, n)) {
+            p.linear.forward_making_u(batch, p.x, n, proj, make_u)?;
+            return Ok(Some(NormLoraUp {
+                b_and_u: make_u.u,
+                rank: make_u.rank_total,
+                u_offset_elems: make_u.u_offset_elems,
+            }));
+        }
+        let updates = GroupUpdates::begin(lora, batch, l, p.input, p.x, n, true, false)?;
+        p.linear.forward_lora(batch, p.x, n, proj, updates.epilogue(p.target))?;
+        updates.finish(batch, |t| (t == p.target).then(|| rows(proj, 0, p.linear.rows)))?;
+        if let Some(what) = p.trace {
+            tr.grab(batch, &format!("layer {l} {what}"), proj, n as u64 * p.linear.rows as u64);
+        }
+        Ok(None)
     }
 
     /// The head on `rows` rows of the residual `h[cur]` starting at row `first`: final norm, LM head, softcap,
@@ -303,6 +328,15 @@ impl Gemma {
         batch.copy(&s.logits, 0, &s.staging, 0, logit_elems * 4);
         Ok(())
     }
+}
+
+/// A product of one LoRA target that reads `x` ([`Gemma::record_proj_product`]); `trace`: its name in traces.
+struct ProjProduct<'a> {
+    linear: &'a Linear,
+    x: &'a GpuBuffer,
+    input: LoraInput,
+    target: Target,
+    trace: Option<&'static str>,
 }
 
 /// Columns `first_col..` of `[n][row_elems]` rows of `buffer`.

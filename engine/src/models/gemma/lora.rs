@@ -9,7 +9,7 @@
 //! ([`GroupUpdates`]). When decoding, the groups that read a pre-norm (q/k/v, gate/up) get `u` from the
 //! `rms_norm_add` that writes the pre-norm ([`LoraSet::norm_down`]), into a few rows kept after the group's A; the
 //! one-target groups whose product an `rms_norm_add` normalizes next (o, down) get `u` from their product's
-//! mat-vec, into a few rows kept after the group's B, and that add adds `B·u` ([`LoraSet::up_in_norm`]).
+//! mat-vec, into a few rows kept after the group's B, and that add adds `B·u` ([`LoraSet::make_u`]).
 //! Adapters are checked against the model and uploaded before anything is replaced: a bad one leaves the model as
 //! it was.
 
@@ -22,7 +22,7 @@ use crate::models::TextConfig;
 use crate::ops::lora_add::{RowsView, lora_add};
 use crate::ops::lora_down::{LoraDown, lora_down};
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
-use crate::ops::rms_norm_add::{NormLoraDown, NormLoraUp};
+use crate::ops::rms_norm_add::NormLoraDown;
 use crate::ops::weights::{LoraEpilogue, LoraMakeU, LoraTerm};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ struct LoraGroup {
     /// `rms_norm_add` makes when decoding (one buffer, so that kernel stays within 8 storage buffers).
     a: GpuBuffer,
     /// Every target's B, one after another, then `[VEC_MAX_TOKENS][rank_total]` for the `u` a product's mat-vec
-    /// makes for `rms_norm_add` ([`LoraSet::up_in_norm`]).
+    /// makes for `rms_norm_add` ([`LoraSet::make_u`]).
     b: GpuBuffer,
     in_dim: u32,
     rank_total: u32,
@@ -304,16 +304,17 @@ impl LoraSet {
     }
 
     /// When layer `l`'s group reading `input` has one target and `n` tokens are few enough for its product's
-    /// mat-vec: what that mat-vec needs to make `u`, and what the `rms_norm_add` that normalizes the product next
-    /// needs to add its update (the group then needs no [`GroupUpdates`]).
-    pub fn up_in_norm(&self, l: usize, input: LoraInput, n: u32) -> Option<(LoraMakeU<'_>, NormLoraUp<'_>)> {
+    /// mat-vec: what that mat-vec needs to make `u`, into a tail of the group's B buffer, where the `rms_norm_add`
+    /// that normalizes the product next reads B and u to add the update (the group then needs no
+    /// [`GroupUpdates`]).
+    pub fn make_u(&self, l: usize, input: LoraInput, n: u32) -> Option<LoraMakeU<'_>> {
         let g = self.group(l, input)?;
-        if g.outputs.len() != 1 || n > NORM_U_ROWS {
-            return None;
-        }
-        let u_offset_elems = g.up_u_offset_elems();
-        let make_u = LoraMakeU { a: &g.a, rank_total: g.rank_total, u: &g.b, u_offset_elems };
-        Some((make_u, NormLoraUp { b_and_u: &g.b, rank: g.rank_total, u_offset_elems }))
+        (g.outputs.len() == 1 && n <= NORM_U_ROWS).then(|| LoraMakeU {
+            a: &g.a,
+            rank_total: g.rank_total,
+            u: &g.b,
+            u_offset_elems: g.up_u_offset_elems(),
+        })
     }
 
     /// Adds `group`'s updates to their products, each where `dst(target)` says it lives: `u = A·x` (`lora_down`,
