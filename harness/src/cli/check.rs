@@ -4,6 +4,7 @@
 //! `check ops` runs the op registry alone, with filters, perf mode and JSON/CSV output. Every line is one case;
 //! the closing line is `N passed, M failed, K not supported`; a failure, or no case run, exits non-zero.
 
+use crate::args::io_error;
 use crate::model_arg;
 use clap::{Args, Subcommand};
 use ferrogem::gpu::kernels::validate;
@@ -126,10 +127,10 @@ pub fn run(args: CheckArgs) -> ferrogem::Result<ExitCode> {
             let rows = run_ops(&ctx, &selected, &run_options, &mut tally);
             let env = Environment::new(ctx.caps());
             if let Some(path) = &ops.json {
-                results::write_json(path, &env, read_gb_per_s, &rows).map_err(|e| io_error(path, e))?;
+                results::write_json(path, &env, read_gb_per_s, &rows).map_err(|e| io_error("write", path, e))?;
             }
             if let Some(path) = &ops.csv {
-                results::write_csv(path, &env, &rows).map_err(|e| io_error(path, e))?;
+                results::write_csv(path, &env, &rows).map_err(|e| io_error("write", path, e))?;
             }
         }
         Some(CheckWhat::Model(model)) => return run_model_check(&ctx, &model),
@@ -190,10 +191,6 @@ fn run_ops(ctx: &Context, selected: &dyn Fn(&str) -> bool, options: &RunOptions,
         rows.push(row);
     }
     rows
-}
-
-fn io_error(path: &std::path::Path, e: impl std::fmt::Display) -> ferrogem::Error {
-    ferrogem::Error::Io { action: "write", path: path.display().to_string(), message: e.to_string() }
 }
 
 #[derive(Args)]

@@ -2,6 +2,7 @@
 //! ones); the checking itself (op cases, CPU references, tolerances, goldens, model check) and `profile`'s measuring
 //! are the library `ferrogem_harness`.
 
+mod args;
 mod bench;
 mod chat;
 mod check;

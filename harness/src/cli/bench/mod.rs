@@ -12,6 +12,7 @@ pub mod history;
 mod measure;
 pub mod print;
 
+use crate::args::io_error;
 use crate::model_arg;
 use bytes::DecodeBytes;
 use clap::{Args, ValueEnum};
@@ -238,18 +239,14 @@ pub fn run(args: BenchArgs) -> ferrogem::Result<ExitCode> {
         if json_to_stdout {
             println!("{json}");
         } else {
-            std::fs::write(path, json).map_err(|e| io_error(path, e))?;
+            std::fs::write(path, json).map_err(|e| io_error("write", path, e))?;
         }
     }
     if let Some(path) = &args.csv {
-        history::append(path, &history_row(&report)).map_err(|e| io_error(path, e))?;
+        history::append(path, &history_row(&report)).map_err(|e| io_error("write", path, e))?;
         eprintln!("appended a row to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn io_error(path: &Path, e: impl std::fmt::Display) -> ferrogem::Error {
-    ferrogem::Error::Io { action: "write", path: path.display().to_string(), message: e.to_string() }
 }
 
 fn model_name(opened: &ModelFile) -> String {

@@ -5,7 +5,7 @@
 
 use super::RunSettings;
 use super::outputs::LossRow;
-use crate::profile::io_error;
+use crate::args::io_error;
 use ferrogem::lora::write_peft_dir;
 use ferrogem::models::gemma::{Gemma, LoraTrainer, TrainerState};
 use ferrogem::training::data::DataPosition;

@@ -2,7 +2,7 @@
 //! before its update, and each eval), `loss.svg`, and `summary.json`.
 
 use super::FinetuneArgs;
-use crate::profile::io_error;
+use crate::args::io_error;
 use crate::report::svg::{COLORS, Point, Series, line_chart};
 use ferrogem::gpu::{Context, Phase, human_bytes};
 use ferrogem::lora::{LoraAdapter, write_lora_gguf, write_peft_dir};

@@ -16,6 +16,7 @@
 //! The measuring itself is `ferrogem_harness::profile`, which the browser runs too; this module adds the device
 //! profiles, the plan, the progress bars and the files.
 
+use crate::args::{io_error, resolve_profile};
 use crate::model_arg::{self, KvCacheArg};
 use clap::Args;
 use ferrogem::gpu::{Context, ContextOptions, DeviceProfile, human_bytes};
@@ -63,28 +64,6 @@ pub struct ProfileArgs {
     /// Directory for trajectory.csv, summary.json and trajectory.svg (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-}
-
-/// A named profile from the repository, or a profile file.
-pub fn resolve_profile(arg: &str) -> ferrogem::Result<DeviceProfile> {
-    if let Some(profile) = DeviceProfile::built_in(arg) {
-        return Ok(profile);
-    }
-    let path = Path::new(arg);
-    if !path.exists() {
-        let names: Vec<&str> = DeviceProfile::built_in_names().collect();
-        return Err(ferrogem::gpu::GpuError::BadProfile {
-            origin: arg.to_owned(),
-            message: format!("no such file, and not a built-in profile ({})", names.join(", ")),
-        }
-        .into());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| io_error("read", path, e))?;
-    Ok(DeviceProfile::parse(&text, arg)?)
-}
-
-pub fn io_error(action: &'static str, path: &Path, e: impl std::fmt::Display) -> ferrogem::Error {
-    ferrogem::Error::Io { action, path: path.display().to_string(), message: e.to_string() }
 }
 
 pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
