@@ -69,6 +69,13 @@ fn a_run_leaves_an_adapter_logs_and_checkpoints() {
     for file in ["adapter_config.json", "adapter_model.safetensors", "adapter.gguf", "loss.csv", "loss.svg"] {
         assert!(out.join(file).is_file(), "{file} is missing");
     }
+    // The memory trajectory, with the trainer's categories allocated in the train phase.
+    let csv = std::fs::read_to_string(out.join("trajectory.csv")).unwrap();
+    for needle in [",lora,", ",optimizer,", ",scratch,", ",train\n"] {
+        assert!(csv.contains(needle), "trajectory.csv has no `{needle}`");
+    }
+    let svg = std::fs::read_to_string(out.join("trajectory.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains(">train</text>"));
     for ckpt in ["checkpoint-2", "checkpoint-4"] {
         assert!(out.join(ckpt).join("state.json").is_file(), "{ckpt} is missing");
     }

@@ -3,7 +3,9 @@
 //! live buffers or bytes over 100 decode steps, everything freed after unload with wgpu's counters agreeing, the
 //! memory plan within 5% of the measured peak, and the three outputs written. Plus the ceiling itself: a model
 //! whose plan does not fit is refused with what to change, the accountant refuses an allocation that crosses it,
-//! and a profile asking for more than the adapter has is a typed error. A GPU test never skips (CI has lavapipe).
+//! and a profile asking for more than the adapter has is a typed error. `--train` has its own gates (hit rate
+//! from step 2 on, no growth, the training plan within 5%) and refuses a step over the ceiling. A GPU test never
+//! skips (CI has lavapipe).
 
 use ferrogem::gpu::GpuError;
 use ferrogem::gpu::{Category, Context, ContextOptions, DeviceProfile, Phase};
@@ -167,6 +169,71 @@ fn a_model_over_the_ceiling_is_refused_with_what_to_change() {
     // The same question without a GPU: --plan exits non-zero too.
     let (ok, text, _) = profile(&["--plan", "--device-profile", profile_path.to_str().unwrap()], &out);
     assert!(!ok && text.contains("planned peak") && text.contains("does not fit"), "{text}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `profile --train`: the train phase's gates — bind-group hit rate ≥ 99% from step 2 on, no growth over steps,
+/// the training plan within 5% of the measured peak, the lora and optimizer categories in the trajectory, the loss
+/// going down, everything freed after unload — and the three outputs.
+fn train_gates(tag: &str, model_args: &[&str], mode_args: &[&str]) {
+    let out = out_dir(tag);
+    let args = [model_args, mode_args, &["--train", "--seq-len", "32", "--train-steps", "3", "--rank", "4"]].concat();
+    let (ok, text, summary) = profile(&args, &out);
+    assert!(ok, "{tag}: ferrogem profile --train failed:\n{text}");
+    let s = summary.expect("summary.json");
+    let t = &s["train"];
+    assert_eq!((u64_at(&s, "/train/steps"), u64_at(&s, "/train/seq_len"), u64_at(&s, "/train/rank")), (3, 32, 4));
+    let rate = t["steady_state"]["hit_rate"].as_f64().unwrap();
+    let lookups = u64_at(&s, "/train/steady_state/hits") + u64_at(&s, "/train/steady_state/misses");
+    assert!(lookups > 0 && rate >= MIN_STEADY_DECODE_HIT_RATE, "{tag}: train hit rate {rate} over {lookups} lookups");
+    assert_eq!(t["growth_steps"], Value::Array(vec![]), "{tag}: live buffers/bytes grow over steps");
+    let losses: Vec<f64> = t["loss_by_step"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect();
+    assert!(losses.iter().all(|l| l.is_finite()) && losses[2] < losses[0], "{tag}: loss {losses:?}");
+    let error = s.pointer("/plan_vs_measured/relative_error").and_then(Value::as_f64).unwrap();
+    assert!(error.abs() <= MAX_PLAN_RELATIVE_ERROR, "{tag}: training plan off by {:.2}%", 100.0 * error);
+    assert!(u64_at(&s, "/peak_by_phase/train") == u64_at(&s, "/peak_bytes"), "{tag}: the peak is a training step's");
+    assert!(u64_at(&s, "/peak_by_category/lora") > 0 && u64_at(&s, "/peak_by_category/optimizer") > 0, "{tag}");
+    assert_eq!((u64_at(&s, "/after_unload_live_bytes"), u64_at(&s, "/after_unload_live_buffers")), (0, 0), "{tag}");
+    let counters = s["counters"].as_array().unwrap();
+    assert!(counters.iter().all(|c| c["agree"] == Value::Bool(true)), "{tag}: accountant vs wgpu: {counters:?}");
+    assert_eq!(s["decode"], Value::Null, "{tag}: nothing decoded");
+    let csv = std::fs::read_to_string(out.join("trajectory.csv")).unwrap();
+    assert!(csv.contains(",lora,") && csv.contains(",optimizer,") && csv.contains(",train\n"), "{tag}: CSV");
+    let svg = std::fs::read_to_string(out.join("trajectory.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains(">train</text>"), "{tag}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn tiny_gemma4_training_gates_full() {
+    train_gates("g4-train-full", &[], &[]);
+}
+
+#[test]
+fn tiny_gemma3_training_gates_webgpu_default() {
+    let model = fixture("tiny-gemma3-f32.gguf");
+    train_gates("g3-train-webgpu", &["--model", &model], &["--device-profile", "webgpu-default"]);
+}
+
+#[test]
+fn a_training_run_over_the_ceiling_is_refused_with_the_longest_sequence_that_fits() {
+    let out = out_dir("train-refused");
+    std::fs::create_dir_all(&out).unwrap();
+    let profile_path = out.join("small.toml");
+    let text = "name = \"small\"\ndescription = \"12 MB\"\nceiling_bytes = 12_000_000\n[features]\nshader_f16 = false\nsubgroups = false\n";
+    std::fs::write(&profile_path, text).unwrap();
+    let profile_arg = profile_path.to_str().unwrap();
+    for plan_only in [true, false] {
+        let mut args = vec!["--train", "--seq-len", "512", "--device-profile", profile_arg];
+        if plan_only {
+            args.push("--plan");
+        }
+        let (ok, text, _) = profile(&args, &out);
+        assert!(!ok, "--plan {plan_only}: a 512-token training step under 12 MB must be refused:\n{text}");
+        for needle in ["over device profile `small`'s ceiling", "--seq-len", "--rank"] {
+            assert!(text.contains(needle), "--plan {plan_only}: `{needle}` missing from:\n{text}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

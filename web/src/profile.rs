@@ -9,7 +9,7 @@ use ferrogem::gpu::{Context, ContextOptions, DeviceProfile};
 use ferrogem::models::gemma::GemmaOptions;
 use ferrogem::models::gemma::plan::{MemoryPlan, PlanLimits};
 use ferrogem::models::{ModelFile, TextConfig};
-use ferrogem_harness::profile::{self, measure, summary::Summary, svg::Chart};
+use ferrogem_harness::profile::{self, measure, summary::Summary};
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
@@ -48,7 +48,7 @@ pub async fn profile(
     let mut plan =
         MemoryPlan::new(&file.gguf, &config, &options, PlanLimits::from_caps(ctx.caps())).map_err(js_error)?;
     plan.add_adapters(&file.gguf, &config, &file.adapters);
-    let settings = measure::Settings { prompt_tokens, gen_tokens, options };
+    let settings = measure::Settings { prompt_tokens, gen_tokens, options, train: None };
     let load = || {
         file.load(&ctx, options, &mut |p| {
             if let Some(f) = &progress {
@@ -67,7 +67,7 @@ pub async fn profile(
         "summary": summary,
         "summary_json": serde_json::to_string_pretty(&summary).map_err(js_error)?,
         "trajectory_csv": profile::trajectory_csv(&ctx).map_err(js_error)?,
-        "trajectory_svg": profile::trajectory_svg(&ctx, &summary),
+        "trajectory_svg": profile::trajectory_svg(&ctx, &name, profile.as_ref()),
         "error": summary.error,
         "wasm_memory_bytes": wasm_memory_bytes(),
     });
@@ -76,17 +76,7 @@ pub async fn profile(
 
 /// The page's device so far as an SVG chart: live bytes by category over time, phase bands, the ceiling.
 pub(crate) fn memory_chart(ctx: &Context) -> String {
-    let caps = ctx.caps();
-    let title = format!("GPU memory on {}", caps.adapter.name);
-    let chart = Chart {
-        title: &title,
-        profile: None,
-        events: &ctx.memory_events(),
-        phases: &ctx.phase_marks(),
-        end_s: ctx.elapsed_s(),
-        ceiling_bytes: caps.ceiling_bytes,
-    };
-    chart.render()
+    profile::trajectory_svg(ctx, "GPU memory", None)
 }
 
 #[wasm_bindgen]

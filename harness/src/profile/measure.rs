@@ -1,11 +1,14 @@
-//! The measured run: load → prefill → decode → unload, with what is needed between the steps (live buffers, bind-
+//! The measured run: load → prefill → decode → unload (or, profiling training, load → training steps → unload),
+//! with what is needed between the steps (live buffers, bind-
 //! group counters, dispatches, submissions, wgpu's own counters). A failure at any step is kept, not returned: the
 //! trajectory up to it is the most useful output there is. It is async so that the browser can await the GPU;
 //! natively the command blocks on it.
 
 use ferrogem::gpu::{Context, Phase, PhaseCounters};
+use ferrogem::lora::LoraAdapter;
 use ferrogem::models::TextConfig;
-use ferrogem::models::gemma::{Gemma, GemmaOptions, LogitRows};
+use ferrogem::models::gemma::{Gemma, GemmaOptions, LogitRows, LoraTrainer};
+use ferrogem::ops::adamw::AdamwConfig;
 use ferrogem::sampling::SplitMix64;
 use serde::Serialize;
 
@@ -13,6 +16,24 @@ pub struct Settings {
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
     pub options: GemmaOptions,
+    /// Profile LoRA training instead of prefill and decode (the token counts are then unused).
+    pub train: Option<TrainSettings>,
+}
+
+/// A training profile: `steps` AdamW steps of `adapter` on one synthetic sequence of `seq_len` tokens.
+pub struct TrainSettings {
+    pub adapter: LoraAdapter,
+    pub seq_len: u32,
+    pub steps: u32,
+}
+
+/// The state right after one training step.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TrainStepRecord {
+    pub loss: f64,
+    pub live_buffers: u64,
+    pub live_bytes: u64,
+    pub train_bind_groups: PhaseCounters,
 }
 
 /// The accountant's live buffers and bytes against wgpu's (both relative to before the load).
@@ -42,6 +63,7 @@ pub struct Measured {
     pub prefill_submissions: u64,
     pub steps: Vec<StepRecord>,
     pub generated: Vec<u32>,
+    pub train_steps: Vec<TrainStepRecord>,
     /// After load, decode and unload; empty in the browser, which can neither drain the queue nor read wgpu's
     /// counters.
     pub counters: Vec<CounterCheck>,
@@ -58,8 +80,8 @@ fn argmax(row: &[f32]) -> u32 {
     row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as u32
 }
 
-fn decode_counters(ctx: &Context) -> PhaseCounters {
-    ctx.bind_cache_stats().by_phase.into_iter().find(|(p, _)| *p == Phase::Decode).map(|(_, c)| c).unwrap_or_default()
+fn phase_counters(ctx: &Context, phase: Phase) -> PhaseCounters {
+    ctx.bind_cache_stats().by_phase.into_iter().find(|(p, _)| *p == phase).map(|(_, c)| c).unwrap_or_default()
 }
 
 /// Checks the accountant against wgpu's own buffer counters, relative to before the load. Native only: the browser
@@ -104,7 +126,7 @@ impl CounterChecks {
 
 /// Measures one run. `load` loads the model onto `ctx` (the command's shows a progress bar; the browser's reads
 /// over HTTP); `on_token(done, total)` is called with 0 once the prompt is prefilled and then after each decoded
-/// token.
+/// token (training: after each step).
 pub async fn run(
     ctx: &Context,
     config: &TextConfig,
@@ -128,6 +150,17 @@ async fn measure(
     on_token: &mut dyn FnMut(u32, u32),
     measured: &mut Measured,
 ) -> ferrogem::Result<()> {
+    if let Some(t) = &s.train {
+        let checks = CounterChecks::start(ctx)?;
+        let mut gemma = load()?;
+        measured.counters.extend(checks.check(ctx, "after load")?);
+        train_steps(ctx, &mut gemma, t, on_token, measured).await?;
+        measured.counters.extend(checks.check(ctx, "after training")?);
+        ctx.set_phase(Phase::Idle);
+        drop(gemma);
+        measured.counters.extend(checks.check(ctx, "after unload")?);
+        return Ok(());
+    }
     if s.prompt_tokens == 0 {
         return Err(unsupported("--prompt-tokens must be at least 1".into()));
     }
@@ -174,11 +207,41 @@ async fn prefill_and_decode(
         m.steps.push(StepRecord {
             live_buffers: memory.live_buffers,
             live_bytes: memory.live_bytes,
-            decode_bind_groups: decode_counters(ctx),
+            decode_bind_groups: phase_counters(ctx, Phase::Decode),
             dispatches: gemma.last_dispatches,
             submissions: ctx.submissions() - submissions,
         });
         on_token(step + 1, s.gen_tokens);
+    }
+    Ok(())
+}
+
+/// AdamW steps on one deterministic sequence (every row trained, clipped at 1 like `finetune`'s default); the
+/// trainer's buffers are freed before the model is unloaded.
+async fn train_steps(
+    ctx: &Context,
+    gemma: &mut Gemma,
+    t: &TrainSettings,
+    on_step: &mut dyn FnMut(u32, u32),
+    m: &mut Measured,
+) -> ferrogem::Result<()> {
+    let ids = prompt_ids(t.seq_len + 1, gemma.config.vocab);
+    let (tokens, targets): (Vec<u32>, Vec<Option<u32>>) =
+        (ids[..ids.len() - 1].to_vec(), ids[1..].iter().map(|&id| Some(id)).collect());
+    let mut trainer = LoraTrainer::new(gemma, &t.adapter, 1.0, t.seq_len)?;
+    let adamw = AdamwConfig { lr: 1e-4, weight_decay: 0.0, ..AdamwConfig::default() };
+    on_step(0, t.steps);
+    for step in 0..t.steps {
+        let loss = trainer.loss_and_grads(gemma, &tokens, &targets).await?;
+        trainer.adamw_step(gemma, &adamw, Some(1.0))?;
+        let memory = ctx.memory();
+        m.train_steps.push(TrainStepRecord {
+            loss,
+            live_buffers: memory.live_buffers,
+            live_bytes: memory.live_bytes,
+            train_bind_groups: phase_counters(ctx, Phase::Train),
+        });
+        on_step(step + 1, t.steps);
     }
     Ok(())
 }

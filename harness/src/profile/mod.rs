@@ -7,8 +7,7 @@ pub mod measure;
 pub mod summary;
 pub mod svg;
 
-use ferrogem::gpu::Context;
-use summary::Summary;
+use ferrogem::gpu::{Context, DeviceProfile};
 
 /// trajectory.csv: every alloc and free (time, label, category, bytes, running total, phase).
 pub fn trajectory_csv(ctx: &Context) -> ferrogem::Result<String> {
@@ -18,16 +17,17 @@ pub fn trajectory_csv(ctx: &Context) -> ferrogem::Result<String> {
     Ok(String::from_utf8_lossy(&csv).into_owned())
 }
 
-/// trajectory.svg: live bytes by category over the context's lifetime, titled "{model} on {adapter}".
-pub fn trajectory_svg(ctx: &Context, summary: &Summary) -> String {
-    let title = format!("{} on {}", summary.model, summary.environment.adapter);
+/// trajectory.svg: live bytes by category over the context's lifetime, titled "{model} on {adapter}", with the
+/// device profile's name and ceiling.
+pub fn trajectory_svg(ctx: &Context, model: &str, profile: Option<&DeviceProfile>) -> String {
+    let title = format!("{model} on {}", ctx.caps().adapter.name);
     let chart = svg::Chart {
         title: &title,
-        profile: summary.profile.as_ref().map(|p| p.name.as_str()),
+        profile: profile.map(|p| p.name.as_str()),
         events: &ctx.memory_events(),
         phases: &ctx.phase_marks(),
         end_s: ctx.elapsed_s(),
-        ceiling_bytes: summary.ceiling.bytes,
+        ceiling_bytes: ctx.memory().ceiling_bytes,
     };
     chart.render()
 }

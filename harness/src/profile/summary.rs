@@ -1,6 +1,6 @@
 //! summary.json: everything a CI gate or a person needs from one profile run, machine-readable.
 
-use super::measure::{CounterCheck, Measured, Settings, StepRecord};
+use super::measure::{CounterCheck, Measured, Settings, StepRecord, TrainStepRecord};
 use crate::results::Environment;
 use ferrogem::gpu::{Capabilities, Category, CeilingBreach, Context, DeviceProfile, PhaseCounters};
 use ferrogem::models::gemma::plan::{FitRefusal, MemoryPlan, PlanLine};
@@ -42,6 +42,23 @@ pub struct DecodeSummary {
     pub live_buffers_by_step: Vec<u64>,
     pub live_bytes_by_step: Vec<u64>,
     pub dispatches_by_step: Vec<u32>,
+}
+
+/// A training profile's steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub seq_len: u32,
+    pub rank: u32,
+    pub targets: Vec<&'static str>,
+    pub loss_by_step: Vec<f64>,
+    /// Bind-group lookups of steps 2..N (the first step builds the training graph's groups).
+    pub steady_state: BindGroups,
+    /// Steps from 2 on after which live buffers or bytes differ from the step before: every step runs the same
+    /// graph, so any change is a leak. The CI gate wants none.
+    pub growth_steps: Vec<usize>,
+    pub live_buffers_by_step: Vec<u64>,
+    pub live_bytes_by_step: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +103,7 @@ pub struct Summary {
     pub prefill_dispatches: u32,
     pub prefill_submissions: u64,
     pub decode: Option<DecodeSummary>,
+    pub train: Option<TrainSummary>,
     pub generated_tokens: Vec<u32>,
     /// The accountant against wgpu's buffer counters after load, decode and unload. Native only: empty in the
     /// browser, which has no blocking wait to drain uploads' staging buffers and whose WebGPU backend keeps no
@@ -133,6 +151,35 @@ fn decode_summary(steps: &[StepRecord]) -> Option<DecodeSummary> {
         live_buffers_by_step: steps.iter().map(|s| s.live_buffers).collect(),
         live_bytes_by_step: steps.iter().map(|s| s.live_bytes).collect(),
         dispatches_by_step: steps.iter().map(|s| s.dispatches).collect(),
+    })
+}
+
+fn train_summary(settings: &Settings, steps: &[TrainStepRecord]) -> Option<TrainSummary> {
+    let t = settings.train.as_ref()?;
+    let (first, last) = (steps.first()?.train_bind_groups, steps.last()?.train_bind_groups);
+    let steady = PhaseCounters {
+        hits: last.hits - first.hits,
+        misses: last.misses - first.misses,
+        evictions: last.evictions - first.evictions,
+    };
+    let mut targets: Vec<&'static str> = t.adapter.updates.iter().map(|u| u.target.hf_module()).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    Some(TrainSummary {
+        steps: steps.len(),
+        seq_len: t.seq_len,
+        rank: t.adapter.updates.iter().map(|u| u.rank).max().unwrap_or(0),
+        targets,
+        loss_by_step: steps.iter().map(|s| s.loss).collect(),
+        steady_state: steady.into(),
+        growth_steps: steps
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| (w[0].live_buffers, w[0].live_bytes) != (w[1].live_buffers, w[1].live_bytes))
+            .map(|(i, _)| i + 2)
+            .collect(),
+        live_buffers_by_step: steps.iter().map(|s| s.live_buffers).collect(),
+        live_bytes_by_step: steps.iter().map(|s| s.live_bytes).collect(),
     })
 }
 
@@ -187,6 +234,7 @@ impl Summary {
             prefill_dispatches: measured.prefill_dispatches,
             prefill_submissions: measured.prefill_submissions,
             decode: decode_summary(&measured.steps),
+            train: train_summary(settings, &measured.train_steps),
             generated_tokens: measured.generated.clone(),
             counters: measured.counters.clone(),
             after_unload_live_bytes: memory.live_bytes,

@@ -1,12 +1,13 @@
 //! `ferrogem finetune`: LoRA training on the GPU over a JSONL dataset (docs/training.md). Each optimizer step takes
 //! `--batch × --grad-accum` samples in a seeded order, weights every trained row by 1/(the step's trained rows),
 //! clips the global gradient norm, and steps AdamW at the schedule's rate. DIR gets the adapter in PEFT format
-//! (and, with `--export-gguf`, as a llama.cpp LoRA GGUF), `loss.csv` and `loss.svg`, `summary.json`, and
-//! `checkpoint-N/` directories that `--resume` continues from exactly.
+//! (and, with `--export-gguf`, as a llama.cpp LoRA GGUF), `loss.csv` and `loss.svg`, `summary.json`, the GPU
+//! memory trajectory (`trajectory.csv`, `trajectory.svg`, as `ferrogem profile` writes them), and `checkpoint-N/`
+//! directories that `--resume` continues from exactly.
 
 mod checkpoint;
 mod outputs;
-mod plan;
+pub mod plan;
 mod train_loop;
 
 use crate::model_arg;
@@ -135,7 +136,7 @@ impl TargetList {
     }
 }
 
-fn parse_targets(arg: &str) -> Result<TargetList, String> {
+pub fn parse_targets(arg: &str) -> Result<TargetList, String> {
     let names: Vec<String> = arg.split(',').map(|s| s.trim().to_owned()).collect();
     if let Some(bad) = names.iter().find(|n| Target::from_name(n).is_none()) {
         return Err(format!("unknown projection `{bad}`; use q,k,v,o,gate,up,down,ple_gate,ple_proj"));

@@ -2,14 +2,17 @@
 //! is allocated; under a device profile's ceiling a run that does not fit is refused with the longest
 //! `--seq-len` that would, and what else to change.
 
-use ferrogem::gpu::{Context, DeviceProfile, human_bytes};
+use ferrogem::gpu::{DeviceProfile, human_bytes};
 use ferrogem::lora::LoraAdapter;
 use ferrogem::models::gemma::GemmaOptions;
 use ferrogem::models::gemma::plan::{MemoryPlan, PlanLimits};
 use ferrogem::models::{ModelFile, TextConfig};
 
+/// `op` names the command in the refusal; `limits` are the device's (or the profile's, with no device).
+#[allow(clippy::too_many_arguments)]
 pub fn training_plan(
-    ctx: &Context,
+    op: &str,
+    limits: PlanLimits,
     model: &ModelFile,
     config: &TextConfig,
     options: &GemmaOptions,
@@ -17,7 +20,6 @@ pub fn training_plan(
     seq_len: u32,
     profile: Option<&DeviceProfile>,
 ) -> ferrogem::Result<MemoryPlan> {
-    let limits = PlanLimits::from_caps(ctx.caps());
     let plan_for = |seq_len: u32| -> ferrogem::Result<MemoryPlan> {
         let mut plan = MemoryPlan::new(&model.gguf, config, options, limits)?;
         plan.add_training(&model.gguf, config, adapter, seq_len, limits)?;
@@ -31,7 +33,7 @@ pub fn training_plan(
         .map(|(c, b)| format!("{} {}", c.name(), human_bytes(*b)))
         .collect();
     eprintln!("memory plan: {} ({})", human_bytes(plan.total_bytes()), parts.join(", "));
-    let (Some(profile), Some(ceiling)) = (profile, ctx.caps().ceiling_bytes) else { return Ok(plan) };
+    let Some((profile, ceiling)) = profile.and_then(|p| Some((p, p.ceiling_bytes?))) else { return Ok(plan) };
     if plan.total_bytes() <= ceiling {
         return Ok(plan);
     }
@@ -46,7 +48,7 @@ pub fn training_plan(
         false => "no --seq-len fits".into(),
     };
     Err(ferrogem::Error::Unsupported {
-        op: "finetune".into(),
+        op: op.into(),
         reason: format!(
             "the run's memory plan ({}) is over device profile `{}`'s ceiling of {}: {shorter}; or a smaller \
              --rank, fewer --targets, or a smaller quant of the base (gradient checkpointing is always on)",

@@ -11,6 +11,7 @@ use ferrogem::chat::ChatTemplate;
 use ferrogem::gguf::GgufFile;
 use ferrogem::gpu::{Context, ContextOptions, DeviceProfile};
 use ferrogem::lora::LoraAdapter;
+use ferrogem::models::gemma::plan::PlanLimits;
 use ferrogem::models::gemma::{FreshLora, GemmaOptions, LoraTrainer, fresh_adapter, gguf_has_attn_v};
 use ferrogem::models::{ModelFile, TextConfig};
 use ferrogem::ops::adamw::AdamwConfig;
@@ -81,7 +82,9 @@ pub fn run(args: &FinetuneArgs, model: &ModelFile) -> ferrogem::Result<ExitCode>
     })?;
     eprintln!("adapter: {}", ctx.caps().summary());
     let gemma_options = GemmaOptions::for_training();
-    let plan = plan::training_plan(&ctx, model, &config, &gemma_options, &adapter, s.seq_len, profile.as_ref())?;
+    let limits = PlanLimits::from_caps(ctx.caps());
+    let (seq_len, profile) = (s.seq_len, profile.as_ref());
+    let plan = plan::training_plan("finetune", limits, model, &config, &gemma_options, &adapter, seq_len, profile)?;
     let mut gemma = model_arg::load_with_progress(&ctx, model, gemma_options)?;
     let mut trainer = LoraTrainer::new(&gemma, &adapter, 1.0, s.seq_len)?;
     let (mut position, mut history) = (DataPosition::default(), Vec::new());
@@ -134,6 +137,7 @@ pub fn run(args: &FinetuneArgs, model: &ModelFile) -> ferrogem::Result<ExitCode>
             bar.abandon();
             let dir = checkpoint::save(&args.out, &Checkpoint::read(&trainer, &gemma, s, run.position, &history)?)?;
             outputs::write_logs(&args.out, &history)?;
+            outputs::write_trajectory(&args.out, &ctx, &model.display, profile)?;
             eprintln!("interrupted after step {done}: {} (continue with --resume)", dir.display());
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
@@ -156,6 +160,7 @@ pub fn run(args: &FinetuneArgs, model: &ModelFile) -> ferrogem::Result<ExitCode>
     let arch = config.arch.gguf_name();
     outputs::write_adapter(&args.out, &final_state.state.adapter, &model.display, args.export_gguf.then_some(arch))?;
     outputs::write_logs(&args.out, &history)?;
+    outputs::write_trajectory(&args.out, &ctx, &model.display, profile)?;
     let mut summary =
         outputs::Summary::new(args, &model.display, &ctx, &plan, &history, total_steps, tokens_seen, elapsed_s);
     summary.kernels = kernels;

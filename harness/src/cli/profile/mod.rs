@@ -13,17 +13,24 @@
 //! printing the phase and the allocation that crossed it; the outputs are written either way. `--plan` prints the
 //! plan alone, with no GPU when a device profile gives the limits.
 //!
+//! `--train` profiles LoRA training instead: load, `--train-steps` AdamW steps of a fresh adapter (`--rank`,
+//! `--targets`) on one synthetic sequence of `--seq-len` tokens, unload; against the training memory plan (which
+//! refuses a run over the ceiling with what to change, as `finetune` does), with the train phase's steady-state
+//! bind-group hit rate and growth per step in summary.json.
+//!
 //! The measuring itself is `ferrogem_harness::profile`, which the browser runs too; this module adds the device
 //! profiles, the plan, the progress bars and the files.
 
 use crate::args::{io_error, resolve_profile};
+use crate::finetune::plan::training_plan;
+use crate::finetune::{TargetList, parse_targets};
 use crate::model_arg::{self, KvCacheArg};
 use clap::Args;
 use ferrogem::gpu::{Context, ContextOptions, DeviceProfile, human_bytes};
 use ferrogem::models::ModelFile;
 use ferrogem::models::TextConfig;
 use ferrogem::models::gemma::plan::{Budget, MemoryPlan, PlanLimits, refuse_unless_fits};
-use ferrogem::models::gemma::{DEFAULT_N_CTX, GemmaOptions};
+use ferrogem::models::gemma::{DEFAULT_N_CTX, FreshLora, GemmaOptions, fresh_adapter, gguf_has_attn_v};
 use ferrogem_harness::profile::{self, measure, summary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -61,6 +68,21 @@ pub struct ProfileArgs {
     /// Without --plan the plan is still printed and compared with the measured peak in summary.json.
     #[arg(long)]
     pub plan: bool,
+    /// Profile LoRA training instead of inference (see --train-steps, --seq-len, --rank, --targets).
+    #[arg(long)]
+    pub train: bool,
+    /// AdamW steps of the training profile; the first builds what the others reuse.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub train_steps: u32,
+    /// Tokens in the training profile's sequence.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(2..))]
+    pub seq_len: u32,
+    /// LoRA rank of the training profile's fresh adapter (α = 2·rank).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rank: u32,
+    /// Projections the training profile trains, as `finetune --targets`.
+    #[arg(long, default_value = "q,k,v,o,gate,up,down", value_parser = parse_targets)]
+    pub targets: TargetList,
     /// Directory for trajectory.csv, summary.json and trajectory.svg (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -73,27 +95,55 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     };
     let model = model_arg::open(args.model.as_deref(), &args.adapters)?;
     let config = TextConfig::from_gguf(&model.gguf)?;
-    let options = GemmaOptions { n_ctx: args.ctx, kv_cache: args.kv_cache.into(), ..GemmaOptions::default() };
+    let train = match args.train {
+        true => {
+            let spec = FreshLora {
+                rank: args.rank,
+                alpha: 2.0 * args.rank as f32,
+                use_rslora: false,
+                targets: args.targets.targets(),
+                seed: 0,
+            };
+            let adapter = fresh_adapter(&config, &gguf_has_attn_v(&model.gguf), &spec)?;
+            Some(measure::TrainSettings { adapter, seq_len: args.seq_len, steps: args.train_steps })
+        }
+        false => None,
+    };
+    let options = match train {
+        Some(_) => GemmaOptions::for_training(),
+        None => GemmaOptions { n_ctx: args.ctx, kv_cache: args.kv_cache.into(), ..GemmaOptions::default() },
+    };
     std::fs::create_dir_all(&args.out).map_err(|e| io_error("create", &args.out, e))?;
+    let plan_on = |limits: PlanLimits| -> ferrogem::Result<MemoryPlan> {
+        match &train {
+            Some(t) => {
+                training_plan("profile", limits, &model, &config, &options, &t.adapter, t.seq_len, profile.as_ref())
+            }
+            None => {
+                let mut plan = MemoryPlan::new(&model.gguf, &config, &options, limits)?;
+                plan.add_adapters(&model.gguf, &config, &model.adapters);
+                Ok(plan)
+            }
+        }
+    };
 
     if args.plan {
         let limits = match &profile {
             Some(p) => PlanLimits::from_wgpu(&p.wgpu_limits()),
             None => PlanLimits::from_caps(open_context(None)?.caps()),
         };
-        return plan_only(&args, &model, &config, &options, profile.as_ref(), limits);
+        return plan_only(&args, &model, &config, &options, profile.as_ref(), limits, plan_on);
     }
     let ctx = open_context(profile.clone())?;
     eprintln!("adapter: {}", ctx.caps().summary());
-    let limits = PlanLimits::from_caps(ctx.caps());
-    let mut plan = MemoryPlan::new(&model.gguf, &config, &options, limits)?;
-    plan.add_adapters(&model.gguf, &config, &model.adapters);
+    let plan = plan_on(PlanLimits::from_caps(ctx.caps()))?;
     print_plan(&model.display, &plan, profile.as_ref());
-    let settings = measure::Settings { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, options };
+    let settings = measure::Settings { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, options, train };
     let load = || model_arg::load_with_progress(&ctx, &model, options);
-    let mut decoding = None;
+    let unit = if args.train { "training {bar:30} {pos}/{len} steps" } else { "decoding {bar:30} {pos}/{len} tokens" };
+    let mut steps = None;
     let mut on_token = |done: u32, total: u32| {
-        let bar = decoding.get_or_insert_with(|| decode_bar(total));
+        let bar = steps.get_or_insert_with(|| steps_bar(unit, total));
         if done > 0 {
             bar.inc(1);
         }
@@ -107,10 +157,10 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     Ok(report(&summary))
 }
 
-/// Made when decoding starts (`on_token(0, n)`), so that its rate counts decode steps alone.
-fn decode_bar(tokens: u32) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(tokens as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("decoding {bar:30} {pos}/{len} tokens ({per_sec})") {
+/// Made when decoding or training starts (`on_token(0, n)`), so that its rate counts those steps alone.
+fn steps_bar(template: &str, steps: u32) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(&format!("{template} ({{per_sec}})")) {
         bar.set_style(style);
     }
     bar
@@ -120,6 +170,7 @@ fn open_context(profile: Option<DeviceProfile>) -> ferrogem::Result<Context> {
     Ok(Context::new_blocking(ContextOptions { profile, ..ContextOptions::from_env() })?)
 }
 
+/// `plan_on` makes the run's plan (training's refuses one over the ceiling, with what to change).
 fn plan_only(
     args: &ProfileArgs,
     model: &ModelFile,
@@ -127,9 +178,15 @@ fn plan_only(
     options: &GemmaOptions,
     profile: Option<&DeviceProfile>,
     limits: PlanLimits,
+    plan_on: impl Fn(PlanLimits) -> ferrogem::Result<MemoryPlan>,
 ) -> ferrogem::Result<ExitCode> {
-    let mut plan = MemoryPlan::new(&model.gguf, config, options, limits)?;
-    plan.add_adapters(&model.gguf, config, &model.adapters);
+    let plan = match plan_on(limits) {
+        Ok(plan) => plan,
+        Err(e) => {
+            println!("CEILING: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     print_plan(&model.display, &plan, profile);
     let path = args.out.join("plan.json");
     let json = serde_json::json!({ "model": model.display, "profile": profile, "limits": limits, "plan": plan,
@@ -194,7 +251,7 @@ fn write_outputs(out: &Path, ctx: &Context, summary: &summary::Summary) -> ferro
     let text = serde_json::to_string_pretty(summary).map_err(|e| io_error("serialize", &json_path, e))?;
     std::fs::write(&json_path, text).map_err(|e| io_error("write", &json_path, e))?;
     let svg_path = out.join("trajectory.svg");
-    let svg = profile::trajectory_svg(ctx, summary);
+    let svg = profile::trajectory_svg(ctx, &summary.model, summary.profile.as_ref());
     std::fs::write(&svg_path, svg).map_err(|e| io_error("write", &svg_path, e))?;
     eprintln!("wrote {}, {}, {}", csv_path.display(), json_path.display(), svg_path.display());
     Ok(())
@@ -227,6 +284,22 @@ fn report(s: &summary::Summary) -> ExitCode {
             d.last_step.live_buffers,
             d.first_step.live_bytes,
             d.last_step.live_bytes
+        );
+    }
+    if let Some(t) = &s.train {
+        let losses: Vec<String> = t.loss_by_step.iter().map(|l| format!("{l:.4}")).collect();
+        println!(
+            "train: {} steps of {} tokens, rank {} on {}; loss {}; steady-state bind-group hit rate {:.4} (steps 2..{}); \
+             live buffers {:?}, live bytes {:?}",
+            t.steps,
+            t.seq_len,
+            t.rank,
+            t.targets.join(","),
+            losses.join(" → "),
+            t.steady_state.hit_rate,
+            t.steps,
+            t.live_buffers_by_step,
+            t.live_bytes_by_step
         );
     }
     for check in &s.counters {
