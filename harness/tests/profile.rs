@@ -141,13 +141,22 @@ fn tiny_gemma3_gates_downlevel() {
     gates("g3-downlevel", &["--model", &model], &["--downlevel"], TINY_GEMMA3_F32_CEILING_BYTES);
 }
 
+/// A fresh output directory holding `small.toml`: a profile named `small` with the given ceiling and no f16 or
+/// subgroups.
+fn small_profile(tag: &str, description: &str, ceiling_bytes: &str) -> (PathBuf, PathBuf) {
+    let out = out_dir(tag);
+    std::fs::create_dir_all(&out).unwrap();
+    let path = out.join("small.toml");
+    let text = format!(
+        "name = \"small\"\ndescription = \"{description}\"\nceiling_bytes = {ceiling_bytes}\n[features]\nshader_f16 = false\nsubgroups = false\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    (out, path)
+}
+
 #[test]
 fn a_model_over_the_ceiling_is_refused_with_what_to_change() {
-    let out = out_dir("refused");
-    std::fs::create_dir_all(&out).unwrap();
-    let profile_path = out.join("small.toml");
-    let text = "name = \"small\"\ndescription = \"8 MB\"\nceiling_bytes = 8_000_000\n[features]\nshader_f16 = false\nsubgroups = false\n";
-    std::fs::write(&profile_path, text).unwrap();
+    let (out, profile_path) = small_profile("refused", "8 MB", "8_000_000");
     let (ok, text, summary) = profile(&["--device-profile", profile_path.to_str().unwrap(), "--gen-tokens", "2"], &out);
     assert!(!ok, "a 10 MB model under an 8 MB ceiling must fail:\n{text}");
     for needle in ["does not fit device profile `small`", "--ctx", "quant", "8000000"] {
@@ -217,11 +226,7 @@ fn tiny_gemma3_training_gates_webgpu_default() {
 
 #[test]
 fn a_training_run_over_the_ceiling_is_refused_with_the_longest_sequence_that_fits() {
-    let out = out_dir("train-refused");
-    std::fs::create_dir_all(&out).unwrap();
-    let profile_path = out.join("small.toml");
-    let text = "name = \"small\"\ndescription = \"12 MB\"\nceiling_bytes = 12_000_000\n[features]\nshader_f16 = false\nsubgroups = false\n";
-    std::fs::write(&profile_path, text).unwrap();
+    let (out, profile_path) = small_profile("train-refused", "12 MB", "12_000_000");
     let profile_arg = profile_path.to_str().unwrap();
     for plan_only in [true, false] {
         let mut args = vec!["--train", "--seq-len", "512", "--device-profile", profile_arg];

@@ -1,8 +1,9 @@
-//! What several subcommands share: a device profile named on the command line, and the typed error of a file
-//! that cannot be read or written.
+//! What several subcommands share: a device profile named on the command line, the GPU memory trajectory files,
+//! and the typed error of a file that cannot be read or written.
 
-use ferrogem::gpu::DeviceProfile;
-use std::path::Path;
+use ferrogem::gpu::{Context, DeviceProfile};
+use ferrogem_harness::profile;
+use std::path::{Path, PathBuf};
 
 /// A named profile from the repository, or a profile file.
 pub fn resolve_profile(arg: &str) -> ferrogem::Result<DeviceProfile> {
@@ -24,4 +25,19 @@ pub fn resolve_profile(arg: &str) -> ferrogem::Result<DeviceProfile> {
 
 pub fn io_error(action: &'static str, path: &Path, e: impl std::fmt::Display) -> ferrogem::Error {
     ferrogem::Error::Io { action, path: path.display().to_string(), message: e.to_string() }
+}
+
+/// `trajectory.csv` and `trajectory.svg` in `out`: the GPU memory by category and phase over the context's
+/// lifetime; returns their paths.
+pub fn write_trajectory(
+    out: &Path,
+    ctx: &Context,
+    model: &str,
+    profile: Option<&DeviceProfile>,
+) -> ferrogem::Result<(PathBuf, PathBuf)> {
+    let csv = out.join("trajectory.csv");
+    std::fs::write(&csv, profile::trajectory_csv(ctx)?).map_err(|e| io_error("write", &csv, e))?;
+    let svg = out.join("trajectory.svg");
+    std::fs::write(&svg, profile::trajectory_svg(ctx, model, profile)).map_err(|e| io_error("write", &svg, e))?;
+    Ok((csv, svg))
 }

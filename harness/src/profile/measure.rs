@@ -150,30 +150,31 @@ async fn measure(
     on_token: &mut dyn FnMut(u32, u32),
     measured: &mut Measured,
 ) -> ferrogem::Result<()> {
-    if let Some(t) = &s.train {
-        let checks = CounterChecks::start(ctx)?;
-        let mut gemma = load()?;
-        measured.counters.extend(checks.check(ctx, "after load")?);
-        train_steps(ctx, &mut gemma, t, on_token, measured).await?;
-        measured.counters.extend(checks.check(ctx, "after training")?);
-        ctx.set_phase(Phase::Idle);
-        drop(gemma);
-        measured.counters.extend(checks.check(ctx, "after unload")?);
-        return Ok(());
-    }
-    if s.prompt_tokens == 0 {
-        return Err(unsupported("--prompt-tokens must be at least 1".into()));
-    }
-    let needed = s.prompt_tokens as u64 + s.gen_tokens as u64;
-    let n_ctx = s.options.n_ctx.min(config.context_length);
-    if needed > n_ctx as u64 {
-        return Err(ferrogem::Error::ContextOverflow { what: "the profile run".into(), needed_tokens: needed, n_ctx });
+    if s.train.is_none() {
+        if s.prompt_tokens == 0 {
+            return Err(unsupported("--prompt-tokens must be at least 1".into()));
+        }
+        let needed = s.prompt_tokens as u64 + s.gen_tokens as u64;
+        let n_ctx = s.options.n_ctx.min(config.context_length);
+        if needed > n_ctx as u64 {
+            let what = "the profile run".into();
+            return Err(ferrogem::Error::ContextOverflow { what, needed_tokens: needed, n_ctx });
+        }
     }
     let checks = CounterChecks::start(ctx)?;
     let mut gemma = load()?;
     measured.counters.extend(checks.check(ctx, "after load")?);
-    prefill_and_decode(ctx, &mut gemma, s, on_token, measured).await?;
-    measured.counters.extend(checks.check(ctx, "after decode")?);
+    let after = match &s.train {
+        Some(t) => {
+            train_steps(ctx, &mut gemma, t, on_token, measured).await?;
+            "after training"
+        }
+        None => {
+            prefill_and_decode(ctx, &mut gemma, s, on_token, measured).await?;
+            "after decode"
+        }
+    };
+    measured.counters.extend(checks.check(ctx, after)?);
     ctx.set_phase(Phase::Idle);
     drop(gemma);
     measured.counters.extend(checks.check(ctx, "after unload")?);

@@ -116,19 +116,24 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
+/// The lookups after the `first` counters up to the `last` (both cumulative, of one phase).
+fn lookups_between(first: PhaseCounters, last: PhaseCounters) -> BindGroups {
+    PhaseCounters {
+        hits: last.hits - first.hits,
+        misses: last.misses - first.misses,
+        evictions: last.evictions - first.evictions,
+    }
+    .into()
+}
+
 fn decode_summary(steps: &[StepRecord]) -> Option<DecodeSummary> {
     let (first, last) = (*steps.first()?, *steps.last()?);
     let n = steps.len() as f64;
-    let steady = PhaseCounters {
-        hits: last.decode_bind_groups.hits - first.decode_bind_groups.hits,
-        misses: last.decode_bind_groups.misses - first.decode_bind_groups.misses,
-        evictions: last.decode_bind_groups.evictions - first.decode_bind_groups.evictions,
-    };
     Some(DecodeSummary {
         steps: steps.len(),
         dispatches_per_token: steps.iter().map(|s| s.dispatches as f64).sum::<f64>() / n,
         submissions_per_token: steps.iter().map(|s| s.submissions as f64).sum::<f64>() / n,
-        steady_state: steady.into(),
+        steady_state: lookups_between(first.decode_bind_groups, last.decode_bind_groups),
         first_step: first,
         last_step: last,
         max_live_buffers: steps.iter().map(|s| s.live_buffers).max().unwrap_or(0),
@@ -157,11 +162,6 @@ fn decode_summary(steps: &[StepRecord]) -> Option<DecodeSummary> {
 fn train_summary(settings: &Settings, steps: &[TrainStepRecord]) -> Option<TrainSummary> {
     let t = settings.train.as_ref()?;
     let (first, last) = (steps.first()?.train_bind_groups, steps.last()?.train_bind_groups);
-    let steady = PhaseCounters {
-        hits: last.hits - first.hits,
-        misses: last.misses - first.misses,
-        evictions: last.evictions - first.evictions,
-    };
     let mut targets: Vec<&'static str> = t.adapter.updates.iter().map(|u| u.target.hf_module()).collect();
     targets.sort_unstable();
     targets.dedup();
@@ -171,7 +171,7 @@ fn train_summary(settings: &Settings, steps: &[TrainStepRecord]) -> Option<Train
         rank: t.adapter.updates.iter().map(|u| u.rank).max().unwrap_or(0),
         targets,
         loss_by_step: steps.iter().map(|s| s.loss).collect(),
-        steady_state: steady.into(),
+        steady_state: lookups_between(first, last),
         growth_steps: steps
             .windows(2)
             .enumerate()

@@ -4,10 +4,9 @@
 use super::FinetuneArgs;
 use crate::args::io_error;
 use crate::report::svg::{COLORS, Point, Series, line_chart};
-use ferrogem::gpu::{Context, DeviceProfile, Phase, human_bytes};
+use ferrogem::gpu::{Context, Phase, human_bytes};
 use ferrogem::lora::{LoraAdapter, write_lora_gguf, write_peft_dir};
 use ferrogem::models::gemma::plan::MemoryPlan;
-use ferrogem_harness::profile;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,20 +44,6 @@ pub fn write_logs(out: &Path, history: &[LossRow]) -> ferrogem::Result<()> {
     csv.flush().map_err(|e| io_error("write", &path, e))?;
     let path = out.join("loss.svg");
     std::fs::write(&path, loss_svg(history)).map_err(|e| io_error("write", &path, e))
-}
-
-/// `trajectory.csv` and `trajectory.svg`: the run's GPU memory by category and phase, as `ferrogem profile`
-/// writes them.
-pub fn write_trajectory(
-    out: &Path,
-    ctx: &Context,
-    model: &str,
-    profile: Option<&DeviceProfile>,
-) -> ferrogem::Result<()> {
-    let path = out.join("trajectory.csv");
-    std::fs::write(&path, profile::trajectory_csv(ctx)?).map_err(|e| io_error("write", &path, e))?;
-    let path = out.join("trajectory.svg");
-    std::fs::write(&path, profile::trajectory_svg(ctx, model, profile)).map_err(|e| io_error("write", &path, e))
 }
 
 /// Train and eval loss against the step, one line each.

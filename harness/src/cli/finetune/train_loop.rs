@@ -5,7 +5,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::outputs::{self, LossRow, Split};
 use super::plan;
 use super::{FinetuneArgs, RunSettings};
-use crate::args::{io_error, resolve_profile};
+use crate::args::{io_error, resolve_profile, write_trajectory};
 use crate::model_arg;
 use ferrogem::chat::ChatTemplate;
 use ferrogem::gguf::GgufFile;
@@ -137,7 +137,7 @@ pub fn run(args: &FinetuneArgs, model: &ModelFile) -> ferrogem::Result<ExitCode>
             bar.abandon();
             let dir = checkpoint::save(&args.out, &Checkpoint::read(&trainer, &gemma, s, run.position, &history)?)?;
             outputs::write_logs(&args.out, &history)?;
-            outputs::write_trajectory(&args.out, &ctx, &model.display, profile)?;
+            write_trajectory(&args.out, &ctx, &model.display, profile)?;
             eprintln!("interrupted after step {done}: {} (continue with --resume)", dir.display());
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
@@ -160,7 +160,7 @@ pub fn run(args: &FinetuneArgs, model: &ModelFile) -> ferrogem::Result<ExitCode>
     let arch = config.arch.gguf_name();
     outputs::write_adapter(&args.out, &final_state.state.adapter, &model.display, args.export_gguf.then_some(arch))?;
     outputs::write_logs(&args.out, &history)?;
-    outputs::write_trajectory(&args.out, &ctx, &model.display, profile)?;
+    write_trajectory(&args.out, &ctx, &model.display, profile)?;
     let mut summary =
         outputs::Summary::new(args, &model.display, &ctx, &plan, &history, total_steps, tokens_seen, elapsed_s);
     summary.kernels = kernels;

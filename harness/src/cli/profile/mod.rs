@@ -21,7 +21,7 @@
 //! The measuring itself is `ferrogem_harness::profile`, which the browser runs too; this module adds the device
 //! profiles, the plan, the progress bars and the files.
 
-use crate::args::{io_error, resolve_profile};
+use crate::args::{io_error, resolve_profile, write_trajectory};
 use crate::finetune::plan::training_plan;
 use crate::finetune::{TargetList, parse_targets};
 use crate::model_arg::{self, KvCacheArg};
@@ -31,7 +31,7 @@ use ferrogem::models::ModelFile;
 use ferrogem::models::TextConfig;
 use ferrogem::models::gemma::plan::{Budget, MemoryPlan, PlanLimits, refuse_unless_fits};
 use ferrogem::models::gemma::{DEFAULT_N_CTX, FreshLora, GemmaOptions, fresh_adapter, gguf_has_attn_v};
-use ferrogem_harness::profile::{self, measure, summary};
+use ferrogem_harness::profile::{measure, summary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -245,14 +245,10 @@ fn print_plan(model: &str, plan: &MemoryPlan, profile: Option<&DeviceProfile>) {
 }
 
 fn write_outputs(out: &Path, ctx: &Context, summary: &summary::Summary) -> ferrogem::Result<()> {
-    let csv_path = out.join("trajectory.csv");
-    std::fs::write(&csv_path, profile::trajectory_csv(ctx)?).map_err(|e| io_error("write", &csv_path, e))?;
     let json_path = out.join("summary.json");
     let text = serde_json::to_string_pretty(summary).map_err(|e| io_error("serialize", &json_path, e))?;
     std::fs::write(&json_path, text).map_err(|e| io_error("write", &json_path, e))?;
-    let svg_path = out.join("trajectory.svg");
-    let svg = profile::trajectory_svg(ctx, &summary.model, summary.profile.as_ref());
-    std::fs::write(&svg_path, svg).map_err(|e| io_error("write", &svg_path, e))?;
+    let (csv_path, svg_path) = write_trajectory(out, ctx, &summary.model, summary.profile.as_ref())?;
     eprintln!("wrote {}, {}, {}", csv_path.display(), json_path.display(), svg_path.display());
     Ok(())
 }
