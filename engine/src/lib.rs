@@ -4,6 +4,8 @@
 //! The crate compiles natively and for `wasm32-unknown-unknown`. Code the browser build uses never blocks and
 //! never touches the filesystem; memory mapping and the Ollama store are native-only.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod atomic_file;
 pub mod chat;
 pub mod error;
 pub mod gguf;

@@ -155,67 +155,8 @@ pub use native::{write_lora_gguf, write_peft_dir};
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
     use super::{LoraAdapter, lora_gguf_bytes, peft_bytes};
-    use crate::Error;
-    use std::io::Write;
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    fn io(action: &'static str, path: &Path, e: std::io::Error) -> Error {
-        Error::Io { action, path: path.display().to_string(), message: e.to_string() }
-    }
-
-    /// A complete, fsynced file under a temporary name beside its destination; dropped uncommitted, it is removed.
-    struct Staged {
-        tmp: PathBuf,
-        dest: PathBuf,
-        committed: bool,
-    }
-
-    impl Staged {
-        fn new(dest: &Path, bytes: &[u8]) -> crate::Result<Staged> {
-            // Unique within the process (the counter) and among processes (the id); `create_new` never clobbers.
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            let name = dest.file_name().map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
-            let tmp = dest.with_file_name(format!(
-                ".{name}.{}-{}.tmp",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let mut file =
-                std::fs::File::options().write(true).create_new(true).open(&tmp).map_err(|e| io("write", dest, e))?;
-            let staged = Staged { tmp, dest: dest.to_owned(), committed: false };
-            let written = file.write_all(bytes).and_then(|()| file.sync_all());
-            // Closed before a failure removes it: some systems do not remove an open file.
-            drop(file);
-            written.map_err(|e| io("write", dest, e))?;
-            Ok(staged)
-        }
-
-        fn commit(mut self) -> crate::Result<()> {
-            std::fs::rename(&self.tmp, &self.dest)
-                .map_err(|e| io("put the finished file in place as", &self.dest, e))?;
-            self.committed = true;
-            Ok(())
-        }
-    }
-
-    impl Drop for Staged {
-        fn drop(&mut self) {
-            if !self.committed {
-                // Best effort: the error being returned is the one that matters.
-                let _ = std::fs::remove_file(&self.tmp);
-            }
-        }
-    }
-
-    /// The renames survive a crash once the directory itself is synced (POSIX); elsewhere there is nothing to sync.
-    fn sync_dir(dir: &Path) -> crate::Result<()> {
-        #[cfg(unix)]
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory", dir, e))?;
-        #[cfg(not(unix))]
-        let _ = dir;
-        Ok(())
-    }
+    use crate::atomic_file::{Staged, sync_dir, write_atomic};
+    use std::path::Path;
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir`, which must exist; each file is
     /// replaced whole or not at all. The config goes in last, since it is what marks the directory as an adapter;
@@ -231,7 +172,6 @@ mod native {
 
     /// Writes a llama.cpp LoRA GGUF ([`lora_gguf_bytes`](super::lora_gguf_bytes)) to `path`, whole or not at all.
     pub fn write_lora_gguf(adapter: &LoraAdapter, path: &Path, arch: &str) -> crate::Result<()> {
-        Staged::new(path, &lora_gguf_bytes(adapter, arch)?)?.commit()?;
-        sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+        write_atomic(path, &lora_gguf_bytes(adapter, arch)?)
     }
 }

@@ -1,6 +1,7 @@
 //! What several subcommands share: a device profile named on the command line, the GPU memory trajectory files,
 //! and the typed error of a file that cannot be read or written.
 
+use ferrogem::atomic_file::write_atomic;
 use ferrogem::gpu::{Context, DeviceProfile};
 use ferrogem_harness::profile;
 use std::path::{Path, PathBuf};
@@ -36,8 +37,8 @@ pub fn write_trajectory(
     profile: Option<&DeviceProfile>,
 ) -> ferrogem::Result<(PathBuf, PathBuf)> {
     let csv = out.join("trajectory.csv");
-    std::fs::write(&csv, profile::trajectory_csv(ctx)?).map_err(|e| io_error("write", &csv, e))?;
+    write_atomic(&csv, profile::trajectory_csv(ctx)?.as_bytes())?;
     let svg = out.join("trajectory.svg");
-    std::fs::write(&svg, profile::trajectory_svg(ctx, model, profile)).map_err(|e| io_error("write", &svg, e))?;
+    write_atomic(&svg, profile::trajectory_svg(ctx, model, profile).as_bytes())?;
     Ok((csv, svg))
 }

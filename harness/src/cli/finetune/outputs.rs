@@ -1,9 +1,9 @@
 //! What a run leaves in DIR: the adapter (PEFT, and the llama.cpp GGUF on request), `loss.csv` (every step's loss
-//! before its update, and each eval), `loss.svg`, and `summary.json`.
+//! before its update, and each eval), `loss.svg`, and `summary.json`, each written whole or not at all (`atomic_file`).
 
 use super::FinetuneArgs;
 use crate::args::io_error;
-use crate::report::svg::{COLORS, Point, Series, line_chart};
+use ferrogem::atomic_file::write_atomic;
 use ferrogem::gpu::{Context, Phase, human_bytes};
 use ferrogem::lora::{LoraAdapter, write_lora_gguf, write_peft_dir};
 use ferrogem::models::gemma::plan::MemoryPlan;
@@ -37,37 +37,20 @@ pub fn write_adapter(out: &Path, adapter: &LoraAdapter, base: &str, gguf_arch: O
 
 pub fn write_logs(out: &Path, history: &[LossRow]) -> ferrogem::Result<()> {
     let path = out.join("loss.csv");
-    let mut csv = csv::Writer::from_path(&path).map_err(|e| io_error("create", &path, e))?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
     for row in history {
-        csv.serialize(row).map_err(|e| io_error("write", &path, e))?;
+        csv.serialize(row).map_err(|e| io_error("serialize", &path, e))?;
     }
-    csv.flush().map_err(|e| io_error("write", &path, e))?;
-    let path = out.join("loss.svg");
-    std::fs::write(&path, loss_svg(history)).map_err(|e| io_error("write", &path, e))
+    let bytes = csv.into_inner().map_err(|e| io_error("serialize", &path, e))?;
+    write_atomic(&path, &bytes)?;
+    write_atomic(&out.join("loss.svg"), loss_svg(history).as_bytes())
 }
 
 /// Train and eval loss against the step, one line each.
 fn loss_svg(history: &[LossRow]) -> String {
-    let last = history.iter().map(|r| r.step).max().unwrap_or(0);
-    let labels: Vec<String> = (0..=last).map(|s| s.to_string()).collect();
-    let series: Vec<Series> = [(Split::Train, COLORS[0]), (Split::Eval, COLORS[1])]
-        .into_iter()
-        .map(|(split, color)| Series {
-            color,
-            points: history
-                .iter()
-                .filter(|r| r.split == split)
-                .map(|r| Point {
-                    x: r.step as usize,
-                    y: r.loss,
-                    tooltip: format!("{split:?} step {}: {:.4}", r.step, r.loss),
-                })
-                .collect(),
-        })
-        .collect();
-    let chart = line_chart("loss", &labels, &series, &|y| format!("{y:.2}"));
-    // A file of its own needs the namespace that inline SVG in HTML does without.
-    chart.replacen("<svg ", r#"<svg xmlns="http://www.w3.org/2000/svg" "#, 1)
+    let split =
+        |which: Split| history.iter().filter(|r| r.split == which).map(|r| (r.step, r.loss)).collect::<Vec<_>>();
+    ferrogem_harness::plot::loss::loss_svg(&split(Split::Train), &split(Split::Eval))
 }
 
 #[derive(serde::Serialize)]
@@ -172,7 +155,7 @@ impl Summary {
 pub fn write_summary(out: &Path, summary: &Summary) -> ferrogem::Result<()> {
     let path = out.join("summary.json");
     let text = serde_json::to_string_pretty(summary).map_err(|e| io_error("serialize", &path, e))?;
-    std::fs::write(&path, text).map_err(|e| io_error("write", &path, e))
+    write_atomic(&path, text.as_bytes())
 }
 
 /// One kernel's GPU time in an average timed step.

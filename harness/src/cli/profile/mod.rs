@@ -26,6 +26,7 @@ use crate::finetune::plan::training_plan;
 use crate::finetune::{TargetList, parse_targets};
 use crate::model_arg::{self, KvCacheArg};
 use clap::Args;
+use ferrogem::atomic_file::write_atomic;
 use ferrogem::gpu::{Context, ContextOptions, DeviceProfile, human_bytes};
 use ferrogem::models::ModelFile;
 use ferrogem::models::TextConfig;
@@ -192,7 +193,7 @@ fn plan_only(
     let json = serde_json::json!({ "model": model.display, "profile": profile, "limits": limits, "plan": plan,
         "total_bytes": plan.total_bytes(), "commit": env!("FERROGEM_COMMIT") });
     let text = serde_json::to_string_pretty(&json).map_err(|e| io_error("serialize", &path, e))?;
-    std::fs::write(&path, text).map_err(|e| io_error("write", &path, e))?;
+    write_atomic(&path, text.as_bytes())?;
     let fits = match profile.and_then(|p| p.ceiling_bytes.map(|c| (p, c))) {
         Some((p, ceiling_bytes)) => {
             let room = Budget { profile: &p.name, ceiling_bytes, live_bytes: 0 };
@@ -247,7 +248,7 @@ fn print_plan(model: &str, plan: &MemoryPlan, profile: Option<&DeviceProfile>) {
 fn write_outputs(out: &Path, ctx: &Context, summary: &summary::Summary) -> ferrogem::Result<()> {
     let json_path = out.join("summary.json");
     let text = serde_json::to_string_pretty(summary).map_err(|e| io_error("serialize", &json_path, e))?;
-    std::fs::write(&json_path, text).map_err(|e| io_error("write", &json_path, e))?;
+    write_atomic(&json_path, text.as_bytes())?;
     let (csv_path, svg_path) = write_trajectory(out, ctx, &summary.model, summary.profile.as_ref())?;
     eprintln!("wrote {}, {}, {}", csv_path.display(), json_path.display(), svg_path.display());
     Ok(())

@@ -4,14 +4,13 @@
 //! series' latest run. Inline SVG and CSS only, nothing fetched. A column a history does not have is shown as
 //! "no data".
 
-pub mod svg;
-
 use crate::bench::history::{self, Record, col};
 use clap::Args;
+use ferrogem_harness::plot::escape;
+use ferrogem_harness::plot::line_chart::{COLORS, Point, Series, line_chart};
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use svg::{COLORS, Point, Series, escape};
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -162,7 +161,7 @@ fn render(args: &ReportArgs, records: &[Record]) -> String {
         let missing: Vec<&str> =
             keys.iter().zip(&series).filter(|(_, s)| s.points.is_empty()).map(|(k, _)| k.as_str()).collect();
         let _ = write!(html, "<section class=\"chart\" id=\"section-{}\"><h2>{}</h2>", m.column, m.title);
-        html.push_str(&svg::line_chart(&format!("chart-{}", m.column), &x_labels, &series, &m.format));
+        html.push_str(&line_chart(&format!("chart-{}", m.column), &x_labels, &series, &m.format));
         if !missing.is_empty() && missing.len() < keys.len() {
             let _ = write!(html, "<p class=\"no-data\">no data for {}</p>", escape(&missing.join("; ")));
         }

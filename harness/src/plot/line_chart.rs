@@ -1,8 +1,7 @@
-//! One line chart as inline SVG: runs on the x axis (in commit order), one line per adapter+model series, a y axis
-//! from zero with round ticks. No scripts: tooltips are SVG `<title>` elements.
+//! One line chart as inline SVG: labelled slots on the x axis (runs in commit order, training steps), one line per
+//! series, a y axis from zero with round ticks. No scripts: tooltips are SVG `<title>` elements.
 
-pub use ferrogem_harness::plot::escape;
-use ferrogem_harness::plot::tick_step;
+use super::{escape, tick_step};
 use std::fmt::Write;
 
 const WIDTH: f64 = 760.0;
@@ -26,7 +25,7 @@ pub struct Series {
     pub points: Vec<Point>,
 }
 
-/// The chart; `x_labels` name the runs (short commits), `format` writes a y value.
+/// The chart; `x_labels` name the slots (short commits, steps), `format` writes a y value.
 pub fn line_chart(id: &str, x_labels: &[String], series: &[Series], format: &dyn Fn(f64) -> String) -> String {
     let mut svg = String::new();
     let _ = write!(
@@ -62,7 +61,7 @@ pub fn line_chart(id: &str, x_labels: &[String], series: &[Series], format: &dyn
         let _ = write!(svg, r#"<text x="{label_x}" y="{label_y:.1}" text-anchor="end" font-size="11">{label}</text>"#);
         tick += step;
     }
-    // Label at most ~24 runs so the commits stay legible.
+    // Label at most ~24 slots so the labels stay legible.
     let every = x_labels.len().div_ceil(24).max(1);
     for (i, label) in x_labels.iter().enumerate().filter(|(i, _)| i % every == 0) {
         let (x, y) = (x_px(i), TOP + plot_h + 10.0);

@@ -1,4 +1,8 @@
-//! What the hand-written SVG plots (`profile`'s trajectory, `report`'s dashboard) share.
+//! What the hand-written SVG plots (`profile`'s trajectory, `report`'s dashboard, the loss curve) share, and the
+//! charts more than one of them draws.
+
+pub mod line_chart;
+pub mod loss;
 
 /// Text safe inside SVG/HTML elements and attribute values.
 pub fn escape(text: &str) -> String {
