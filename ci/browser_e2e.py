@@ -5,15 +5,23 @@ tokens, which must equal native `ferrogem generate`'s token for token; the memor
 bytes as native `generate` and native `profile` (over decode, with the same prompt and generation lengths) measured
 them; a screenshot must not be blank. With --conformance the page then runs its conformance tab (the op registry's
 cases up to that many elements and the built-in tiny Gemma 4, against CPU references compiled to wasm), which must
-pass with no failure. With --via-opfs the page first keeps the model in the browser's origin private file system
+pass with no failure. With --train the page then trains a fresh LoRA adapter that many steps in its training tab,
+and every step's loss must equal native `ferrogem finetune`'s on the same data and settings. With --via-opfs the page first keeps the model in the browser's origin private file system
 (downloaded from its URL, or given to the file input as a picked file) and loads it from there. Exits non-zero on
 any failure, including a browser or WebGPU adapter that did not start.
 
 usage: ci/browser_e2e.py FERROGEM_BINARY PKG_DIR MODELS_DIR MODEL_FILE [--tokens 16] [--prompt TEXT]
-                         [--conformance ELEMENTS] [--via-opfs url|file]
+                         [--conformance ELEMENTS] [--train STEPS] [--via-opfs url|file]
        ci/browser_e2e.py … MODEL_FILE --load-only   # load, then report GPU and wasm memory against the native plan
 """
 import argparse, base64, json, os, shutil, socket, struct, subprocess, sys, time, urllib.parse, urllib.request, zlib
+
+# The training tab's run: one text line, a rate high enough that the loss moves by far more than the tolerance.
+TRAIN_DATA = '{"text": "The capital of France is Paris. The capital of Italy is Rome."}'
+TRAIN_LR = "0.01"
+TRAIN_SEQ_LEN = "128"
+# Page (SwiftShader) against native (lavapipe): the same f32 kernels with other reduction orders, over a few steps.
+TRAIN_LOSS_RTOL = 1e-3
 
 CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu-sandbox", "--enable-unsafe-webgpu",
                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -103,6 +111,7 @@ def run_page(a, chromedriver, query, done_expression, pick=None):
             webdriver(base, "POST", f"{s}/element/{element_id}/value", {"text": os.path.abspath(pick)})
         script = ("return {status: document.getElementById('status').textContent, result: window.ferrogemResult,"
                   " loaded: window.ferrogemLoaded, conformance: window.ferrogemConformance, error: window.ferrogemError,"
+                  " trained: window.ferrogemTrained,"
                   " memory: window.ferrogemMemory,"
                   " output: document.getElementById('output').textContent,"
                   f" speed: document.getElementById('speed').textContent, done: !!({done_expression})}}")
@@ -159,6 +168,44 @@ def native_profile(a, prompt_tokens, gen_tokens):
     return summary["decode"]["last_step"]["live_bytes"]
 
 
+def native_finetune_losses(a, steps):
+    """Native `ferrogem finetune` with the page's training settings (the rest at both sides' defaults): the train
+    losses of loss.csv, step 0 first."""
+    out = f"/tmp/ferrogem-e2e-finetune-{os.getpid()}"
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    data = os.path.join(out, "data.jsonl")
+    with open(data, "w") as f:
+        f.write(TRAIN_DATA + "\n")
+    run = subprocess.run([a.ferrogem, "finetune", "--model", os.path.join(a.models, a.model), "--data", data,
+                          "--steps", str(steps), "--lr", TRAIN_LR, "--seq-len", TRAIN_SEQ_LEN, "--out",
+                          os.path.join(out, "run")], capture_output=True, text=True)
+    if run.returncode != 0:
+        fail(f"native finetune: {run.stderr[-2000:]}")
+    with open(os.path.join(out, "run", "loss.csv")) as f:
+        rows = [line.strip().split(",") for line in f][1:]
+    shutil.rmtree(out, ignore_errors=True)
+    return [float(loss) for _, split, loss, _ in rows if split == "train"]
+
+
+def compare_training(a, trained):
+    """The page's losses against native finetune's; returns (summary, failures)."""
+    page = [row["loss"] for row in trained["rows"]]
+    native = native_finetune_losses(a, a.train)
+    failures = []
+    if len(page) != a.train or len(native) != a.train:
+        failures.append(f"training: {len(page)} page and {len(native)} native losses for {a.train} steps")
+    worst = max((abs(p - n) / max(abs(n), 1e-6) for p, n in zip(page, native)), default=float("inf"))
+    if not worst <= TRAIN_LOSS_RTOL:
+        failures.append(f"training: page losses {page} differ from native {native} (worst relative {worst:.2e})")
+    # The comparison means something only if the steps moved the loss by more than the tolerance.
+    if not native or abs(native[-1] - native[0]) <= 10 * TRAIN_LOSS_RTOL * abs(native[0]):
+        failures.append(f"training: native losses {native} barely moved")
+    summary = (f"; trained {len(page)} steps in {trained['seconds']:.1f} s, loss {page[0]:.4f} → {page[-1]:.4f},"
+               f" worst relative difference to native finetune {worst:.2e}")
+    return summary, failures
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("ferrogem"), p.add_argument("pkg"), p.add_argument("models"), p.add_argument("model")
@@ -167,6 +214,7 @@ def main():
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--load-only", action="store_true")
     p.add_argument("--conformance", type=int, metavar="ELEMENTS")
+    p.add_argument("--train", type=int, metavar="STEPS")
     p.add_argument("--via-opfs", choices=["url", "file"])
     a = p.parse_args()
     chromedriver = shutil.which("chromedriver") or fail("no chromedriver: bash ci/setup.sh browser")
@@ -192,8 +240,12 @@ def main():
     if a.conformance is not None:
         query["conformance"] = a.conformance
         done = "window.ferrogemConformance"
+    if a.train is not None:
+        query.update({"train": a.train, "train_data": TRAIN_DATA, "train_lr": TRAIN_LR})
+        done = "window.ferrogemTrained"
     state, seconds, shot = run_page(a, chromedriver, query, done, pick)
-    if not state["result"] or (a.conformance is not None and not state["conformance"]):
+    missing = (a.conformance is not None and not state["conformance"]) or (a.train is not None and not state["trained"])
+    if not state["result"] or missing:
         fail(f"the page says: {state['status']}" + (f" (error: {state['error']})" if state["error"] else ""))
 
     failures = []
@@ -223,11 +275,15 @@ def main():
                        f" families, {c['model']['model']} {'passed' if not model_failures else 'FAILED'}")
         if c["failed"] or c["passed"] == 0 or model_failures:
             failures.append(f"conformance: {c['failed']} op cases failed, {c['passed']} passed; model: {model_failures}")
+    training = ""
+    if a.train is not None:
+        training, training_failures = compare_training(a, state["trained"])
+        failures += training_failures
     print(f"ci/browser_e2e.py: {a.model}: {len(got)} tokens {'equal' if got == want else 'DIFFERENT'} to native in"
           f" {seconds:.1f} s; {state['speed']}; {live} GPU bytes live (native generate {native['live_bytes_after']},"
           f" profile {profiled});"
           f" wasm memory {state['memory']['wasm_memory_bytes']} bytes; screenshot {len(shot)} bytes"
-          f"{f' (kept in OPFS from a {a.via_opfs})' if a.via_opfs else ''}{conformance}")
+          f"{f' (kept in OPFS from a {a.via_opfs})' if a.via_opfs else ''}{conformance}{training}")
     if failures:
         fail("; ".join(failures))
     print("ci/browser_e2e.py: passed")

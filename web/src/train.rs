@@ -131,3 +131,11 @@ impl Engine {
         Ok(out.into())
     }
 }
+
+/// The loss curve of `losses` (step 0 first, as `loss.csv` numbers them) as a standalone SVG, drawn as `ferrogem finetune`'s loss.svg is; a
+/// free function, so the worker may call it from `train`'s step callback while the engine is busy.
+#[wasm_bindgen(js_name = lossSvg)]
+pub fn loss_svg(losses: Vec<f64>) -> String {
+    let train: Vec<(u32, f64)> = (0..).zip(losses).collect();
+    ferrogem_harness::plot::loss::loss_svg(&train, &[])
+}

@@ -5,6 +5,7 @@
 //   &autorun=1        load, then send the prompt (autorun=load: load only)
 //   &prompt=TEXT&n=16&template=0        the prompt, tokens to generate, and no chat template (a raw completion)
 //   &conformance=ELEMENTS               then run the conformance tab with cases up to ELEMENTS elements
+//   &train=STEPS&train_data=JSONL&train_lr=RATE   then train a fresh adapter that many steps (after conformance)
 //   &downlevel=1                        WebGPU's default limits and no optional feature
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -89,6 +90,16 @@ function settings() {
   };
 }
 
+function trainSettings() {
+  const number = (id) => Number($(id).value);
+  return {
+    steps: number('train-steps'), seq_len: number('train-seq-len'), rank: number('train-rank'),
+    alpha: number('train-alpha'), lr: number('train-lr'), schedule: $('train-schedule').value,
+    warmup: number('train-warmup'), clip: number('train-clip'), seed: number('train-seed'),
+    targets: $('train-targets').value.split(',').map((t) => t.trim()).filter((t) => t.length),
+  };
+}
+
 function addTurn(role, text) {
   const p = Object.assign(document.createElement('p'), { className: role, textContent: `${role}: ${text}` });
   $('transcript').append(p);
@@ -96,6 +107,7 @@ function addTurn(role, text) {
 
 function busy(on) {
   for (const id of ['load', 'generate', 'run-conformance', 'run-profile', 'download']) $(id).disabled = on;
+  $('run-train').disabled = on || !window.ferrogemLoaded;
 }
 
 const on = {
@@ -132,9 +144,9 @@ const on = {
   loaded(data) {
     showMemory(data.memory);
     status(`loaded ${data.summary.name} (${data.summary.arch}, ${data.summary.layers} layers) in ${data.seconds.toFixed(1)} s`);
+    window.ferrogemLoaded = { summary: data.summary, seconds: data.seconds, memory: data.memory };
     busy(false);
     $('save').disabled = $('restore').disabled = false;
-    window.ferrogemLoaded = { summary: data.summary, seconds: data.seconds, memory: data.memory };
     if (params.get('autorun') === '1') $('generate').click();
   },
   text(data) {
@@ -155,6 +167,7 @@ const on = {
     window.ferrogemResult = r;
     status('done');
     if (params.get('conformance')) $('run-conformance').click();
+    else if (params.get('train')) $('run-train').click();
   },
   saved(data) {
     download('session.fgkv', data.bytes, 'application/octet-stream');
@@ -189,6 +202,28 @@ const on = {
     $('generate').disabled = !window.ferrogemLoaded;
     status(ops.failed || !modelPassed ? 'conformance: FAILED' : 'conformance: passed', ops.failed || !modelPassed);
     window.ferrogemConformance = { passed: ops.passed, failed: ops.failed, families: ops.families, model };
+    if (params.get('train')) $('run-train').click();
+  },
+  trainStep(data) {
+    $('progress').value = (data.step + 1) / data.steps;
+    status(`training: step ${data.step + 1} of ${data.steps}, loss ${data.loss.toFixed(4)}, rate ${data.lr.toExponential(2)}`);
+    $('loss-chart').innerHTML = data.chart;
+  },
+  trained(data) {
+    const { rows, seconds } = data;
+    showMemory(data.memory);
+    $('loss-chart').innerHTML = data.chart;
+    const loss = (row) => (row ? row.loss.toFixed(4) : '-');
+    const text = `trained ${rows.length} steps in ${seconds.toFixed(1)} s: loss ${loss(rows[0])} → ${loss(rows[rows.length - 1])}`;
+    $('train-summary').textContent = text;
+    offer('adapter-config', 'adapter_config.json', data.config, 'application/json');
+    offer('adapter-model', 'adapter_model.safetensors', data.model, 'application/octet-stream');
+    const csv = ['step,split,loss,lr', ...rows.map((r) => `${r.step},${r.split},${r.loss},${r.lr}`)].join('\n');
+    offer('loss-csv', 'loss.csv', `${csv}\n`, 'text/csv');
+    busy(false);
+    $('generate').disabled = !window.ferrogemLoaded;
+    window.ferrogemTrained = { rows, seconds, adapterBytes: data.model.byteLength };
+    status(text);
   },
   profiled(data) {
     const { run } = data;
@@ -200,19 +235,19 @@ const on = {
     if (s.decode) lines.push(`decode: ${s.decode.dispatches_per_token.toFixed(1)} dispatches per token, bind-group hit rate ${s.decode.steady_state.hit_rate.toFixed(4)}`);
     if (run.error) lines.push(`stopped: ${run.error}`);
     $('profile-summary').textContent = lines.join('\n');
+    window.ferrogemLoaded = null;
     $('profile-chart').innerHTML = run.trajectory_svg;
     offer('summary-json', 'summary.json', run.summary_json, 'application/json');
     offer('trajectory-csv', 'trajectory.csv', run.trajectory_csv, 'text/csv');
     offer('trajectory-svg', 'trajectory.svg', run.trajectory_svg, 'image/svg+xml');
     busy(false);
     $('generate').disabled = true;
-    window.ferrogemLoaded = null;
     status(run.error ? `profile stopped: ${run.error}` : 'profile done (the model was unloaded: Load it again to chat)', !!run.error);
   },
   unloaded(data) {
     showMemory(data.memory);
     window.ferrogemLoaded = null;
-    $('generate').disabled = $('save').disabled = $('restore').disabled = true;
+    $('generate').disabled = $('save').disabled = $('restore').disabled = $('run-train').disabled = true;
     status('the model was unloaded to forget its file');
   },
   trajectory(data) {
@@ -319,6 +354,17 @@ function wire() {
       genTokens: Number($('gen-tokens').value), nCtx: Number($('profile-ctx').value),
     });
   });
+  $('run-train').onclick = () => {
+    busy(true);
+    $('generate').disabled = true;
+    $('loss-chart').innerHTML = '';
+    status('training: building the trainer…');
+    send({ type: 'train', jsonl: $('train-data').value, settings: trainSettings() });
+  };
+  $('train-file').onchange = async () => {
+    const file = $('train-file').files[0];
+    if (file) $('train-data').value = await file.text();
+  };
   $('memory-csv').onclick = () => send({ type: 'trajectory' });
 }
 
@@ -333,6 +379,9 @@ async function start() {
   if (params.get('n')) $('max-tokens').value = params.get('n');
   if (params.get('template') === '0') $('use-template').checked = false;
   if (params.get('conformance')) $('max-elements').value = params.get('conformance');
+  if (params.get('train')) $('train-steps').value = params.get('train');
+  if (params.get('train_data')) $('train-data').value = params.get('train_data');
+  if (params.get('train_lr')) $('train-lr').value = params.get('train_lr');
   busy(true);
   wire();
   served = await (await fetch('/models')).json();

@@ -1,7 +1,7 @@
 // The engine's Dedicated Worker: it owns the WebGPU device and the model, and talks to the page only by messages,
 // so the page never blocks on the GPU. Model bytes are read a range at a time (synchronous HTTP Range requests for
 // a served model, an OPFS access handle for a stored one), so the file never sits whole in memory.
-import init, { Engine, JsSource, profile } from '/pkg/ferrogem_web.js';
+import init, { Engine, JsSource, lossSvg, profile } from '/pkg/ferrogem_web.js';
 import * as storage from '/storage.js';
 
 let engine = null;
@@ -137,6 +137,24 @@ const handlers = {
     } finally {
       file.close();
     }
+  },
+  // Trains a fresh adapter on the loaded model; the engine is busy until it returns, so each step's chart comes
+  // from the free function lossSvg.
+  async train({ jsonl, settings }) {
+    const rows = []; // loss.csv's rows, as finetune writes them
+    const chart = () => lossSvg(Float64Array.from(rows, (r) => r.loss));
+    const onStep = (step, loss, lr, memoryJson) => {
+      rows.push({ step, split: 'train', loss, lr });
+      postMemory(memoryJson);
+      post({ type: 'trainStep', step, loss, lr, steps: settings.steps, chart: chart() });
+    };
+    const started = performance.now();
+    const r = await engine.train(jsonl, JSON.stringify(settings), undefined, undefined, onStep);
+    const seconds = (performance.now() - started) / 1000;
+    const model = r.adapter_model;
+    post({
+      type: 'trained', rows, config: r.adapter_config, model, seconds, chart: chart(), memory: memory(),
+    }, [model.buffer]);
   },
   async memory() {
     post({ type: 'memory', memory: memory() });
