@@ -7,7 +7,9 @@
 // Bindings (group 0): 0 lhs: array<f32> read, 1 rhs: array<f32> read, 2 out: array<f32> read_write, 3 params
 // uniform. out may not alias lhs or rhs.
 // Dispatch: one invocation per output element, WG_SIZE per workgroup, workgroups spread over x and y
-// (Grid::for_items); consecutive invocations take consecutive j, so their rhs loads are contiguous.
+// (Grid::for_items); consecutive invocations take consecutive j, so their rhs loads are contiguous. With
+// WORKGROUP_SUM, one workgroup per output element instead: its invocations take every WG_SIZE-th t and reduce
+// through include/reduce.wgsl (with SUBGROUPS, subgroup sums first), for few outputs with long inner sums.
 
 struct Params {
     n_elems: u32,
@@ -25,8 +27,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-#include "include/element_entry.wgsl"
-
 fn lhs_at(i: u32, t: u32) -> f32 {
 #ifdef TRANSPOSE_LHS
     return lhs[t * params.n_out_rows + i];
@@ -35,16 +35,42 @@ fn lhs_at(i: u32, t: u32) -> f32 {
 #endif
 }
 
-fn element_main(e: u32) {
+// Σ over t = first, first + step, … < n_inner of output element e's products.
+fn partial_sum(e: u32, first: u32, step: u32) -> f32 {
     let i = e / params.n_out_cols;
     let j = e % params.n_out_cols;
     var sum = 0.0;
-    for (var t = 0u; t < params.n_inner; t++) {
+    for (var t = first; t < params.n_inner; t += step) {
         sum += lhs_at(i, t) * rhs[t * params.n_out_cols + j];
     }
+    return sum;
+}
+
+fn store(e: u32, sum: f32) {
 #ifdef ACCUMULATE
     out[e] += params.scale * sum;
 #else
     out[e] = params.scale * sum;
 #endif
 }
+
+#ifdef WORKGROUP_SUM
+#include "include/reduce.wgsl"
+#include "include/row_entry.wgsl"
+
+fn row_main(e: u32, lane: Lane) {
+    if e >= params.n_elems {
+        return;
+    }
+    let total = workgroup_sum(partial_sum(e, lane.index, WG_SIZE), lane);
+    if lane.index == 0u {
+        store(e, total);
+    }
+}
+#else
+#include "include/element_entry.wgsl"
+
+fn element_main(e: u32) {
+    store(e, partial_sum(e, 0u, 1u));
+}
+#endif

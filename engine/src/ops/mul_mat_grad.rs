@@ -7,7 +7,9 @@ use super::WG_SIZE;
 use super::args::{check_binding, check_buffer, check_distinct, checked_u32};
 use super::mul_mat::WEIGHT_TYPES;
 use super::weights::{checked_row_bytes, type_stem, weight_defines};
-use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
+use crate::gpu::kernels::{
+    Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
+};
 use crate::gpu::{Batch, GpuBuffer, GpuError, Grid, Result};
 use crate::quant::QuantType;
 
@@ -17,6 +19,36 @@ pub struct MulMatGradKey {
     pub transpose_lhs: bool,
     /// Adds to the output instead of overwriting it.
     pub accumulate: bool,
+    pub inner: InnerSum,
+}
+
+/// Who takes an output element's inner sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InnerSum {
+    /// One invocation walks it: many outputs, each a short sum.
+    Serial,
+    /// One workgroup shares it and then reduces (with subgroups where granted): few outputs, each a long sum, as
+    /// LoRA's `g = dy·B` (seq × rank outputs, each over up to 12288 products) and `dA = gᵀ·x` (rank × k outputs).
+    Workgroup { subgroups: bool },
+}
+
+const INNER_SUMS: [InnerSum; 3] =
+    [InnerSum::Serial, InnerSum::Workgroup { subgroups: false }, InnerSum::Workgroup { subgroups: true }];
+
+/// Outputs up to which a workgroup takes each one's sum: this many workgroups already fill a large GPU (an H200
+/// holds ~270k invocations resident), where one invocation per output would leave most lanes idle.
+const WORKGROUP_SUM_MAX_OUTPUTS: u32 = 1 << 16;
+/// Inner lengths from which a workgroup's sum pays. Small, so that the registry's grad cases (inner 5 to 64) take
+/// both paths; on real shapes the output count decides.
+const WORKGROUP_SUM_MIN_INNER: u32 = 16;
+
+/// The inner sum for a product of `n_outputs` elements, each over `n_inner` products.
+pub fn inner_sum(n_outputs: u32, n_inner: u32, subgroups: bool) -> InnerSum {
+    if n_outputs <= WORKGROUP_SUM_MAX_OUTPUTS && n_inner >= WORKGROUP_SUM_MIN_INNER {
+        InnerSum::Workgroup { subgroups }
+    } else {
+        InnerSum::Serial
+    }
 }
 
 /// Matches `Params` in `mul_mat_grad.wgsl`.
@@ -41,19 +73,35 @@ impl KernelKey for MulMatGradKey {
     fn name(&self) -> String {
         let which = if self.transpose_lhs { "w" } else { "x" };
         let acc = if self.accumulate { "_acc" } else { "" };
-        format!("mul_mat_grad_{which}{acc}_f32_wg{WG_SIZE}")
+        let inner = match self.inner {
+            InnerSum::Serial => String::new(),
+            InnerSum::Workgroup { subgroups } => format!("_wgsum_{}", reduction_name(subgroups)),
+        };
+        format!("mul_mat_grad_{which}{acc}{inner}_f32_wg{WG_SIZE}")
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        defines_with(WG_SIZE, &[("TRANSPOSE_LHS", self.transpose_lhs), ("ACCUMULATE", self.accumulate)])
+        let (workgroup_sum, subgroups) = match self.inner {
+            InnerSum::Serial => (false, false),
+            InnerSum::Workgroup { subgroups } => (true, subgroups),
+        };
+        defines_with(
+            WG_SIZE,
+            &[
+                ("TRANSPOSE_LHS", self.transpose_lhs),
+                ("ACCUMULATE", self.accumulate),
+                ("WORKGROUP_SUM", workgroup_sum),
+                ("SUBGROUPS", subgroups),
+            ],
+        )
     }
 
     fn requires(&self) -> Requires {
-        Requires::default()
+        Requires { f16: false, subgroups: self.inner == InnerSum::Workgroup { subgroups: true } }
     }
 
     fn all_variants() -> Vec<Self> {
-        key_variants!(MulMatGradKey { transpose_lhs in BOOLS, accumulate in BOOLS })
+        key_variants!(MulMatGradKey { transpose_lhs in BOOLS, accumulate in BOOLS, inner in INNER_SUMS })
     }
 }
 
@@ -83,7 +131,7 @@ pub fn mul_mat_grad_x(
 ) -> Result<()> {
     let op = "mul_mat_grad_x";
     if wtype == QuantType::F32 {
-        let key = MulMatGradKey { transpose_lhs: false, accumulate };
+        let key = MulMatGradKey { transpose_lhs: false, accumulate, inner: InnerSum::Serial };
         return product(batch, op, key, [("dy", dy, shape.n, shape.m), ("w", w, shape.m, shape.k)], dx, 1.0);
     }
     if accumulate {
@@ -260,11 +308,12 @@ pub fn mul_mat_grad_w(
     scale: f32,
     accumulate: bool,
 ) -> Result<()> {
-    let key = MulMatGradKey { transpose_lhs: true, accumulate };
+    let key = MulMatGradKey { transpose_lhs: true, accumulate, inner: InnerSum::Serial };
     product(batch, "mul_mat_grad_w", key, [("dy", dy, shape.n, shape.m), ("x", x, shape.n, shape.k)], dw, scale)
 }
 
-/// `operands`: (name, buffer, rows, cols) of lhs as stored, then rhs `[n_inner][n_out_cols]`.
+/// `operands`: (name, buffer, rows, cols) of lhs as stored, then rhs `[n_inner][n_out_cols]`; `key`'s inner sum
+/// is chosen here from the shape.
 fn product(
     batch: &mut Batch,
     op: &str,
@@ -295,7 +344,12 @@ fn product(
         return Ok(());
     }
     let params = MulMatGradParams { n_elems, n_out_cols, n_inner, n_out_rows, scale, _pad: [0; 3] };
-    let grid = Grid::for_items(n_elems as u64, WG_SIZE, batch.max_workgroups_per_dimension());
+    let key = MulMatGradKey { inner: inner_sum(n_elems, n_inner, batch.caps().subgroups), ..key };
+    let per_workgroup = match key.inner {
+        InnerSum::Serial => WG_SIZE,
+        InnerSum::Workgroup { .. } => 1,
+    };
+    let grid = Grid::for_items(n_elems as u64, per_workgroup, batch.max_workgroups_per_dimension());
     batch.dispatch(&key, &[lhs, rhs, out], &params, grid)
 }
 
