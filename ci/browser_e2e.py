@@ -241,7 +241,7 @@ def main():
         query["conformance"] = a.conformance
         done = "window.ferrogemConformance"
     if a.train is not None:
-        query.update({"train": a.train, "train_data": TRAIN_DATA, "train_lr": TRAIN_LR})
+        query.update({"train": a.train, "train_data": TRAIN_DATA, "train_lr": TRAIN_LR, "train_seq_len": TRAIN_SEQ_LEN})
         done = "window.ferrogemTrained"
     state, seconds, shot = run_page(a, chromedriver, query, done, pick)
     missing = (a.conformance is not None and not state["conformance"]) or (a.train is not None and not state["trained"])

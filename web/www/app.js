@@ -5,7 +5,7 @@
 //   &autorun=1        load, then send the prompt (autorun=load: load only)
 //   &prompt=TEXT&n=16&template=0        the prompt, tokens to generate, and no chat template (a raw completion)
 //   &conformance=ELEMENTS               then run the conformance tab with cases up to ELEMENTS elements
-//   &train=STEPS&train_data=JSONL&train_lr=RATE   then train a fresh adapter that many steps (after conformance)
+//   &train=STEPS&train_data=JSONL&train_lr=RATE&train_seq_len=N   then train a fresh adapter (after conformance)
 //   &downlevel=1                        WebGPU's default limits and no optional feature
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -88,6 +88,16 @@ function settings() {
     top_k: Number($('top-k').value), top_p: Number($('top-p').value), min_p: Number($('min-p').value),
     seed: Number($('seed').value), stop,
   };
+}
+
+// An f32 (the engine's learning rate) as Rust prints it: the fewest digits that read back as the same f32, so the
+// page's loss.csv says 0.01 where a plain JS number would say 0.009999999776482582.
+function f32Text(x) {
+  for (let digits = 1; digits < 10; digits++) {
+    const text = x.toPrecision(digits);
+    if (Math.fround(Number(text)) === x) return String(Number(text));
+  }
+  return String(x);
 }
 
 function trainSettings() {
@@ -218,7 +228,7 @@ const on = {
     $('train-summary').textContent = text;
     offer('adapter-config', 'adapter_config.json', data.config, 'application/json');
     offer('adapter-model', 'adapter_model.safetensors', data.model, 'application/octet-stream');
-    const csv = ['step,split,loss,lr', ...rows.map((r) => `${r.step},${r.split},${r.loss},${r.lr}`)].join('\n');
+    const csv = ['step,split,loss,lr', ...rows.map((r) => `${r.step},${r.split},${r.loss},${f32Text(r.lr)}`)].join('\n');
     offer('loss-csv', 'loss.csv', `${csv}\n`, 'text/csv');
     busy(false);
     $('generate').disabled = !window.ferrogemLoaded;
@@ -356,6 +366,8 @@ function wire() {
   });
   $('run-train').onclick = () => {
     busy(true);
+    for (const id of ['adapter-config', 'adapter-model', 'loss-csv']) $(id).disabled = true;
+    $('train-summary').textContent = '';
     $('generate').disabled = true;
     $('loss-chart').innerHTML = '';
     status('training: building the trainer…');
@@ -382,6 +394,7 @@ async function start() {
   if (params.get('train')) $('train-steps').value = params.get('train');
   if (params.get('train_data')) $('train-data').value = params.get('train_data');
   if (params.get('train_lr')) $('train-lr').value = params.get('train_lr');
+  if (params.get('train_seq_len')) $('train-seq-len').value = params.get('train_seq_len');
   busy(true);
   wire();
   served = await (await fetch('/models')).json();

@@ -38,9 +38,10 @@ const INNER_SUMS: [InnerSum; 3] =
 /// Outputs up to which a workgroup takes each one's sum: this many workgroups already fill a large GPU (an H200
 /// holds ~270k invocations resident), where one invocation per output would leave most lanes idle.
 const WORKGROUP_SUM_MAX_OUTPUTS: u32 = 1 << 16;
-/// Inner lengths from which a workgroup's sum pays. Small, so that the registry's grad cases (inner 5 to 64) take
-/// both paths; on real shapes the output count decides.
-const WORKGROUP_SUM_MIN_INNER: u32 = 16;
+/// Inner lengths from which a workgroup's sum pays: a quarter of its lanes busy. The registry's grad cases (inner 5
+/// to 64) take both paths; on training shapes (inner = the sequence, or a projection's width) the output count
+/// decides.
+const WORKGROUP_SUM_MIN_INNER: u32 = WG_SIZE / 4;
 
 /// The inner sum for a product of `n_outputs` elements, each over `n_inner` products.
 pub fn inner_sum(n_outputs: u32, n_inner: u32, subgroups: bool) -> InnerSum {
@@ -131,8 +132,15 @@ pub fn mul_mat_grad_x(
 ) -> Result<()> {
     let op = "mul_mat_grad_x";
     if wtype == QuantType::F32 {
-        let key = MulMatGradKey { transpose_lhs: false, accumulate, inner: InnerSum::Serial };
-        return product(batch, op, key, [("dy", dy, shape.n, shape.m), ("w", w, shape.m, shape.k)], dx, 1.0);
+        return product(
+            batch,
+            op,
+            false,
+            accumulate,
+            [("dy", dy, shape.n, shape.m), ("w", w, shape.m, shape.k)],
+            dx,
+            1.0,
+        );
     }
     if accumulate {
         return Err(GpuError::Unsupported {
@@ -308,23 +316,31 @@ pub fn mul_mat_grad_w(
     scale: f32,
     accumulate: bool,
 ) -> Result<()> {
-    let key = MulMatGradKey { transpose_lhs: true, accumulate, inner: InnerSum::Serial };
-    product(batch, "mul_mat_grad_w", key, [("dy", dy, shape.n, shape.m), ("x", x, shape.n, shape.k)], dw, scale)
+    product(
+        batch,
+        "mul_mat_grad_w",
+        true,
+        accumulate,
+        [("dy", dy, shape.n, shape.m), ("x", x, shape.n, shape.k)],
+        dw,
+        scale,
+    )
 }
 
-/// `operands`: (name, buffer, rows, cols) of lhs as stored, then rhs `[n_inner][n_out_cols]`; `key`'s inner sum
-/// is chosen here from the shape.
+/// `operands`: (name, buffer, rows, cols) of lhs as stored, then rhs `[n_inner][n_out_cols]`; lhs is read
+/// transposed for the weight gradient, and the inner sum is chosen from the shape.
 fn product(
     batch: &mut Batch,
     op: &str,
-    key: MulMatGradKey,
+    transpose_lhs: bool,
+    accumulate: bool,
     operands: [(&str, &GpuBuffer, u32, u32); 2],
     out: &GpuBuffer,
     scale: f32,
 ) -> Result<()> {
     let [(_, lhs, lhs_rows, lhs_cols), (_, rhs, n_inner, n_out_cols)] = operands;
-    let n_out_rows = if key.transpose_lhs { lhs_cols } else { lhs_rows };
-    let lhs_inner = if key.transpose_lhs { lhs_rows } else { lhs_cols };
+    let n_out_rows = if transpose_lhs { lhs_cols } else { lhs_rows };
+    let lhs_inner = if transpose_lhs { lhs_rows } else { lhs_cols };
     if lhs_inner != n_inner {
         return Err(GpuError::Unsupported {
             op: op.into(),
@@ -344,7 +360,7 @@ fn product(
         return Ok(());
     }
     let params = MulMatGradParams { n_elems, n_out_cols, n_inner, n_out_rows, scale, _pad: [0; 3] };
-    let key = MulMatGradKey { inner: inner_sum(n_elems, n_inner, batch.caps().subgroups), ..key };
+    let key = MulMatGradKey { transpose_lhs, accumulate, inner: inner_sum(n_elems, n_inner, batch.caps().subgroups) };
     let per_workgroup = match key.inner {
         InnerSum::Serial => WG_SIZE,
         InnerSum::Workgroup { .. } => 1,

@@ -6,6 +6,7 @@
 use super::RunSettings;
 use super::outputs::LossRow;
 use crate::args::io_error;
+use ferrogem::atomic_file::{sync_dir, write_atomic};
 use ferrogem::lora::write_peft_dir;
 use ferrogem::models::gemma::{Gemma, LoraTrainer, TrainerState};
 use ferrogem::training::data::DataPosition;
@@ -65,11 +66,13 @@ pub fn save(out: &Path, c: &Checkpoint) -> ferrogem::Result<PathBuf> {
     };
     let path = staging.join("state.json");
     let text = serde_json::to_string_pretty(&state).map_err(|e| io_error("serialize", &path, e))?;
-    std::fs::write(&path, text).map_err(|e| io_error("write", &path, e))?;
+    // Synced like the adapter files, so that a crash after the rename cannot leave an empty state.json.
+    write_atomic(&path, text.as_bytes())?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| io_error("replace", &dir, e))?;
     }
     std::fs::rename(&staging, &dir).map_err(|e| io_error("rename into place", &dir, e))?;
+    sync_dir(out)?;
     Ok(dir)
 }
 
