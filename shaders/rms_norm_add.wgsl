@@ -67,9 +67,20 @@ fn norm_input(i: u32) -> f32 {
     let row = i / params.n_elems;
     let c = i - row * params.n_elems;
     let rank = params.up_rank;
-    var update = 0.0;
-    for (var j = 0u; j < rank; j++) {
-        update += lora_bu[c * rank + j] * lora_bu[params.up_u_offset + row * rank + j];
+    let b = c * rank;
+    let u = params.up_u_offset + row * rank;
+    // Four ranks per step: eight independent loads in flight instead of a chain of two at a time (every pass over
+    // the row recomputes this, so its latency is the kernel's).
+    var update4 = vec4<f32>(0.0);
+    var j = 0u;
+    for (; j + 4u <= rank; j += 4u) {
+        let bj = vec4<f32>(lora_bu[b + j], lora_bu[b + j + 1u], lora_bu[b + j + 2u], lora_bu[b + j + 3u]);
+        let uj = vec4<f32>(lora_bu[u + j], lora_bu[u + j + 1u], lora_bu[u + j + 2u], lora_bu[u + j + 3u]);
+        update4 += bj * uj;
+    }
+    var update = update4.x + update4.y + update4.z + update4.w;
+    for (; j < rank; j++) {
+        update += lora_bu[b + j] * lora_bu[u + j];
     }
     return src[i] + update;
 #else
