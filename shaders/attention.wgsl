@@ -40,6 +40,11 @@ struct Params {
     n_splits: u32,
     split_keys: u32,
     _pad0: u32,
+    // COMBINE with LORA_DOWN: the rows of A (rank_total) and where the heads' parts of u start (elements).
+    lora_rank_total: u32,
+    lora_u_offset: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Below any real score, yet far enough from −f32::MAX that subtracting a score cannot overflow to −inf.

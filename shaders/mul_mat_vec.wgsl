@@ -3,22 +3,19 @@
 // GeGLU (GLU_STACKED or GLU_VECTOR, ggml mul_mat + geglu fused): y = gelu(W[r]·x) · u, where
 //   GLU_STACKED: u = W[up_row_offset + r]·x, the up row of a [gate; up] stacked weight, read beside the gate row;
 //   GLU_VECTOR:  u = up_vec[t·up_vec_stride + up_vec_offset + y_first_row + r] (Gemma 4's PLE gate times ple[l]).
-// LORA_MAKE_U (without GLU or LORA) instead makes the down-projections of this product's LoRA group for a later
-// kernel to add (rms_norm_add's LORA_UP): u[t][j] = Σ_c A[j][c] · x[t][c], j < rank_total, from extra workgroups
-// after the product's, one per j and block of 4 tokens; so the decode step needs no lora_down dispatch for it.
 // LORA adds a low-rank update to each product before its epilogue: W[r]·x[t] + Σ_j B[r][j]·u[t][j], with B
 // `[m_rows][rank]` at `b_offset` of lora_b (already scaled) and u = A·x made beforehand (`[n_tokens][u_stride]`,
-// this target's ranks from `u_offset`); with GLU_STACKED the up product has its own term. Each lane adds its
+// this target's ranks from `u_offset`, each the sum of u_parts values part_stride apart: the attention merge
+// makes o's u one part per head); with GLU_STACKED the up product has its own term. Each lane adds its
 // share of the ranks to its partial sums, so the update rides on the reduction the product already does: a
 // LoRA-adapted projection costs no dispatch of its own, and the base weights are read once.
 // Bindings (group 0): 0 weights: array<vec4<u32>> (VEC4_WEIGHTS) or array<u32> read (W row-major [m_rows][k] in
 // ggml blocks), 1 x: array<vec4<f32>> read ([n_tokens][k]), then GeGLU: 2 up_vec: array<f32> read (GLU_STACKED: x
 // again, never read), 3 y; else 2 y: array<f32> read_write ([n_tokens][y_row_stride]). Then LORA: lora_b, lora_u:
-// array<f32> read; or LORA_MAKE_U: lora_a: array<f32> read ([rank_total][k]), lora_u_out: array<f32> read_write
-// (u `[n_tokens][rank_total]` from element u_offset). Last: params uniform.
+// array<f32> read. Last: params uniform.
 // Dispatch: workgroups of WG_SIZE = GROUPS row groups of LANES invocations; a group owns ROWS rows (4 for one
 // token; 1 with MULTI_TOKEN, which serves 4 tokens per workgroup). Grid::for_items(n_row_blocks ·
-// ceil(n_tokens / TOKENS) (+ rank_total · ceil(n_tokens / 4) with LORA_MAKE_U), 1), row block fastest. Lane l of a group takes chunks l, l + LANES, … of its rows:
+// ceil(n_tokens / TOKENS), 1), row block fastest. Lane l of a group takes chunks l, l + LANES, … of its rows:
 // neighbouring lanes read neighbouring 16-byte pieces of a row, and each lane loads the 32 x values of a chunk once
 // for all of its rows (or decodes the chunk once for all 4 tokens). Reduction over a group's lanes: subgroup
 // butterflies (SUBGROUPS) then a few workgroup-memory partials, or a workgroup tree.
@@ -41,6 +38,10 @@ struct LoraTerm {
     b_offset: u32,
     u_offset: u32,
     u_stride: u32,
+    u_parts: u32,
+    part_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 #endif
 
@@ -64,13 +65,6 @@ struct Params {
 #ifdef LORA
     lora_gate: LoraTerm, // the product's own update (the gate's with GLU)
     lora_up: LoraTerm,   // GLU_STACKED: the up product's; rank 0 elsewhere
-#endif
-#ifdef LORA_MAKE_U
-    rank_total: u32,
-    u_offset: u32,
-    // The product's workgroups, n_row_blocks · ceil(n_tokens / TOKENS); the u workgroups follow.
-    n_product_wgs: u32,
-    _pad2: u32,
 #endif
 }
 
@@ -104,13 +98,7 @@ fn w32(word: u32) -> u32 {
 @group(0) @binding(4) var<storage, read> lora_u: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 #else
-#ifdef LORA_MAKE_U
-@group(0) @binding(3) var<storage, read> lora_a: array<f32>;
-@group(0) @binding(4) var<storage, read_write> lora_u_out: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
-#else
 @group(0) @binding(3) var<uniform> params: Params;
-#endif
 #endif
 #endif
 
@@ -144,6 +132,16 @@ fn token_dots(base: u32, c: u32, runs: vec2<u32>, xt: vec4<u32>) -> vec4<f32> {
 }
 
 #ifdef LORA
+// u[t][j] of `term` (j counted from the term's first rank): the sum of its parts.
+fn lora_u_of(term: LoraTerm, t: u32, j: u32) -> f32 {
+    let first = t * term.u_stride + term.u_offset + j;
+    var u = 0.0;
+    for (var p = 0u; p < term.u_parts; p++) {
+        u += lora_u[first + p * term.part_stride];
+    }
+    return u;
+}
+
 // This lane's share (ranks j ≡ lane mod LANES) of `term`'s update for the rows and tokens of the accumulator,
 // clamped like them to the last row and token.
 fn lora_share(term: LoraTerm, row0: u32, t0: u32, n_tok: u32, lane: u32) -> vec4<f32> {
@@ -153,12 +151,17 @@ fn lora_share(term: LoraTerm, row0: u32, t0: u32, n_tok: u32, lane: u32) -> vec4
 #ifdef MULTI_TOKEN
         let bv = lora_b[term.b_offset + min(row0, last_row) * term.rank + j];
         let ts = vec4<u32>(t0) + min(vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n_tok - 1u));
-        let us = ts * term.u_stride + vec4<u32>(term.u_offset + j);
-        d += bv * vec4<f32>(lora_u[us.x], lora_u[us.y], lora_u[us.z], lora_u[us.w]);
+        let us = vec4<f32>(
+            lora_u_of(term, ts.x, j),
+            lora_u_of(term, ts.y, j),
+            lora_u_of(term, ts.z, j),
+            lora_u_of(term, ts.w, j),
+        );
+        d += bv * us;
 #else
         let rows = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_row));
         let bs = rows * term.rank + vec4<u32>(term.b_offset + j);
-        let uv = lora_u[t0 * term.u_stride + term.u_offset + j];
+        let uv = lora_u_of(term, t0, j);
         d += uv * vec4<f32>(lora_b[bs.x], lora_b[bs.y], lora_b[bs.z], lora_b[bs.w]);
 #endif
     }
@@ -175,14 +178,8 @@ fn main(
     @builtin(subgroup_size) sg_size: u32,
 #endif
 ) {
-    // Uniform across the workgroup, so the early exits cannot split a barrier.
+    // Uniform across the workgroup, so the early exit cannot split a barrier.
     let linear = wid.x + wid.y * nwg.x;
-#ifdef LORA_MAKE_U
-    if linear >= params.n_product_wgs {
-        make_u(linear - params.n_product_wgs, lid);
-        return;
-    }
-#endif
     let t0 = (linear / params.n_row_blocks) * TOKENS;
     if t0 >= params.n_tokens {
         return;
@@ -313,36 +310,3 @@ fn write_out(row0: u32, t0: u32, n_tok: u32, total: vec4<f32>, up: vec4<f32>) {
     }
 #endif
 }
-
-#ifdef LORA_MAKE_U
-// u for row j = w % rank_total of A and tokens 4·(w / rank_total) + 0..3: every invocation takes every WG_SIZE-th
-// column for 4 tokens at once (tokens past the end repeat the last, computed and never written), then a tree in
-// workgroup memory sums them.
-fn make_u(w: u32, lid: u32) {
-    let j = w % params.rank_total;
-    let t0 = (w / params.rank_total) * 4u;
-    if t0 >= params.n_tokens {
-        return;
-    }
-    let k4 = params.k / 4u;
-    let xt = (vec4<u32>(t0) + min(vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.n_tokens - 1u - t0))) * k4;
-    var acc = vec4<f32>(0.0);
-    for (var c4 = lid; c4 < k4; c4 += WG_SIZE) {
-        let ai = (j * k4 + c4) * 4u;
-        let av = vec4<f32>(lora_a[ai], lora_a[ai + 1u], lora_a[ai + 2u], lora_a[ai + 3u]);
-        acc += vec4<f32>(dot(av, x[xt.x + c4]), dot(av, x[xt.y + c4]), dot(av, x[xt.z + c4]), dot(av, x[xt.w + c4]));
-    }
-    partials[lid] = acc;
-    workgroupBarrier();
-    for (var stride = WG_SIZE / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partials[lid] += partials[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let n_tok = min(4u, params.n_tokens - t0);
-    if lid < n_tok {
-        lora_u_out[params.u_offset + (t0 + lid) * params.rank_total + j] = partials[0][lid];
-    }
-}
-#endif

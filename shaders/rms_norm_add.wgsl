@@ -11,12 +11,8 @@
 // row's normed values (a few KB, cached) and reduce one row of A against them. A `[rank_total][n_elems]` and u
 // `[n_rows][rank_total]` (at element u_offset, past A) share one buffer, which keeps the kernel within WebGPU's 8
 // storage buffers per stage.
-// LORA_UP (never with SCALE) first adds the LoRA update of the product src comes from, made by that product's
-// mat-vec (its LORA_MAKE_U): src[r][c] + Σ_j B[c][j] · u_up[r][j], with B `[n_elems][up_rank]` (scaled) from
-// element 0 and u_up `[n_rows][up_rank]` from element up_u_offset of one buffer, bound where the scale would be.
 // Bindings (group 0): 0 src: array<f32> read, 1 weight: array<f32> read (n_elems), 2 residual: array<f32> read,
-// 3 scale: array<f32> read (1 value; LORA_UP: lora_bu, B then u_up; with neither the dispatcher binds src as a
-// stand-in that is never read),
+// 3 scale: array<f32> read (1 value; without SCALE the dispatcher binds src as a stand-in that is never read),
 // 4 next_weight: array<f32> read (n_elems; stand-in without NEXT_NORM), 5 dst: array<f32> read_write (h), then
 // NEXT_NORM: 6 normed: array<f32> read_write, then LORA_DOWN: 7 lora_au: array<f32> read_write (A, then u), and
 // params uniform last (6, 7 or 8). dst, normed and lora_au must not alias any input or each other.
@@ -34,20 +30,15 @@ struct Params {
     // LORA_DOWN: A's rows, and where u starts in lora_au (elements); 0 otherwise.
     rank_total: u32,
     u_offset: u32,
-    // LORA_UP: the update's rank and where u_up starts in lora_bu (elements); 0 otherwise.
-    up_rank: u32,
-    up_u_offset: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read> residual: array<f32>;
-#ifdef LORA_UP
-@group(0) @binding(3) var<storage, read> lora_bu: array<f32>;
-#else
 @group(0) @binding(3) var<storage, read> scale: array<f32>;
-#endif
 @group(0) @binding(4) var<storage, read> next_weight: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dst: array<f32>;
 #ifdef NEXT_NORM
@@ -63,36 +54,14 @@ struct Params {
 #endif
 
 fn norm_input(i: u32) -> f32 {
-#ifdef LORA_UP
-    let row = i / params.n_elems;
-    let c = i - row * params.n_elems;
-    let rank = params.up_rank;
-    let b = c * rank;
-    let u = params.up_u_offset + row * rank;
-    // Four ranks per step: eight independent loads in flight instead of a chain of two at a time (every pass over
-    // the row recomputes this, so its latency is the kernel's).
-    var update4 = vec4<f32>(0.0);
-    var j = 0u;
-    for (; j + 4u <= rank; j += 4u) {
-        let bj = vec4<f32>(lora_bu[b + j], lora_bu[b + j + 1u], lora_bu[b + j + 2u], lora_bu[b + j + 3u]);
-        let uj = vec4<f32>(lora_bu[u + j], lora_bu[u + j + 1u], lora_bu[u + j + 2u], lora_bu[u + j + 3u]);
-        update4 += bj * uj;
-    }
-    var update = update4.x + update4.y + update4.z + update4.w;
-    for (; j < rank; j++) {
-        update += lora_bu[b + j] * lora_bu[u + j];
-    }
-    return src[i] + update;
-#else
     return src[i];
-#endif
 }
 
 #include "include/row_entry.wgsl"
 
 // The new residual's value at column c of the row starting at base, from the src row's inverse RMS.
 fn residual_sum(base: u32, c: u32, inv_rms: f32) -> f32 {
-    let h = residual[base + c] + norm_input(base + c) * inv_rms * weight[c];
+    let h = residual[base + c] + src[base + c] * inv_rms * weight[c];
 #ifdef SCALE
     return h * scale[0];
 #else

@@ -1,7 +1,8 @@
 //! Attention over a KV cache (ggml's fused equivalent is `flash_attn_ext`): causal, optionally sliding-window,
 //! grouped-query, for one decoded token or a prompt chunk. The caches are rings of `kv_capacity` slots, position
 //! `p` in slot `p % kv_capacity`; a KV-sharing layer simply passes its donor's cache buffers. Given a scratch
-//! buffer, rows with many positions are split over workgroups and merged (flash decoding).
+//! buffer, rows with many positions are split over workgroups and merged (flash decoding); the merge can also make
+//! the LoRA down-projection of the o projection's group, each head its share ([`HeadsLoraDown`]).
 
 use super::WG_SIZE;
 use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
@@ -190,7 +191,10 @@ pub struct AttentionKey {
 
 /// The merge of split partial results (flash decoding's second pass).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AttentionCombineKey;
+pub struct AttentionCombineKey {
+    /// Also each head's part of a LoRA `u = A·heads` ([`HeadsLoraDown`]): one more binding.
+    pub lora_down: bool,
+}
 
 /// Shared by both passes, matching `Params` in attention.wgsl.
 #[repr(C)]
@@ -208,8 +212,11 @@ struct AttentionParams {
     n_splits: u32,
     split_keys: u32,
     _pad: u32,
+    lora_rank_total: u32,
+    lora_u_offset: u32,
+    _pad1: [u32; 2],
 }
-const _: () = assert!(size_of::<AttentionParams>() == 48);
+const _: () = assert!(size_of::<AttentionParams>() == 64);
 
 impl KernelKey for AttentionKey {
     const FILE: &'static str = "attention.wgsl";
@@ -239,19 +246,21 @@ impl KernelKey for AttentionKey {
 impl KernelKey for AttentionCombineKey {
     const FILE: &'static str = "attention.wgsl";
     fn bindings(&self) -> &'static [Access] {
-        &[Access::Read, Access::ReadWrite, Access::Uniform]
+        if self.lora_down {
+            &[Access::Read, Access::ReadWrite, Access::ReadWrite, Access::Uniform]
+        } else {
+            &[Access::Read, Access::ReadWrite, Access::Uniform]
+        }
     }
 
     fn name(&self) -> String {
-        format!("attention_combine_wg{WG_SIZE}")
+        format!("attention_combine{}_wg{WG_SIZE}", if self.lora_down { "_lora_down" } else { "" })
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("WG_SIZE", format!("{WG_SIZE}u")),
-            ("MAX_SPLITS", format!("{SPLIT_TARGET_WORKGROUPS}u")),
-            ("COMBINE", String::new()),
-        ]
+        let mut d = defines_with(WG_SIZE, &[("COMBINE", true), ("LORA_DOWN", self.lora_down)]);
+        d.push(("MAX_SPLITS", format!("{SPLIT_TARGET_WORKGROUPS}u")));
+        d
     }
 
     fn requires(&self) -> Requires {
@@ -259,7 +268,7 @@ impl KernelKey for AttentionCombineKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        vec![AttentionCombineKey]
+        key_variants!(AttentionCombineKey { lora_down in BOOLS })
     }
 }
 
@@ -270,20 +279,38 @@ pub fn variants() -> Result<Vec<VariantSource>> {
     Ok(v)
 }
 
+/// A LoRA group's stacked down-projections `A` (`[rank_total][n_head · head_dim]`, from element 0) and, from
+/// element `u_offset_elems` of the same buffer, each head's share of `u = A·out` that the merge writes:
+/// `[n_tokens][n_head][rank_total]`, summed over the heads by the reader (the o mat-vec's epilogue).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadsLoraDown<'a> {
+    pub a_and_u: &'a GpuBuffer,
+    pub rank_total: u32,
+    pub u_offset_elems: u32,
+}
+
+/// Split decoding's scratch (at least `shape.partials_bytes()`, read by nothing else), and what the merge also
+/// makes.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitKv<'a> {
+    pub partials: &'a GpuBuffer,
+    /// Forces the split path (and its merge) even where one split covers every position.
+    pub lora_down: Option<HeadsLoraDown<'a>>,
+}
+
 /// `out[t][h] = softmax(scale · q[t][h] · Kᵀ + mask) · V` for the query rows `q` ([n_tokens][n_head][head_dim]
 /// f32) against the cache rings `k_cache`, `v_cache` ([kv_capacity][n_kv_head][head_dim] of `cache_type`), into
 /// `out` (same layout as `q`). The mask is causal plus the sliding window, from absolute positions.
 ///
-/// With `partials` (at least `shape.partials_bytes()`, scratch that nothing else reads) and few rows, as when
-/// decoding, each row's positions are split over several workgroups and merged by a second dispatch; without
-/// it, or when the rows alone fill the device, one dispatch does it all.
+/// With `split` and few rows, as when decoding, each row's positions are split over several workgroups and
+/// merged by a second dispatch; without it, or when the rows alone fill the device, one dispatch does it all.
 pub fn attention(
     batch: &mut Batch,
     q: &GpuBuffer,
     k_cache: &GpuBuffer,
     v_cache: &GpuBuffer,
     out: &GpuBuffer,
-    partials: Option<&GpuBuffer>,
+    split: Option<&SplitKv>,
     shape: &AttentionShape,
 ) -> Result<()> {
     shape.validate()?;
@@ -306,7 +333,7 @@ pub fn attention(
     if inputs.iter().any(|b| b.id() == out.id()) {
         return fail(format!("the output `{}` is also an input; attention cannot run in place", out.label()));
     }
-    let (n_splits, split_keys) = match partials {
+    let (n_splits, split_keys) = match split {
         Some(_) => shape.split_plan(),
         None => (1, shape.max_visible_keys()),
     };
@@ -324,13 +351,17 @@ pub fn attention(
         // At most the visible positions rounded up to a tile, which validate() keeps within u32.
         split_keys: split_keys.min(u32::MAX as u64) as u32,
         _pad: 0,
+        lora_rank_total: 0,
+        lora_u_offset: 0,
+        _pad1: [0; 2],
     };
     let max_per_dim = batch.max_workgroups_per_dimension();
     let cache_type = shape.cache_type;
-    let Some(partials) = partials.filter(|_| n_splits > 1) else {
+    let Some(split) = split.filter(|s| n_splits > 1 || s.lora_down.is_some()) else {
         let grid = Grid::for_items(shape.rows(), 1, max_per_dim);
         return batch.dispatch(&AttentionKey { cache_type, split: false }, &[q, k_cache, v_cache, out], &params, grid);
     };
+    let partials = split.partials;
     let partials_bytes = shape.rows() * n_splits * (shape.head_dim as u64 / 4 + 1) * 16;
     if partials.size_bytes() < partials_bytes {
         return fail(format!(
@@ -342,10 +373,31 @@ pub fn attention(
     if inputs.iter().chain([&out]).any(|b| b.id() == partials.id()) {
         return fail(format!("the partials `{}` are also an input or the output", partials.label()));
     }
+    let mut merge_buffers = vec![partials, out];
+    if let Some(down) = split.lora_down {
+        let a_elems = down.rank_total as u64 * shape.n_head as u64 * shape.head_dim as u64;
+        let end_elems = down.u_offset_elems as u64 + shape.rows() * down.rank_total as u64;
+        if down.rank_total == 0 || (down.u_offset_elems as u64) < a_elems || down.a_and_u.size_bytes() < end_elems * 4 {
+            return fail(format!(
+                "LoRA rank {} with u at element {} of `{}` ({} bytes; A has {a_elems} elements, u ends at {end_elems})",
+                down.rank_total,
+                down.u_offset_elems,
+                down.a_and_u.label(),
+                down.a_and_u.size_bytes()
+            ));
+        }
+        if inputs.iter().chain([&out, &partials]).any(|b| b.id() == down.a_and_u.id()) {
+            return fail(format!("the LoRA A and u `{}` are also another binding", down.a_and_u.label()));
+        }
+        merge_buffers.push(down.a_and_u);
+        params.lora_rank_total = down.rank_total;
+        params.lora_u_offset = down.u_offset_elems;
+    }
     params.n_splits = n_splits as u32;
     let grid = Grid::for_items(shape.rows() * n_splits, 1, max_per_dim);
     batch.dispatch(&AttentionKey { cache_type, split: true }, &[q, k_cache, v_cache, partials], &params, grid)?;
-    batch.dispatch(&AttentionCombineKey, &[partials, out], &params, Grid::for_items(shape.rows(), 1, max_per_dim))
+    let merge = AttentionCombineKey { lora_down: split.lora_down.is_some() };
+    batch.dispatch(&merge, &merge_buffers, &params, Grid::for_items(shape.rows(), 1, max_per_dim))
 }
 
 #[cfg(test)]

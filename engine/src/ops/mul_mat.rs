@@ -94,10 +94,10 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
     if vec {
         return record_vec(batch, a, &mut params, None);
     }
-    if a.lora.is_some() || a.make_u.is_some() {
+    if a.lora.is_some() {
         return Err(GpuError::Unsupported {
             op: "mul_mat".into(),
-            reason: "a LoRA epilogue or u needs the mat-vec path; add prompt updates with lora_add".into(),
+            reason: "a LoRA epilogue needs the mat-vec path; add prompt updates with lora_add".into(),
         });
     }
     let grid = Grid::for_items(

@@ -4,9 +4,7 @@
 //! rows) or a vector read per token (Gemma 4's PLE gate, `gelu(inp_gate·h) ⊙ ple[l]`).
 
 use super::args::check_binding;
-use super::weights::{
-    LoraEpilogue, LoraMakeU, MulMatArgs, MulMatParams, WEIGHT_TYPES, checked_args, type_stem, weight_defines,
-};
+use super::weights::{LoraEpilogue, MulMatArgs, MulMatParams, WEIGHT_TYPES, checked_args, type_stem, weight_defines};
 use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
 use crate::gpu::{GpuError, Result};
@@ -42,16 +40,6 @@ pub enum GluUpKind {
     Vector,
 }
 
-/// What a mat-vec does for a LoRA group besides its product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VecLora {
-    None,
-    /// Adds the update in the epilogue ([`LoraEpilogue`]): two more bindings.
-    Epilogue,
-    /// Makes the group's `u = A·x` in extra workgroups ([`LoraMakeU`]; not with GLU): two more bindings.
-    MakeU,
-}
-
 /// `GLU` adds the `up_vec` binding and the GeGLU epilogue, hence a const parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MulMatVecKey<const GLU: bool> {
@@ -63,7 +51,8 @@ pub struct MulMatVecKey<const GLU: bool> {
     pub lanes: u32,
     /// The up operand (GLU only; `Stacked` otherwise, unused).
     pub up: GluUpKind,
-    pub lora: VecLora,
+    /// A LoRA update in the epilogue (`LoraEpilogue`): two more bindings.
+    pub lora: bool,
 }
 
 impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
@@ -71,11 +60,10 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
     fn bindings(&self) -> &'static [Access] {
         use Access::{Read, ReadWrite, Uniform};
         match (GLU, self.lora) {
-            (true, VecLora::None) => &[Read, Read, Read, ReadWrite, Uniform],
-            (true, _) => &[Read, Read, Read, ReadWrite, Read, Read, Uniform],
-            (false, VecLora::None) => &[Read, Read, ReadWrite, Uniform],
-            (false, VecLora::Epilogue) => &[Read, Read, ReadWrite, Read, Read, Uniform],
-            (false, VecLora::MakeU) => &[Read, Read, ReadWrite, Read, ReadWrite, Uniform],
+            (true, true) => &[Read, Read, Read, ReadWrite, Read, Read, Uniform],
+            (true, false) => &[Read, Read, Read, ReadWrite, Uniform],
+            (false, true) => &[Read, Read, ReadWrite, Read, Read, Uniform],
+            (false, false) => &[Read, Read, ReadWrite, Uniform],
         }
     }
 
@@ -87,11 +75,7 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
             (true, GluUpKind::Stacked) => "_geglu_stacked",
             (true, GluUpKind::Vector) => "_geglu_vec",
         };
-        let lora = match self.lora {
-            VecLora::None => "",
-            VecLora::Epilogue => "_lora",
-            VecLora::MakeU => "_lora_make_u",
-        };
+        let lora = if self.lora { "_lora" } else { "" };
         let stem = type_stem(self.wtype);
         format!("mul_mat_vec{glu}{lora}_{stem}_f32_{reduce}_wg{VEC_WG_SIZE}_l{}_t{tokens}", self.lanes)
     }
@@ -109,8 +93,7 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
             (self.multi_token, "MULTI_TOKEN"),
             (GLU, "GLU"),
             (GLU, glu_kind),
-            (self.lora == VecLora::Epilogue, "LORA"),
-            (self.lora == VecLora::MakeU, "LORA_MAKE_U"),
+            (self.lora, "LORA"),
         ];
         d.extend(flags.into_iter().filter(|(on, _)| *on).map(|(_, name)| (name, String::new())));
         d
@@ -122,15 +105,13 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
 
     fn all_variants() -> Vec<Self> {
         let ups: &[GluUpKind] = if GLU { &[GluUpKind::Stacked, GluUpKind::Vector] } else { &[GluUpKind::Stacked] };
-        let loras: &[VecLora] =
-            if GLU { &[VecLora::None, VecLora::Epilogue] } else { &[VecLora::None, VecLora::Epilogue, VecLora::MakeU] };
         key_variants!(Self {
             wtype in WEIGHT_TYPES,
             subgroups in BOOLS,
             multi_token in BOOLS,
             lanes in [8, 32],
             up in ups.iter().copied(),
-            lora in loras.iter().copied(),
+            lora in BOOLS,
         })
     }
 }
@@ -155,6 +136,9 @@ struct LoraTermParams {
     b_offset: u32,
     u_offset: u32,
     u_stride: u32,
+    u_parts: u32,
+    part_stride: u32,
+    _pad: [u32; 2],
 }
 
 /// `Params` with `LORA` defined, plain and with `GLU`: the product's and the up rows' terms follow.
@@ -171,23 +155,15 @@ struct GluLoraParams {
     terms: [LoraTermParams; 2],
 }
 
-/// `Params` with `LORA_MAKE_U` defined.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MakeUParams {
-    base: MulMatParams,
-    rank_total: u32,
-    u_offset: u32,
-    n_product_wgs: u32,
-    _pad: u32,
-}
-
 fn lora_terms(lora: &LoraEpilogue) -> [LoraTermParams; 2] {
     [lora.term, lora.up].map(|t| LoraTermParams {
         rank: t.rank,
         b_offset: t.b_offset_elems,
         u_offset: lora.u_offset_elems + t.first_rank,
         u_stride: lora.u_stride,
+        u_parts: lora.u_parts,
+        part_stride: lora.part_stride,
+        _pad: [0; 2],
     })
 }
 
@@ -196,27 +172,6 @@ fn with_lora_buffers<'a>(buffers: &[&'a GpuBuffer], lora: Option<&LoraEpilogue<'
     let mut all = buffers.to_vec();
     all.extend(lora.iter().flat_map(|l| [l.b, l.u]));
     all
-}
-
-/// Records the plain product of `a` that also makes `mu`'s down-projections.
-fn record_make_u(
-    batch: &mut Batch,
-    a: &MulMatArgs,
-    params: &MulMatParams,
-    key: MulMatVecKey<false>,
-    n_product_wgs: u64,
-    mu: &LoraMakeU,
-) -> Result<()> {
-    let n_u_wgs = mu.rank_total as u64 * a.n_tokens.div_ceil(VEC_MULTI_TOKENS) as u64;
-    let grid = Grid::for_items(n_product_wgs + n_u_wgs, 1, batch.max_workgroups_per_dimension());
-    let p = MakeUParams {
-        base: *params,
-        rank_total: mu.rank_total,
-        u_offset: mu.u_offset_elems,
-        n_product_wgs: n_product_wgs as u32,
-        _pad: 0,
-    };
-    batch.dispatch(&MulMatVecKey { lora: VecLora::MakeU, ..key }, &[a.weights, a.x, a.y, mu.a, mu.u], &p, grid)
 }
 
 /// The up operand of [`mul_mat_vec_geglu`].
@@ -244,19 +199,15 @@ pub(crate) fn record_vec(
     let n_workgroups = params.n_row_groups as u64 * a.n_tokens.div_ceil(tokens_per_wg) as u64;
     let grid = Grid::for_items(n_workgroups, 1, batch.max_workgroups_per_dimension());
     let subgroups = batch.caps().subgroups;
-    let lora = if a.lora.is_some() { VecLora::Epilogue } else { VecLora::None };
-    let unsupported = |reason: &str| Err(GpuError::Unsupported { op: "mul_mat_vec".into(), reason: reason.into() });
+    let lora = a.lora.is_some();
     if a.lora.is_some_and(|l| l.up.rank > 0) && !matches!(glu, Some(GluUp::Stacked { .. })) {
-        return unsupported("an up-rows LoRA term needs the stacked GeGLU");
-    }
-    if a.make_u.is_some() && glu.is_some() {
-        return unsupported("a GeGLU product cannot make its LoRA group's u");
+        return Err(GpuError::Unsupported {
+            op: "mul_mat_vec".into(),
+            reason: "an up-rows LoRA term needs the stacked GeGLU".into(),
+        });
     }
     let Some(glu) = glu else {
         let key = MulMatVecKey::<false> { wtype: a.wtype, subgroups, multi_token, lanes, up: GluUpKind::Stacked, lora };
-        if let Some(mu) = &a.make_u {
-            return record_make_u(batch, a, params, key, n_workgroups, mu);
-        }
         let buffers = with_lora_buffers(&[a.weights, a.x, a.y], a.lora.as_ref());
         return match &a.lora {
             None => batch.dispatch(&key, &buffers, params, grid),

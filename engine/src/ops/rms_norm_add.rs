@@ -3,8 +3,7 @@
 //! whatever reads `h` next, `normed = rms(h) ⊙ next_w`, from the same workgroup. In a Gemma layer this turns
 //! post-norm, add, layer scale and the next pre-norm (four dispatches) into one. With a [`NormLoraDown`] it also
 //! makes the LoRA down-projections of the group that reads the pre-norm (`u = A·normed`), so a decoding layer's
-//! q/k/v and gate/up updates need no `lora_down` dispatch of their own. With a [`NormLoraUp`] it first adds the
-//! LoRA update of the product it normalizes (o or down), whose mat-vec made `u` ([`crate::ops::weights::LoraMakeU`]).
+//! q/k/v and gate/up updates need no `lora_down` dispatch of their own.
 
 use super::WG_SIZE;
 use super::args::{check_buffer, check_outputs, norm_rows};
@@ -21,8 +20,6 @@ pub struct RmsNormAddKey<const NEXT_NORM: bool> {
     pub scale: bool,
     /// Also `u = A·normed` into the A-and-u buffer (needs `NEXT_NORM`).
     pub lora_down: bool,
-    /// Add `B·u_up` to src first (not with `scale`: both use binding 3).
-    pub lora_up: bool,
     pub subgroups: bool,
 }
 
@@ -35,9 +32,7 @@ struct RmsNormAddParams {
     eps: f32,
     rank_total: u32,
     u_offset: u32,
-    up_rank: u32,
-    up_u_offset: u32,
-    _pad: u32,
+    _pad: [u32; 3],
 }
 const _: () = assert!(size_of::<RmsNormAddParams>() == 32);
 
@@ -75,9 +70,8 @@ impl<const NEXT_NORM: bool> KernelKey for RmsNormAddKey<NEXT_NORM> {
     fn name(&self) -> String {
         let scale = if self.scale { "_scale" } else { "" };
         let next = if NEXT_NORM { "_norm" } else { "" };
-        let up = if self.lora_up { "_lora_up" } else { "" };
         let lora = if self.lora_down { "_lora_down" } else { "" };
-        format!("rms_norm_mul{up}_add{scale}{next}{lora}_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
+        format!("rms_norm_mul_add{scale}{next}{lora}_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
@@ -85,7 +79,6 @@ impl<const NEXT_NORM: bool> KernelKey for RmsNormAddKey<NEXT_NORM> {
             ("SCALE", self.scale),
             ("NEXT_NORM", NEXT_NORM),
             ("LORA_DOWN", self.lora_down),
-            ("LORA_UP", self.lora_up),
             ("SUBGROUPS", self.subgroups),
         ];
         defines_with(WG_SIZE, &flags)
@@ -97,13 +90,7 @@ impl<const NEXT_NORM: bool> KernelKey for RmsNormAddKey<NEXT_NORM> {
 
     fn all_variants() -> Vec<Self> {
         let lora_downs: &[bool] = if NEXT_NORM { &BOOLS } else { &[false] };
-        let all = key_variants!(RmsNormAddKey {
-            scale in BOOLS,
-            lora_down in lora_downs.iter().copied(),
-            lora_up in BOOLS,
-            subgroups in BOOLS
-        });
-        all.into_iter().filter(|k| !(k.scale && k.lora_up)).collect()
+        key_variants!(RmsNormAddKey { scale in BOOLS, lora_down in lora_downs.iter().copied(), subgroups in BOOLS })
     }
 }
 
@@ -124,17 +111,6 @@ pub struct NormAdd<'a> {
     pub next_norm: Option<(&'a GpuBuffer, &'a GpuBuffer)>,
     /// Also `u = A·normed` (needs `next_norm`).
     pub lora_down: Option<NormLoraDown<'a>>,
-    /// Add a LoRA update to src first (not with `scale`).
-    pub lora_up: Option<NormLoraUp<'a>>,
-}
-
-/// The LoRA update of the product `src` holds, `src[r][c] += Σ_j B[c][j]·u[r][j]`: B `[n_elems][rank]` (already
-/// scaled) from element 0 of `b_and_u`, u `[n_rows][rank]` from element `u_offset_elems`.
-#[derive(Debug, Clone, Copy)]
-pub struct NormLoraUp<'a> {
-    pub b_and_u: &'a GpuBuffer,
-    pub rank: u32,
-    pub u_offset_elems: u32,
 }
 
 /// A LoRA group's stacked down-projections `A` (`[rank_total][n_elems]`, from element 0) and, from element
@@ -155,20 +131,6 @@ pub fn rms_norm_add(batch: &mut Batch, a: &NormAdd, n_rows: u32, n_elems: u32, e
     let mut inputs = vec![("src", a.src, total_elems * 4), ("weight", a.weight, row_bytes)];
     inputs.push(("residual", a.residual, total_elems * 4));
     inputs.extend(a.scale.map(|s| ("scale", s, 4)));
-    if let Some(up) = a.lora_up {
-        let b_elems = up.rank as u64 * n_elems as u64;
-        if up.rank == 0 || a.scale.is_some() || (up.u_offset_elems as u64) < b_elems {
-            let reason = format!(
-                "a LoRA update of rank {} with u at element {} (B has {b_elems}){}",
-                up.rank,
-                up.u_offset_elems,
-                if a.scale.is_some() { " cannot go with a scale" } else { "" }
-            );
-            return Err(GpuError::Unsupported { op: op.into(), reason });
-        }
-        let end_elems = up.u_offset_elems as u64 + n_rows as u64 * up.rank as u64;
-        inputs.push(("LoRA B and u", up.b_and_u, end_elems * 4));
-    }
     inputs.extend(a.next_norm.map(|(w, _)| ("next_weight", w, row_bytes)));
     let mut outputs = vec![a.dst];
     outputs.extend(a.next_norm.map(|(_, normed)| normed));
@@ -204,23 +166,21 @@ pub fn rms_norm_add(batch: &mut Batch, a: &NormAdd, n_rows: u32, n_elems: u32, e
     let input_buffers: Vec<&GpuBuffer> = inputs.iter().map(|&(_, buf, _)| buf).collect();
     check_outputs(op, &input_buffers, &outputs)?;
     let (rank_total, u_offset) = lora_down.map_or((0, 0), |d| (d.rank_total, d.u_offset_elems));
-    let (up_rank, up_u_offset) = a.lora_up.map_or((0, 0), |u| (u.rank, u.u_offset_elems));
-    let params = RmsNormAddParams { n_rows, n_elems, eps, rank_total, u_offset, up_rank, up_u_offset, _pad: 0 };
+    let params = RmsNormAddParams { n_rows, n_elems, eps, rank_total, u_offset, _pad: [0; 3] };
     let workgroups = n_rows as u64 * (1 + rank_total as u64);
     let grid = Grid::for_items(workgroups, 1, batch.max_workgroups_per_dimension());
     let subgroups = batch.caps().subgroups;
     // Absent optional inputs bind src as a stand-in (inputs are read-only, so they may alias).
-    let scale = a.scale.or(a.lora_up.map(|u| u.b_and_u)).unwrap_or(a.src);
-    let (has_scale, lora_up) = (a.scale.is_some(), a.lora_up.is_some());
+    let scale = a.scale.unwrap_or(a.src);
     match a.next_norm {
         Some((next_weight, normed)) => {
-            let key = RmsNormAddKey::<true> { scale: has_scale, lora_down: lora_down.is_some(), lora_up, subgroups };
+            let key = RmsNormAddKey::<true> { scale: a.scale.is_some(), lora_down: lora_down.is_some(), subgroups };
             let mut buffers = vec![a.src, a.weight, a.residual, scale, next_weight, a.dst, normed];
             buffers.extend(lora_down.map(|d| d.a_and_u));
             batch.dispatch(&key, &buffers, &params, grid)
         }
         None => {
-            let key = RmsNormAddKey::<false> { scale: has_scale, lora_down: false, lora_up, subgroups };
+            let key = RmsNormAddKey::<false> { scale: a.scale.is_some(), lora_down: false, subgroups };
             batch.dispatch(&key, &[a.src, a.weight, a.residual, scale, a.src, a.dst], &params, grid)
         }
     }

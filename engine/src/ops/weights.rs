@@ -89,19 +89,6 @@ pub struct MulMatArgs<'a> {
     pub y_row_stride: u32,
     /// A low-rank update added to each product before it is stored (the mat-vec kernel only).
     pub lora: Option<LoraEpilogue<'a>>,
-    /// Also make the down-projections `u = A·x` of the product's LoRA group, for a later kernel to add `B·u`
-    /// (the mat-vec kernel only; not with `lora`).
-    pub make_u: Option<LoraMakeU<'a>>,
-}
-
-/// `u[t][j] = Σ_c a[j·k + c] · x[t][c]` for `j < rank_total`, written at `u[u_offset_elems + t·rank_total + j]`:
-/// a LoRA group's down-projections made by extra workgroups of the product that reads the same x.
-#[derive(Debug, Clone, Copy)]
-pub struct LoraMakeU<'a> {
-    pub a: &'a GpuBuffer,
-    pub rank_total: u32,
-    pub u: &'a GpuBuffer,
-    pub u_offset_elems: u32,
 }
 
 /// One product's low-rank update: `+ Σ_j b[b_offset_elems + r·rank + j] · u[t][first_rank + j]` for row `r` of the
@@ -115,13 +102,17 @@ pub struct LoraTerm {
 }
 
 /// LoRA updates `y = W·x + B·u` with `u = A·x` made beforehand (`docs/lora.md`): the B matrices (already scaled)
-/// and the down-projections `u` (`[n_tokens][u_stride]` from element `u_offset_elems`) of a group of targets.
+/// and the down-projections `u` (`[n_tokens][u_stride]` from element `u_offset_elems`) of a group of targets,
+/// each the sum of `u_parts` parts `part_stride` elements apart (the attention merge makes o's `u` one part per
+/// head; 1 part elsewhere).
 #[derive(Debug, Clone, Copy)]
 pub struct LoraEpilogue<'a> {
     pub b: &'a GpuBuffer,
     pub u: &'a GpuBuffer,
     pub u_offset_elems: u32,
     pub u_stride: u32,
+    pub u_parts: u32,
+    pub part_stride: u32,
     /// The product's update (the gate's, for a GeGLU).
     pub term: LoraTerm,
     /// A stacked GeGLU's up rows' update; no other product reads it.
@@ -147,8 +138,7 @@ impl<'a> MulMatArgs<'a> {
         n_tokens: u32,
         y: &'a GpuBuffer,
     ) -> Self {
-        let (y_first_row, y_row_stride) = (0, m_rows);
-        MulMatArgs { weights, wtype, m_rows, k, x, n_tokens, y, y_first_row, y_row_stride, lora: None, make_u: None }
+        MulMatArgs { weights, wtype, m_rows, k, x, n_tokens, y, y_first_row: 0, y_row_stride: m_rows, lora: None }
     }
 
     /// Makes this a part whose rows are global rows `y_first_row..` of a tensor of `y_row_stride` rows.
@@ -159,11 +149,6 @@ impl<'a> MulMatArgs<'a> {
     /// Adds `lora`'s update to every product.
     pub fn with_lora(self, lora: Option<LoraEpilogue<'a>>) -> Self {
         MulMatArgs { lora, ..self }
-    }
-
-    /// Also makes `make_u`'s down-projections of x.
-    pub fn with_make_u(self, make_u: Option<LoraMakeU<'a>>) -> Self {
-        MulMatArgs { make_u, ..self }
     }
 }
 
@@ -196,40 +181,28 @@ pub(crate) fn checked_args(op: &str, a: &MulMatArgs, batch: &Batch) -> Result<Op
             check_distinct(op, input, a.y)?;
         }
     }
-    if let Some(mu) = &a.make_u {
-        check_make_u(op, a, mu, max_binding)?;
-    }
     Ok(Some(row_bytes))
-}
-
-fn check_make_u(op: &str, a: &MulMatArgs, mu: &LoraMakeU, max_binding: u64) -> Result<()> {
-    let unsupported = |reason: &str| Err(GpuError::Unsupported { op: op.into(), reason: reason.into() });
-    if a.lora.is_some() {
-        return unsupported("a product either adds its LoRA update or makes u for a later kernel, not both");
-    }
-    if mu.rank_total == 0 {
-        return unsupported("LoRA rank 0");
-    }
-    check_binding(op, "LoRA A", mu.a, mu.rank_total as u64 * a.k as u64 * 4, max_binding)?;
-    let u_elems = mu.u_offset_elems as u64 + a.n_tokens as u64 * mu.rank_total as u64;
-    check_binding(op, "LoRA u", mu.u, u_elems * 4, max_binding)?;
-    for other in [a.weights, a.x, a.y, mu.a] {
-        check_distinct(op, other, mu.u)?;
-    }
-    Ok(())
 }
 
 fn check_lora(op: &str, lora: &LoraEpilogue, m_rows: u64, n_tokens: u64, max_binding: u64) -> Result<()> {
     for term in [lora.term, lora.up].iter().filter(|t| t.rank > 0) {
         let (rank, first) = (term.rank as u64, term.first_rank as u64);
-        if first + rank > lora.u_stride as u64 {
+        // From a row's first element to the last one this term reads: its ranks in the last part.
+        let span = (lora.u_parts as u64).saturating_sub(1) * lora.part_stride as u64 + first + rank;
+        if lora.u_parts == 0 || span > lora.u_stride as u64 {
             return Err(GpuError::Unsupported {
                 op: op.into(),
-                reason: format!("LoRA ranks {first}..{} past a u row of {}", first + rank, lora.u_stride),
+                reason: format!(
+                    "LoRA ranks {first}..{} of {} parts {} apart past a u row of {}",
+                    first + rank,
+                    lora.u_parts,
+                    lora.part_stride,
+                    lora.u_stride
+                ),
             });
         }
         check_binding(op, "LoRA B", lora.b, (term.b_offset_elems as u64 + m_rows * rank) * 4, max_binding)?;
-        let u_elems = lora.u_offset_elems as u64 + (n_tokens - 1) * lora.u_stride as u64 + first + rank;
+        let u_elems = lora.u_offset_elems as u64 + (n_tokens - 1) * lora.u_stride as u64 + span;
         check_binding(op, "LoRA u", lora.u, u_elems * 4, max_binding)?;
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! Cases for `attention` (ggml's fused `flash_attn_ext`): decode and prompt chunks over f32 and f16 KV-cache
 //! rings, with grouped-query heads, sliding windows, wrap-around and KV sharing. The reference gathers the keys
 //! each slot holds, builds the score matrix with a 0/−inf mask from absolute positions, and takes the softmax
-//! and the weighted sum with candle ops in f64. Grad mode: `attention_grad.rs`.
+//! and the weighted sum with candle ops in f64. Split cases may also have the merge make each head's part of a
+//! LoRA down-projection of the heads (o's `u`), checked after the output. Grad mode: `attention_grad.rs`.
 
 use super::attention_grad;
 use super::grad::BuiltGrad;
@@ -11,7 +12,7 @@ use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Category, Context, GpuBuffer};
-use ferrogem::ops::attention::{AttentionShape, CacheType, attention};
+use ferrogem::ops::attention::{AttentionShape, CacheType, HeadsLoraDown, SplitKv, attention};
 use std::rc::Rc;
 
 /// No sliding window.
@@ -24,18 +25,29 @@ pub struct AttentionCase {
     sharer: Option<AttentionShape>,
     /// Pass a partials buffer, so that shapes with few rows split their positions over workgroups.
     split: bool,
+    /// With `split`: the merge also makes each head's part of `u = A·out` for a random A of this many rows
+    /// (`HeadsLoraDown`); 0: none.
+    lora_rank: u32,
 }
+
+/// Where a LoRA case's u parts start past its A: a gap, so a wrong offset shows.
+const LORA_U_GAP: u32 = 3;
 
 impl AttentionCase {
     pub fn new(shape: AttentionShape, split: bool) -> Self {
-        AttentionCase { shape, sharer: None, split }
+        AttentionCase { shape, sharer: None, split, lora_rank: 0 }
+    }
+
+    /// A split case whose merge also makes a rank-`rank` LoRA `u`, a part per head.
+    pub fn with_lora_down(shape: AttentionShape, rank: u32) -> Self {
+        AttentionCase { shape, sharer: None, split: true, lora_rank: rank }
     }
 
     /// `sharer` reads `donor`'s caches, so their cache layouts must match.
     pub fn shared(donor: AttentionShape, sharer: AttentionShape, split: bool) -> Self {
         let layout = |s: &AttentionShape| (s.n_kv_head, s.head_dim, s.kv_capacity, s.cache_type);
         assert_eq!(layout(&donor), layout(&sharer), "a KV-sharing case needs one cache layout");
-        AttentionCase { shape: donor, sharer: Some(sharer), split }
+        AttentionCase { shape: donor, sharer: Some(sharer), split, lora_rank: 0 }
     }
 
     fn shapes(&self) -> impl Iterator<Item = &AttentionShape> {
@@ -147,6 +159,16 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         cases.extend(shapes.iter().map(|s| Box::new(AttentionCase::new(*s, split)) as Box<dyn OpCase>));
         cases.extend(pairs.iter().map(|(a, b)| Box::new(AttentionCase::shared(*a, *b, split)) as Box<dyn OpCase>));
     }
+    // o's LoRA u from the merge: E2B's sliding and full layers (rank 16, one round of ranks), a few tokens with
+    // ranks over several rounds, a first position (one split, still merged) and an f16 cache.
+    let lora_shapes = [
+        (shape(256, 8, 1, 1, 1000, ring(512, 1), 512, 1.0, F32), 16),
+        (shape(512, 8, 1, 1, 1500, 2048, NO_WINDOW, 1.0, F32), 16),
+        (shape(64, 8, 2, 3, 60, 128, NO_WINDOW, 0.0625, F32), 40),
+        (shape(64, 4, 2, 1, 0, 64, NO_WINDOW, 0.0625, F32), 13),
+        (shape(128, 8, 4, 1, 100, ring(8, 1), 8, 0.0625, F16), 8),
+    ];
+    cases.extend(lora_shapes.map(|(s, rank)| Box::new(AttentionCase::with_lora_down(s, rank)) as Box<dyn OpCase>));
     cases
 }
 
@@ -197,6 +219,9 @@ impl OpCase for AttentionCase {
             v.push_str(&format!(",{}", shape_vars(sharer, "shared_")));
         }
         v.push_str(if self.split { ",split=yes" } else { ",split=no" });
+        if self.lora_rank > 0 {
+            v.push_str(&format!(",lora_down=r{}", self.lora_rank));
+        }
         v
     }
 
@@ -223,7 +248,8 @@ impl OpCase for AttentionCase {
             * s.n_kv_head as u64
             * s.head_dim as u64
             * s.cache_type.elem_bytes();
-        cache_bytes + self.shapes().map(|s| 2 * s.q_elems() * 4).sum::<u64>()
+        let lora = 4 * self.lora_rank as u64 * (s.n_head as u64 * s.head_dim as u64 + s.rows());
+        cache_bytes + self.shapes().map(|s| 2 * s.q_elems() * 4).sum::<u64>() + lora
     }
 
     fn elems(&self) -> u64 {
@@ -261,6 +287,17 @@ impl OpCase for AttentionCase {
             reference.extend(reference_attention(shape, &q_vals, &k_vals, &v_vals)?);
             queries.push((*shape, upload_f32(ctx, &format!("q{i}"), &q_vals)?));
         }
+        let lora = match self.lora_rank {
+            0 => None,
+            rank => {
+                let a = seeded(&format!("{name}/lora_a"), (rank * s.n_head * s.head_dim) as usize);
+                reference.extend(reference_heads_down(&s, &a, rank, &reference)?);
+                let u_offset_elems = a.len() as u32 + LORA_U_GAP;
+                let mut a_and_u = a;
+                a_and_u.resize(u_offset_elems as usize + (s.rows() * rank as u64) as usize, 0.0);
+                Some((rank, u_offset_elems, upload_f32(ctx, "lora a and u", &a_and_u)?))
+            }
+        };
         let output = guarded_output(ctx, reference.len(), OutType::F32)?;
         // The first dispatch writes the output directly (no copy to time in perf mode); the sharer's goes through
         // a scratch buffer copied in behind it, since a dispatch binds whole buffers.
@@ -276,9 +313,20 @@ impl OpCase for AttentionCase {
         let dst = Rc::clone(&output);
         let record = move |batch: &mut ferrogem::gpu::Batch| -> ferrogem::gpu::Result<()> {
             let (shape, q) = &queries[0];
-            attention(batch, q, &k_cache, &v_cache, &dst, partials.as_ref(), shape)?;
+            let lora_down = lora.as_ref().map(|(rank, u_offset_elems, a_and_u)| HeadsLoraDown {
+                a_and_u,
+                rank_total: *rank,
+                u_offset_elems: *u_offset_elems,
+            });
+            let split = partials.as_ref().map(|partials| SplitKv { partials, lora_down });
+            attention(batch, q, &k_cache, &v_cache, &dst, split.as_ref(), shape)?;
+            if let Some((rank, u_offset_elems, a_and_u)) = &lora {
+                let u_bytes = shape.rows() * *rank as u64 * 4;
+                batch.copy(a_and_u, *u_offset_elems as u64 * 4, &dst, shape.q_elems() * 4, u_bytes);
+            }
+            let split = partials.as_ref().map(|partials| SplitKv { partials, lora_down: None });
             if let (Some((shape, q)), Some(out)) = (queries.get(1), &sharer_out) {
-                attention(batch, q, &k_cache, &v_cache, out, partials.as_ref(), shape)?;
+                attention(batch, q, &k_cache, &v_cache, out, split.as_ref(), shape)?;
                 batch.copy(out, 0, &dst, queries[0].0.q_elems() * 4, out.size_bytes());
             }
             Ok(())
@@ -291,6 +339,18 @@ impl OpCase for AttentionCase {
         let shape = attention_grad::training_shape(&self.shape).filter(|_| self.sharer.is_none() && !self.split)?;
         Some(attention_grad::build(&self.name(), &shape, ctx))
     }
+}
+
+/// Each head's part of `u = A·out` (A `[rank][n_head · head_dim]`), `[n_tokens][n_head][rank]`, from the
+/// reference output, in f64.
+fn reference_heads_down(s: &AttentionShape, a: &[f32], rank: u32, out: &[f32]) -> CaseResult<Vec<f32>> {
+    let (n, nh, hd, r) = (s.n_tokens as usize, s.n_head as usize, s.head_dim as usize, rank as usize);
+    let dev = cpu();
+    // [t][h][d] · [h][d][j] summed over d, per head: a batched product over heads.
+    let heads = Tensor::from_slice(&out[..n * nh * hd], (n, nh, hd), &dev)?.to_dtype(DType::F64)?.transpose(0, 1)?;
+    let a_heads = Tensor::from_slice(a, (r, nh, hd), &dev)?.to_dtype(DType::F64)?.permute((1, 2, 0))?;
+    let u = heads.contiguous()?.matmul(&a_heads.contiguous()?)?.transpose(0, 1)?;
+    Ok(u.contiguous()?.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
 }
 
 /// `reference::ops::attention` in f64 on what the rings hold: the key of each occupied slot at its absolute position.

@@ -6,7 +6,7 @@
 //! for every weight type (a frozen base), and for F32 also the gradient of W (LoRA's A and B).
 
 use super::grad::{BuiltGrad, GRAD_MAX_ELEMS, GradOutput, cpu_gradients};
-use super::{Built, CaseResult, GUARD_ELEMS, GUARD_VALUE, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
+use super::{Built, CaseResult, OpCase, OutType, cpu, guarded_output, seeded, upload_f32};
 use crate::reference::ops;
 use crate::tolerance::max_nmse;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -14,7 +14,7 @@ use candle_core::{DType, Tensor};
 use ferrogem::gpu::{Category, Context, GpuBuffer, SplitTensor};
 use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, mul_mat_with};
 use ferrogem::ops::mul_mat_grad::{MulMatShape, grad_x_partials_bytes, mul_mat_grad_w, mul_mat_grad_x};
-use ferrogem::ops::weights::{LoraEpilogue, LoraMakeU, LoraTerm};
+use ferrogem::ops::weights::{LoraEpilogue, LoraTerm};
 use ferrogem::quant::QuantType;
 use std::rc::Rc;
 
@@ -58,46 +58,30 @@ pub struct MulMatCase {
     /// Row parts the weights are split into (as SplitTensor does for tensors over the binding limit).
     parts: u32,
     lora: Option<LoraCase>,
-    make_u: Option<MakeUCase>,
 }
-
-/// The product also makes a LoRA group's down-projections `u = A·x` (`LoraMakeU`, the mat-vec path): `u` goes
-/// into a buffer after values that stand for the group's B and must stay as they were.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MakeUCase {
-    pub rank: u32,
-    /// Check u (else y, from the same dispatch).
-    pub check_u: bool,
-}
-
-/// Where a make-u case's u starts in its buffer.
-const MAKE_U_OFFSET: u32 = 5;
 
 impl MulMatCase {
     /// A product of `n` tokens with an [m, k] weight of `wtype`; `parts` > 1 splits W on rows and dispatches per
     /// part into the shared y.
     pub fn new(wtype: QuantType, m: u32, k: u32, n: u32, path: MulMatPath, parts: u32) -> Self {
-        MulMatCase { wtype, m, k, n, path, parts: parts.max(1), lora: None, make_u: None }
+        MulMatCase { wtype, m, k, n, path, parts: parts.max(1), lora: None }
     }
 
-    /// The same product making a rank-`rank` LoRA u in extra workgroups; `check_u`: u is the checked output.
-    pub fn making_u(self, rank: u32, check_u: bool) -> Self {
-        MulMatCase { make_u: Some(MakeUCase { rank, check_u }), ..self }
-    }
-
-    /// The same product with a LoRA update in its epilogue (the mat-vec path).
-    pub fn with_lora(self, rank: u32) -> Self {
-        MulMatCase { lora: Some(LoraCase { rank, up_rank: 0 }), ..self }
+    /// The same product with a LoRA update in its epilogue (the mat-vec path), its u the sum of `u_parts`
+    /// parts (as the attention merge makes o's, one per head).
+    pub fn with_lora(self, rank: u32, u_parts: u32) -> Self {
+        MulMatCase { lora: Some(LoraCase { rank, up_rank: 0, u_parts }), ..self }
     }
 }
 
 /// A LoRA update in a mat-vec's epilogue (`LoraEpilogue`): the product's term of rank `rank` and, for a stacked
-/// GeGLU, the up rows' of `up_rank` (0: none). u rows are wider than both and the terms start at offsets, so a
-/// wrong slice or stride shows.
+/// GeGLU, the up rows' of `up_rank` (0: none), u the sum of `u_parts` parts. u's parts are wider than both and
+/// the terms start at offsets, so a wrong slice or stride shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoraCase {
     pub rank: u32,
     pub up_rank: u32,
+    pub u_parts: u32,
 }
 
 /// Where a case's terms live in u and B, and where u's rows start in its buffer.
@@ -106,8 +90,12 @@ const LORA_U_OFFSET: u32 = 7;
 const LORA_B_FIRST: u32 = 5;
 
 impl LoraCase {
-    fn u_stride(&self) -> u32 {
+    fn part_stride(&self) -> u32 {
         LORA_U_FIRST + self.rank + self.up_rank + 2
+    }
+
+    fn u_stride(&self) -> u32 {
+        self.u_parts * self.part_stride()
     }
 
     /// The two terms for `m` rows: the product's, then the up rows'.
@@ -136,14 +124,17 @@ impl LoraCase {
         let (rank, m, n) = (t.rank as usize, m as usize, n as usize);
         let b0 = t.b_offset_elems as usize;
         let bt = Tensor::from_slice(&b[b0..b0 + m * rank], (m, rank), &cpu())?.to_dtype(DType::F64)?;
-        let ut = Tensor::from_slice(&u[LORA_U_OFFSET as usize..], (n, self.u_stride() as usize), &cpu())?;
-        let ut = ut.narrow(1, t.first_rank as usize, rank)?.to_dtype(DType::F64)?;
+        let shape = (n, self.u_parts as usize, self.part_stride() as usize);
+        let ut = Tensor::from_slice(&u[LORA_U_OFFSET as usize..], shape, &cpu())?.to_dtype(DType::F64)?;
+        let ut = ut.sum(1)?.narrow(1, t.first_rank as usize, rank)?;
         Ok(ops::mul_mat(&ut, &bt)?)
     }
 
     pub fn epilogue<'a>(&self, b: &'a GpuBuffer, u: &'a GpuBuffer, m: u32) -> LoraEpilogue<'a> {
         let [term, up] = self.terms(m);
-        LoraEpilogue { b, u, u_offset_elems: LORA_U_OFFSET, u_stride: self.u_stride(), term, up }
+        let (u_offset_elems, u_stride, u_parts, part_stride) =
+            (LORA_U_OFFSET, self.u_stride(), self.u_parts, self.part_stride());
+        LoraEpilogue { b, u, u_offset_elems, u_stride, u_parts, part_stride, term, up }
     }
 
     /// FLOPs and bytes the updates add to a product of `m` rows and `n` tokens.
@@ -156,9 +147,10 @@ impl LoraCase {
     }
 
     pub fn describe(&self) -> String {
+        let parts = if self.u_parts > 1 { format!(",u_parts={}", self.u_parts) } else { String::new() };
         match self.up_rank {
-            0 => format!(",lora=r{}", self.rank),
-            up => format!(",lora=r{}+{up}", self.rank),
+            0 => format!(",lora=r{}{parts}", self.rank),
+            up => format!(",lora=r{}+{up}{parts}", self.rank),
         }
     }
 }
@@ -202,11 +194,8 @@ impl OpCase for MulMatCase {
         };
         let parts = if self.parts > 1 { format!(",parts={}", self.parts) } else { String::new() };
         let lora = self.lora.map(|l| l.describe()).unwrap_or_default();
-        let make_u = self
-            .make_u
-            .map_or(String::new(), |u| format!(",make_u=r{},out={}", u.rank, if u.check_u { "u" } else { "y" }));
         let (t, m, k, n) = (self.wtype.name().to_lowercase(), self.m, self.k, self.n);
-        format!("type={t},m={m},k={k},n={n},path={path}{parts}{lora}{make_u}")
+        format!("type={t},m={m},k={k},n={n},path={path}{parts}{lora}")
     }
 
     fn max_nmse(&self) -> f64 {
@@ -215,15 +204,13 @@ impl OpCase for MulMatCase {
 
     fn flops(&self) -> u64 {
         let lora = self.lora.map_or(0, |l| l.flops(self.m, self.n));
-        let make_u = self.make_u.map_or(0, |u| u.rank as u64);
-        2 * (self.m as u64 + make_u) * self.k as u64 * self.n as u64 + lora
+        2 * self.m as u64 * self.k as u64 * self.n as u64 + lora
     }
 
     fn bytes(&self) -> u64 {
         let weight_bytes = self.wtype.bytes_for(self.m as u64 * self.k as u64).unwrap_or(0);
         let lora = self.lora.map_or(0, |l| l.bytes(self.m, self.n));
-        let make_u = self.make_u.map_or(0, |u| 4 * u.rank as u64 * (self.k as u64 + self.n as u64));
-        weight_bytes + 4 * self.n as u64 * (self.k as u64 + self.m as u64) + lora + make_u
+        weight_bytes + 4 * self.n as u64 * (self.k as u64 + self.m as u64) + lora
     }
 
     fn elems(&self) -> u64 {
@@ -246,50 +233,22 @@ impl OpCase for MulMatCase {
             }
             None => None,
         };
-        let mut reference = reference.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let make_u = match self.make_u {
-            Some(mu) => {
-                let a = seeded(&format!("{name}/lora_a"), mu.rank as usize * k);
-                let at = Tensor::from_vec(a.clone(), (mu.rank as usize, k), &cpu())?.to_dtype(DType::F64)?;
-                let u = ops::mul_mat(&xt.to_dtype(DType::F64)?, &at)?.to_dtype(DType::F32)?;
-                let mut u_ref = seeded(&format!("{name}/lora_b"), MAKE_U_OFFSET as usize);
-                let mut u_init = u_ref.clone();
-                u_ref.extend(u.flatten_all()?.to_vec1::<f32>()?);
-                u_init.resize(u_ref.len() + GUARD_ELEMS, GUARD_VALUE);
-                if mu.check_u {
-                    reference = u_ref;
-                }
-                Some((mu, upload_f32(ctx, "lora a", &a)?, upload_f32(ctx, "lora b and u", &u_init)?))
-            }
-            None => None,
-        };
+        let reference = reference.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
 
         let row_bytes = bytes.len() as u64 / self.m as u64;
         let part_limit = (self.m.div_ceil(self.parts) as u64 * row_bytes).next_multiple_of(4);
         let weights = SplitTensor::upload_with_limit(ctx, "weights", Category::Weights, &bytes, row_bytes, part_limit)?;
         let gx = upload_f32(ctx, "x", &x)?;
-        let y = guarded_output(ctx, n * m, OutType::F32)?;
-        let output = match &make_u {
-            Some((mu, _, u)) if mu.check_u => Rc::clone(u),
-            _ => Rc::clone(&y),
-        };
-        let (out, wtype, path) = (y, self.wtype, self.path);
+        let output = guarded_output(ctx, n * m, OutType::F32)?;
+        let (out, wtype, path) = (Rc::clone(&output), self.wtype, self.path);
         let (m_total, k, n) = (self.m, self.k, self.n);
         Ok(Built {
             record: Box::new(move |batch| {
-                for (i, (part, &(first, rows))) in weights.parts.iter().zip(&weights.plan.parts).enumerate() {
+                for (part, &(first, rows)) in weights.parts.iter().zip(&weights.plan.parts) {
                     let epilogue = lora.as_ref().map(|(l, b, u)| l.epilogue(b, u, m_total).from_row(first as u32));
-                    let first_part = make_u.as_ref().filter(|_| i == 0);
-                    let make_u = first_part.map(|(mu, a, u)| LoraMakeU {
-                        a,
-                        rank_total: mu.rank,
-                        u,
-                        u_offset_elems: MAKE_U_OFFSET,
-                    });
                     let args = MulMatArgs::new(part, wtype, rows as u32, k, &gx, n, &out)
                         .part(first as u32, m_total)
-                        .with_lora(epilogue)
-                        .with_make_u(make_u);
+                        .with_lora(epilogue);
                     mul_mat_with(batch, &args, path)?;
                 }
                 Ok(())
@@ -304,7 +263,7 @@ impl OpCase for MulMatCase {
     /// depend on the forward's path, so only `mul_mat`'s cases (not `mul_mat_vec`'s) check it.
     fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
         let (m, k, n) = (self.m as u64, self.k as u64, self.n as u64);
-        let plain = self.lora.is_none() && self.make_u.is_none() && self.parts == 1 && self.path != MulMatPath::Vec;
+        let plain = self.lora.is_none() && self.parts == 1 && self.path != MulMatPath::Vec;
         let fd_elems = n * k + if self.wtype == QuantType::F32 { m * k } else { 0 };
         (plain && fd_elems <= 2 * GRAD_MAX_ELEMS && n * k <= GRAD_MAX_ELEMS).then(|| self.grad(ctx))
     }

@@ -29,18 +29,13 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 2)));
         // A LoRA update in the epilogue: split rows (each part's B rows), and several tokens with more ranks
         // than lanes.
-        cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 2).with_lora(16)));
-        cases.push(Box::new(MulMatCase::new(wtype, 7, 256, 3, MulMatPath::Vec, 1).with_lora(40)));
+        cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 2).with_lora(16, 1)));
+        cases.push(Box::new(MulMatCase::new(wtype, 7, 256, 3, MulMatPath::Vec, 1).with_lora(40, 1)));
     }
-    // Making a LoRA group's u in extra workgroups (o and down when decoding): split rows (u from the first part's
-    // dispatch only), ranks above the lanes, and a second block of tokens. Both outputs of each dispatch.
+    // u summed from parts (o's, a part per head, from the attention merge): one token and several.
     for wtype in [QuantType::F32, QuantType::Q4K, QuantType::Q6K] {
-        for (m, k, n, parts, rank) in [(13, 768, 1, 2, 16), (7, 256, 3, 1, 40), (6, 1024, 5, 1, 5)] {
-            for check_u in [false, true] {
-                let case = MulMatCase::new(wtype, m, k, n, MulMatPath::Vec, parts).making_u(rank, check_u);
-                cases.push(Box::new(case));
-            }
-        }
+        cases.push(Box::new(MulMatCase::new(wtype, 13, 768, 1, MulMatPath::Vec, 1).with_lora(16, 8)));
+        cases.push(Box::new(MulMatCase::new(wtype, 7, 256, 3, MulMatPath::Vec, 1).with_lora(13, 3)));
     }
     cases
 }

@@ -45,7 +45,7 @@ impl MulMatGluCase {
 
     /// With LoRA updates of ranks `rank` (gate) and `up_rank` (the stacked up rows; 0 for a vector up).
     pub fn with_lora(self, rank: u32, up_rank: u32) -> Self {
-        MulMatGluCase { lora: Some(LoraCase { rank, up_rank }), ..self }
+        MulMatGluCase { lora: Some(LoraCase { rank, up_rank, u_parts: 1 }), ..self }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Cases for `rms_norm_add` (ggml rms_norm + mul + add (+ mul), then optionally the next rms_norm + mul): the
 //! reference composes candle ops in f64, `h = (residual + rms(src) ⊙ w) · scale`, `normed = rms(h) ⊙ next_w`, and
-//! with a LoRA rank the down-projections `u = A·normed`; with an up rank, src first gets a LoRA update
-//! `B·u_up` (the o or down product's, whose mat-vec made `u_up`). A case checks one output (`out=h`, `out=normed` or `out=u`);
+//! with a LoRA rank the down-projections `u = A·normed`. A case checks one output (`out=h`, `out=normed` or `out=u`);
 //! all come from the same dispatch. `out=u` checks the whole A-and-u buffer, A included: the kernel must leave A
 //! as it was.
 
@@ -10,7 +9,7 @@ use crate::reference::ops::{self, rms_norm};
 use crate::tolerance::max_nmse;
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::Context;
-use ferrogem::ops::rms_norm_add::{NormAdd, NormLoraDown, NormLoraUp, rms_norm_add};
+use ferrogem::ops::rms_norm_add::{NormAdd, NormLoraDown, rms_norm_add};
 use std::rc::Rc;
 
 pub struct RmsNormAddCase {
@@ -23,19 +22,13 @@ pub struct RmsNormAddCase {
     check_normed: bool,
     /// The rows of a LoRA A made into `u` (needs `next_norm`; 0: none); `u` is then the checked output.
     lora_rank: u32,
-    /// The rank of the LoRA update added to src first (0: none).
-    up_rank: u32,
     eps: f32,
 }
 
 impl RmsNormAddCase {
     pub fn new(n_elems: u32, n_rows: u32, scale: Option<f32>, next_norm: bool, check_normed: bool, eps: f32) -> Self {
         let check_normed = check_normed && next_norm;
-        RmsNormAddCase { n_elems, n_rows, scale, next_norm, check_normed, lora_rank: 0, up_rank: 0, eps }
-    }
-
-    fn with_lora_up(self, up_rank: u32) -> Self {
-        RmsNormAddCase { up_rank, ..self }
+        RmsNormAddCase { n_elems, n_rows, scale, next_norm, check_normed, lora_rank: 0, eps }
     }
 
     fn with_lora(n_elems: u32, n_rows: u32, scale: Option<f32>, lora_rank: u32) -> Self {
@@ -53,11 +46,6 @@ impl RmsNormAddCase {
     /// Where u starts in the A-and-u buffer: past A, at an element the kernel must not assume is aligned.
     fn u_offset_elems(&self) -> u32 {
         self.lora_rank * self.n_elems + 3
-    }
-
-    /// Where u_up starts in the B-and-u buffer: past B, unaligned.
-    fn up_u_offset_elems(&self) -> u32 {
-        self.up_rank * self.n_elems + 5
     }
 }
 
@@ -89,17 +77,6 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
             cases.push(Box::new(RmsNormAddCase::with_lora(n_elems, n_rows, scale, rank)));
         }
     }
-    // The update of the product src holds (o, down): alone, with the next norm, and (post-attention) with the
-    // next group's u; E2B's and Gemma 3 270M's hidden sizes.
-    let lora_up_cases = [
-        RmsNormAddCase::new(7, 3, None, false, false, 1e-6).with_lora_up(1),
-        RmsNormAddCase::new(256, 2, None, true, true, 1e-6).with_lora_up(13),
-        RmsNormAddCase::new(1536, 1, None, false, false, 1e-6).with_lora_up(16),
-        RmsNormAddCase::new(1536, 2, None, true, true, 1e-6).with_lora_up(16),
-        RmsNormAddCase::with_lora(1536, 4, None, 32).with_lora_up(16),
-        RmsNormAddCase::with_lora(640, 3, None, 16).with_lora_up(8),
-    ];
-    cases.extend(lora_up_cases.into_iter().map(|c| Box::new(c) as Box<dyn OpCase>));
     cases
 }
 
@@ -111,9 +88,8 @@ impl OpCase for RmsNormAddCase {
     fn vars(&self) -> String {
         let scale = self.scale.map_or(String::new(), |s| format!(",scale={s}"));
         let lora = if self.lora_rank > 0 { format!(",lora_rank={}", self.lora_rank) } else { String::new() };
-        let up = if self.up_rank > 0 { format!(",lora_up={}", self.up_rank) } else { String::new() };
         format!(
-            "type=f32,ne=[{},{}]{scale}{up},next_norm={}{lora},out={},eps={:e}",
+            "type=f32,ne=[{},{}]{scale},next_norm={}{lora},out={},eps={:e}",
             self.n_elems,
             self.n_rows,
             self.next_norm as u8,
@@ -127,11 +103,11 @@ impl OpCase for RmsNormAddCase {
     }
 
     fn flops(&self) -> u64 {
-        (6 + 4 * self.next_norm as u64 + 2 * (self.lora_rank + self.up_rank) as u64) * self.elems()
+        (6 + 4 * self.next_norm as u64 + 2 * self.lora_rank as u64) * self.elems()
     }
 
     fn bytes(&self) -> u64 {
-        let lora = (self.lora_rank + self.up_rank) as u64 * (self.n_elems as u64 + self.n_rows as u64);
+        let lora = self.lora_rank as u64 * (self.n_elems as u64 + self.n_rows as u64);
         4 * ((3 + self.next_norm as u64) * self.elems() + 2 * self.n_elems as u64 + lora)
     }
 
@@ -148,14 +124,7 @@ impl OpCase for RmsNormAddCase {
         let next_weight: Vec<f32> = seeded(&format!("{name}/next_w"), n).iter().map(|v| 1.0 + v).collect();
 
         let t = |v: &[f32], shape: (usize, usize)| Tensor::from_vec(v.to_vec(), shape, &cpu())?.to_dtype(DType::F64);
-        let up = self.up_rank as usize;
-        let b_up: Vec<f32> = seeded(&format!("{name}/lora_up_b"), n * up);
-        let u_up: Vec<f32> = seeded(&format!("{name}/lora_up_u"), rows * up);
-        let mut src_t = t(&src, (rows, n))?;
-        if up > 0 {
-            src_t = (src_t + ops::mul_mat(&t(&u_up, (rows, up))?, &t(&b_up, (n, up))?)?)?;
-        }
-        let normed_src = rms_norm(&src_t, Some(&t(&weight, (1, n))?), self.eps)?;
+        let normed_src = rms_norm(&t(&src, (rows, n))?, Some(&t(&weight, (1, n))?), self.eps)?;
         let mut h = (t(&residual, (rows, n))? + normed_src)?;
         if let Some(s) = self.scale {
             h = h.affine(s as f64, 0.0)?;
@@ -189,10 +158,6 @@ impl OpCase for RmsNormAddCase {
         let mut au_init = a;
         au_init.resize(reference.len() + GUARD_ELEMS, GUARD_VALUE);
         let a_and_u = upload_f32(ctx, "lora_a_and_u", &au_init)?;
-        let mut bu_init = b_up;
-        bu_init.resize(self.up_u_offset_elems() as usize, GUARD_VALUE);
-        bu_init.extend(&u_up);
-        let b_and_u = upload_f32(ctx, "lora_b_and_u", &bu_init)?;
         let output = Rc::clone(match self.out() {
             Out::U => &a_and_u,
             Out::Normed => &normed_out,
@@ -200,7 +165,6 @@ impl OpCase for RmsNormAddCase {
         });
         let (n_rows, n_elems, eps, next) = (self.n_rows, self.n_elems, self.eps, self.next_norm);
         let (lora_rank, u_offset_elems) = (self.lora_rank, self.u_offset_elems());
-        let (up_rank, up_u_offset_elems) = (self.up_rank, self.up_u_offset_elems());
         Ok(Built {
             record: Box::new(move |batch| {
                 let a = NormAdd {
@@ -214,11 +178,6 @@ impl OpCase for RmsNormAddCase {
                         a_and_u: &a_and_u,
                         rank_total: lora_rank,
                         u_offset_elems,
-                    }),
-                    lora_up: (up_rank > 0).then_some(NormLoraUp {
-                        b_and_u: &b_and_u,
-                        rank: up_rank,
-                        u_offset_elems: up_u_offset_elems,
                     }),
                 };
                 rms_norm_add(batch, &a, n_rows, n_elems, eps)

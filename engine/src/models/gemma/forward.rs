@@ -19,12 +19,12 @@ use crate::error::Result;
 use crate::gpu::{Batch, GpuBuffer};
 use crate::lora::Target;
 use crate::models::Arch;
-use crate::ops::attention::{AttentionShape, CacheType, attention};
+use crate::ops::attention::{AttentionShape, CacheType, SplitKv, attention};
 use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::lora_add::RowsView;
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
 use crate::ops::rms_norm::rms_norm;
-use crate::ops::rms_norm_add::{NormAdd, NormLoraUp, rms_norm_add};
+use crate::ops::rms_norm_add::{NormAdd, rms_norm_add};
 use crate::ops::rms_norm_rope::{KvWrite, NormRope, rms_norm_rope, rms_norm_rope_kv};
 use crate::ops::rope::RopeShape;
 use crate::ops::unary::{UnaryOp, unary_inplace};
@@ -175,11 +175,11 @@ impl Gemma {
             softcap: 0.0,
             cache_type: self.kv.cache_type,
         };
-        attention(batch, &s.q, &cache.k, &cache.v, &s.heads, s.partials.as_ref(), &shape)?;
+        // Decoding, the split attention's merge also makes o's LoRA `u`, a part per head.
+        let heads_down = s.partials.as_ref().and(lora.and_then(|set| set.heads_down(l, n)));
+        let split = s.partials.as_ref().map(|partials| SplitKv { partials, lora_down: heads_down });
+        attention(batch, &s.q, &cache.k, &cache.v, &s.heads, split.as_ref(), &shape)?;
         tr.grab(batch, &name("attn_heads"), &s.heads, n as u64 * (nh * hd) as u64);
-        // Decoding (untraced), o's and down's updates are made by their own mat-vecs and added by the residual add
-        // that normalizes their product; not on an add that also scales (the two share a binding).
-        let fuse_up = !tr.is_on();
         let attn_out = ProjProduct {
             linear: &layer.attn_output,
             x: &s.heads,
@@ -187,24 +187,23 @@ impl Gemma {
             target: Target::AttnOutput,
             trace: Some("attn_out"),
         };
-        let o_up = self.record_proj_product(batch, l, n, &attn_out, fuse_up, tr)?;
+        self.record_proj_product(batch, l, n, &attn_out, heads_down.is_some(), tr)?;
         // Post-norms are folded into the residual adds, each also writing the pre-norm of what reads it next.
         let norm_add = |batch: &mut Batch,
                         cur: &mut usize,
                         weight: &GpuBuffer,
                         scale: Option<&GpuBuffer>,
                         next_norm: Option<(&GpuBuffer, &GpuBuffer)>,
-                        lora_down,
-                        lora_up| {
+                        lora_down| {
             let (residual, dst) = (&s.h[*cur], &s.h[1 - *cur]);
             *cur = 1 - *cur;
-            let add = NormAdd { src: &s.proj, weight, residual, scale, dst, next_norm, lora_down, lora_up };
+            let add = NormAdd { src: &s.proj, weight, residual, scale, dst, next_norm, lora_down };
             rms_norm_add(batch, &add, n, h, eps)
         };
         let gate_up = &layer.ffn_gate_up;
         let ffn_down = norm_down(l, LoraInput::FfnNorm, gate_up.takes_lora());
         let ffn_norm = Some((&layer.ffn_norm, &s.normed));
-        norm_add(batch, &mut cur, &layer.post_attention_norm, None, ffn_norm, ffn_down, o_up)?;
+        norm_add(batch, &mut cur, &layer.post_attention_norm, None, ffn_norm, ffn_down)?;
         tr.grab(batch, &name("attn_residual"), &s.h[cur], hidden_elems);
 
         // MLP; GeGLU is fused into the gate/up product when decoding. A prompt's gate/up updates go between the
@@ -233,8 +232,6 @@ impl Gemma {
             }
             _ => None,
         };
-        // Without PLE the MLP's residual add is the layer's last: the layer scale and the next pre-norm ride on it.
-        let mlp_add_scale = if ple.is_some() { None } else { scale };
         let down_proj = ProjProduct {
             linear: &layer.ffn_down,
             x: &s.act,
@@ -242,10 +239,11 @@ impl Gemma {
             target: Target::FfnDown,
             trace: Some("mlp_out"),
         };
-        let down_up = self.record_proj_product(batch, l, n, &down_proj, fuse_up && mlp_add_scale.is_none(), tr)?;
+        self.record_proj_product(batch, l, n, &down_proj, false, tr)?;
+        // Without PLE the MLP's residual add is the layer's last: the layer scale and the next pre-norm ride on it.
         match ple {
-            Some(_) => norm_add(batch, &mut cur, &layer.post_ffw_norm, None, None, None, down_up)?,
-            None => norm_add(batch, &mut cur, &layer.post_ffw_norm, scale, next_norm, next_down, down_up)?,
+            Some(_) => norm_add(batch, &mut cur, &layer.post_ffw_norm, None, None, None)?,
+            None => norm_add(batch, &mut cur, &layer.post_ffw_norm, scale, next_norm, next_down)?,
         }
         if ple.is_some() || scale.is_none() {
             tr.grab(batch, &name("mlp_residual"), &s.h[cur], hidden_elems);
@@ -269,40 +267,31 @@ impl Gemma {
             let proj =
                 ProjProduct { linear: proj, x: gated, input: LoraInput::PleGated, target: Target::Proj, trace: None };
             self.record_proj_product(batch, l, n, &proj, false, tr)?;
-            norm_add(batch, &mut cur, post_norm, scale, next_norm, next_down, None)?;
+            norm_add(batch, &mut cur, post_norm, scale, next_norm, next_down)?;
         }
         tr.grab(batch, &name("output"), &s.h[cur], hidden_elems);
         Ok(cur)
     }
 
-    /// A one-target product into `proj` that a residual add normalizes next. With `fuse_up` and a decode-sized
-    /// chunk, its mat-vec also makes the group's `u` and the returned update is for that add to fold in (`B·u`);
-    /// otherwise the update rides in the product's epilogue or follows it, and the product is traced.
+    /// A one-target product into `proj` that a residual add normalizes next: its update rides in the product's
+    /// epilogue (`u_made`: the kernel that wrote x made `u`) or follows it, and the product is traced.
     fn record_proj_product(
         &self,
         batch: &mut Batch,
         l: usize,
         n: u32,
         p: &ProjProduct,
-        fuse_up: bool,
+        u_made: bool,
         tr: &mut Tracer,
-    ) -> Result<Option<NormLoraUp<'_>>> {
+    ) -> Result<()> {
         let (lora, proj) = (self.lora.as_ref(), &self.scratch.proj);
-        if let Some(make_u) = lora.filter(|_| fuse_up).and_then(|set| set.make_u(l, p.input, n)) {
-            p.linear.forward_making_u(batch, p.x, n, proj, make_u)?;
-            return Ok(Some(NormLoraUp {
-                b_and_u: make_u.u,
-                rank: make_u.rank_total,
-                u_offset_elems: make_u.u_offset_elems,
-            }));
-        }
-        let updates = GroupUpdates::begin(lora, batch, l, p.input, p.x, n, true, false)?;
+        let updates = GroupUpdates::begin(lora, batch, l, p.input, p.x, n, true, u_made)?;
         p.linear.forward_lora(batch, p.x, n, proj, updates.epilogue(p.target))?;
         updates.finish(batch, |t| (t == p.target).then(|| rows(proj, 0, p.linear.rows)))?;
         if let Some(what) = p.trace {
             tr.grab(batch, &format!("layer {l} {what}"), proj, n as u64 * p.linear.rows as u64);
         }
-        Ok(None)
+        Ok(())
     }
 
     /// The head on `rows` rows of the residual `h[cur]` starting at row `first`: final norm, LM head, softcap,

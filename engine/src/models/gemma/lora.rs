@@ -7,9 +7,8 @@
 //! scaled by its adapter's scale, so one term adds that target's whole update (two adapters on one projection add,
 //! as in PEFT): in the mat-vec's epilogue when decoding, by `lora_add` after a prompt's product
 //! ([`GroupUpdates`]). When decoding, the groups that read a pre-norm (q/k/v, gate/up) get `u` from the
-//! `rms_norm_add` that writes the pre-norm ([`LoraSet::norm_down`]), into a few rows kept after the group's A; the
-//! one-target groups whose product an `rms_norm_add` normalizes next (o, down) get `u` from their product's
-//! mat-vec, into a few rows kept after the group's B, and that add adds `B·u` ([`LoraSet::make_u`]).
+//! `rms_norm_add` that writes the pre-norm ([`LoraSet::norm_down`]), and o's group from the attention merge that
+//! writes the heads, one part per head ([`LoraSet::heads_down`]), into a few rows kept after the group's A.
 //! Adapters are checked against the model and uploaded before anything is replaced: a bad one leaves the model as
 //! it was.
 
@@ -19,11 +18,12 @@ use crate::gguf::GgufFile;
 use crate::gpu::{Batch, Category, Context, GpuBuffer};
 use crate::lora::{LoraAdapter, LoraError, LowRank, Target};
 use crate::models::TextConfig;
+use crate::ops::attention::HeadsLoraDown;
 use crate::ops::lora_add::{RowsView, lora_add};
 use crate::ops::lora_down::{LoraDown, lora_down};
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
 use crate::ops::rms_norm_add::NormLoraDown;
-use crate::ops::weights::{LoraEpilogue, LoraMakeU, LoraTerm};
+use crate::ops::weights::{LoraEpilogue, LoraTerm};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -80,29 +80,26 @@ struct LoraOutput {
 #[derive(Debug)]
 struct LoraGroup {
     input: LoraInput,
-    /// Every target's A, stacked: `[rank_total][in_dim]`, then `[VEC_MAX_TOKENS][rank_total]` for the `u` that
-    /// `rms_norm_add` makes when decoding (one buffer, so that kernel stays within 8 storage buffers).
+    /// Every target's A, stacked: `[rank_total][in_dim]`, then `[VEC_MAX_TOKENS][u_parts][rank_total]` for the
+    /// `u` that `rms_norm_add` or the attention merge makes when decoding (one buffer, so that `rms_norm_add`
+    /// stays within 8 storage buffers).
     a: GpuBuffer,
-    /// Every target's B, one after another, then `[VEC_MAX_TOKENS][rank_total]` for the `u` a product's mat-vec
-    /// makes for `rms_norm_add` ([`LoraSet::make_u`]).
+    /// Parts of that `u`, summed by the reader: one per head for o's group, else 1.
+    u_parts: u32,
+    /// Every target's B, one after another.
     b: GpuBuffer,
     in_dim: u32,
     rank_total: u32,
     outputs: Vec<LoraOutput>,
 }
 
-/// The `u` rows kept after a group's A and after its B: a decode step's tokens.
+/// The `u` rows kept after a group's A: a decode step's tokens.
 const NORM_U_ROWS: u32 = VEC_MAX_TOKENS;
 
 impl LoraGroup {
     /// Where `rms_norm_add`'s `u` starts in `a`.
     fn norm_u_offset_elems(&self) -> u32 {
         self.rank_total * self.in_dim
-    }
-
-    /// Where the mat-vec's `u` starts in `b`.
-    fn up_u_offset_elems(&self) -> u32 {
-        self.outputs.iter().map(|o| o.out_dim * o.rank).sum()
     }
 
     fn down<'a>(&'a self, x: &'a GpuBuffer, n: u32) -> LoraDown<'a> {
@@ -189,6 +186,12 @@ pub fn gguf_has_attn_v(gguf: &GgufFile) -> impl Fn(usize) -> bool + '_ {
     move |l| gguf.tensor(&format!("blk.{l}.attn_v.weight")).is_some()
 }
 
+/// Parts of the decode-time `u` that a group reading `input` keeps after its A: the attention merge makes o's
+/// one part per head.
+fn u_parts(cfg: &TextConfig, input: LoraInput) -> u32 {
+    if input == LoraInput::Heads { cfg.n_head } else { 1 }
+}
+
 /// GPU bytes [`LoraSet::build`] allocates for `adapters` (every used A and B, and the down-projection scratch for
 /// `max_chunk` tokens), for the memory plan.
 pub fn planned_bytes(
@@ -201,7 +204,8 @@ pub fn planned_bytes(
     let mut bytes = 0;
     for u in adapters.iter().flat_map(|a| &a.adapter.updates) {
         if let Ok(Some(_)) = target_shape(cfg, has_attn_v, u.layer as usize, u.target) {
-            bytes += 4 * (u.a.len() + u.b.len()) as u64 + 2 * 4 * NORM_U_ROWS as u64 * u.rank as u64;
+            let u_rows = NORM_U_ROWS as u64 * u_parts(cfg, LoraInput::of(u.target)) as u64;
+            bytes += 4 * (u.a.len() + u.b.len()) as u64 + 4 * u_rows * u.rank as u64;
             *group_ranks.entry((u.layer, LoraInput::of(u.target))).or_default() += u.rank as u64;
         }
     }
@@ -243,7 +247,7 @@ impl LoraSet {
         let mut groups: Vec<Vec<LoraGroup>> = (0..cfg.n_layers()).map(|_| Vec::new()).collect();
         let mut widest = 0;
         for ((l, input), targets) in by_group {
-            let group = Self::upload_group(ctx, l, input, &targets)?;
+            let group = Self::upload_group(ctx, l, input, u_parts(cfg, input), &targets)?;
             widest = widest.max(group.rank_total);
             groups[l].push(group);
         }
@@ -252,7 +256,13 @@ impl LoraSet {
         Ok(Some(LoraSet { adapters: adapters.to_vec(), groups, u, unused_updates }))
     }
 
-    fn upload_group(ctx: &Context, l: usize, input: LoraInput, targets: &TargetParts) -> Result<LoraGroup> {
+    fn upload_group(
+        ctx: &Context,
+        l: usize,
+        input: LoraInput,
+        u_parts: u32,
+        targets: &TargetParts,
+    ) -> Result<LoraGroup> {
         let in_dim = targets.values().next().and_then(|v| v.first()).map_or(0, |(u, _)| u.in_dim);
         let mut a_rows: Vec<f32> = Vec::new();
         let mut b_all: Vec<f32> = Vec::new();
@@ -280,11 +290,10 @@ impl LoraSet {
             outputs.push(LoraOutput { target, b_offset, out_dim, rank, first_rank: rank_total });
             rank_total += rank;
         }
-        a_rows.resize(a_rows.len() + (NORM_U_ROWS * rank_total) as usize, 0.0);
-        b_all.resize(b_all.len() + (NORM_U_ROWS * rank_total) as usize, 0.0);
+        a_rows.resize(a_rows.len() + (NORM_U_ROWS * u_parts * rank_total) as usize, 0.0);
         let a = ctx.upload(&format!("lora.blk.{l}.{input:?}.a"), Category::Lora, bytemuck::cast_slice(&a_rows))?;
         let b = ctx.upload(&format!("lora.blk.{l}.{input:?}.b"), Category::Lora, bytemuck::cast_slice(&b_all))?;
-        Ok(LoraGroup { input, a, b, in_dim, rank_total, outputs })
+        Ok(LoraGroup { input, a, u_parts, b, in_dim, rank_total, outputs })
     }
 
     fn group(&self, l: usize, input: LoraInput) -> Option<&LoraGroup> {
@@ -303,17 +312,14 @@ impl LoraSet {
         })
     }
 
-    /// When layer `l`'s group reading `input` has one target and `n` tokens are few enough for its product's
-    /// mat-vec: what that mat-vec needs to make `u`, into a tail of the group's B buffer, where the `rms_norm_add`
-    /// that normalizes the product next reads B and u to add the update (the group then needs no
-    /// [`GroupUpdates`]).
-    pub fn make_u(&self, l: usize, input: LoraInput, n: u32) -> Option<LoraMakeU<'_>> {
-        let g = self.group(l, input)?;
-        (g.outputs.len() == 1 && n <= NORM_U_ROWS).then(|| LoraMakeU {
-            a: &g.a,
+    /// When layer `l` has updates on o and `n` tokens are a decode step's, what the attention merge needs to make
+    /// each head's part of o's `u` ([`GroupUpdates::begin`] is then told `u_made`).
+    pub fn heads_down(&self, l: usize, n: u32) -> Option<HeadsLoraDown<'_>> {
+        let g = self.group(l, LoraInput::Heads)?;
+        (n <= NORM_U_ROWS).then_some(HeadsLoraDown {
+            a_and_u: &g.a,
             rank_total: g.rank_total,
-            u: &g.b,
-            u_offset_elems: g.up_u_offset_elems(),
+            u_offset_elems: g.norm_u_offset_elems(),
         })
     }
 
@@ -353,16 +359,17 @@ pub struct GroupUpdates<'a> {
     group: Option<&'a LoraGroup>,
     x: &'a GpuBuffer,
     n: u32,
-    /// Where the products' epilogues read `u` (buffer, first element); `None`: updates come after the products.
-    epilogue_u: Option<(&'a GpuBuffer, u32)>,
+    /// Where the products' epilogues read `u` (buffer, first element, parts); `None`: updates come after the
+    /// products.
+    epilogue_u: Option<(&'a GpuBuffer, u32, u32)>,
 }
 
 impl<'a> GroupUpdates<'a> {
     /// Starts the updates of layer `l`'s targets that read `input` (x, `[n][in]`) for a chunk of `n` tokens. When
     /// the products are mat-vecs (`mat_vec`: a few tokens, and products that take an epilogue), this records
     /// `u = A·x` and each product adds its own update ([`GroupUpdates::epilogue`]): one dispatch per group, and the
-    /// base weights read once; `u_made`: the `rms_norm_add` that wrote x already made `u`
-    /// ([`LoraSet::norm_down`]). Otherwise [`GroupUpdates::finish`] adds them after the products.
+    /// base weights read once; `u_made`: the kernel that wrote x already made `u` ([`LoraSet::norm_down`],
+    /// [`LoraSet::heads_down`]). Otherwise [`GroupUpdates::finish`] adds them after the products.
     #[allow(clippy::too_many_arguments)]
     pub fn begin(
         set: Option<&'a LoraSet>,
@@ -376,10 +383,10 @@ impl<'a> GroupUpdates<'a> {
     ) -> Result<Self> {
         let group = set.and_then(|s| s.group(l, input));
         let epilogue_u = match (set, group) {
-            (Some(_), Some(g)) if u_made => Some((&g.a, g.norm_u_offset_elems())),
+            (Some(_), Some(g)) if u_made => Some((&g.a, g.norm_u_offset_elems(), g.u_parts)),
             (Some(set), Some(g)) if mat_vec && n <= VEC_MAX_TOKENS => {
                 lora_down(batch, &g.down(x, n), &set.u)?;
-                Some((&set.u, 0))
+                Some((&set.u, 0, 1))
             }
             _ => None,
         };
@@ -396,9 +403,18 @@ impl<'a> GroupUpdates<'a> {
     }
 
     fn epilogue_of(&self, term: LoraTerm, up: LoraTerm) -> Option<LoraEpilogue<'a>> {
-        let ((u, u_offset_elems), group) = (self.epilogue_u?, self.group?);
+        let ((u, u_offset_elems, u_parts), group) = (self.epilogue_u?, self.group?);
         let any = term.rank > 0 || up.rank > 0;
-        any.then_some(LoraEpilogue { b: &group.b, u, u_offset_elems, u_stride: group.rank_total, term, up })
+        any.then_some(LoraEpilogue {
+            b: &group.b,
+            u,
+            u_offset_elems,
+            u_stride: u_parts * group.rank_total,
+            u_parts,
+            part_stride: group.rank_total,
+            term,
+            up,
+        })
     }
 
     /// `target`'s update for its mat-vec's epilogue; `None` if it has none here or they come after the products.

@@ -28,12 +28,6 @@ impl Tracer {
         Tracer { ctx: Some(ctx.clone()), grabbed: Vec::new(), failed: None }
     }
 
-    /// Whether intermediates are recorded: fusions that leave one unmade (a product without its LoRA update) are
-    /// then off.
-    pub fn is_on(&self) -> bool {
-        self.ctx.is_some()
-    }
-
     /// Records a copy of the first `elems` f32 of `src` (no-op when off).
     pub fn grab(&mut self, batch: &mut Batch, name: &str, src: &GpuBuffer, elems: u64) {
         let Some(ctx) = &self.ctx else { return };

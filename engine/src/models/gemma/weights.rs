@@ -12,7 +12,7 @@ use crate::ops::get_rows::get_rows_part;
 use crate::ops::glu::{GluOperand, geglu_rows};
 use crate::ops::mul_mat::{MulMatArgs, MulMatPath, VEC_MAX_TOKENS, mul_mat_with};
 use crate::ops::mul_mat_vec::{GluUp, mul_mat_vec_geglu};
-use crate::ops::weights::{LoraEpilogue, LoraMakeU, LoraTerm};
+use crate::ops::weights::{LoraEpilogue, LoraTerm};
 use crate::quant::QuantType;
 use crate::source::ByteSource;
 use std::cell::RefCell;
@@ -44,24 +44,6 @@ impl Linear {
         lora: Option<LoraEpilogue>,
     ) -> Result<()> {
         self.forward_into(batch, x, n, y, 0, self.rows, lora)
-    }
-
-    /// `forward` whose first row part's mat-vec also makes `make_u`'s LoRA down-projections of x (a few tokens).
-    pub fn forward_making_u(
-        &self,
-        batch: &mut Batch,
-        x: &GpuBuffer,
-        n: u32,
-        y: &GpuBuffer,
-        make_u: LoraMakeU,
-    ) -> Result<()> {
-        for (i, (part, &(first, count))) in self.w.parts.iter().zip(&self.w.plan.parts).enumerate() {
-            let args = MulMatArgs::new(part, self.wtype, count as u32, self.cols, x, n, y)
-                .part(first as u32, self.rows)
-                .with_make_u((i == 0).then_some(make_u));
-            mul_mat_with(batch, &args, MulMatPath::Vec)?;
-        }
-        Ok(())
     }
 
     /// `forward_lora` into columns `first_col..first_col + rows` of a y whose rows are `y_row_elems` long.
