@@ -20,7 +20,7 @@ use crate::lora::{LoraAdapter, LoraError, LowRank, Target};
 use crate::models::TextConfig;
 use crate::ops::attention::HeadsLoraDown;
 use crate::ops::lora_add::{RowsView, lora_add};
-use crate::ops::lora_down::{LoraDown, lora_down};
+use crate::ops::lora_down::{LoraDown, lora_down, row_parts};
 use crate::ops::mul_mat::VEC_MAX_TOKENS;
 use crate::ops::rms_norm_add::NormLoraDown;
 use crate::ops::weights::{LoraEpilogue, LoraTerm};
@@ -102,9 +102,19 @@ impl LoraGroup {
         self.rank_total * self.in_dim
     }
 
-    fn down<'a>(&'a self, x: &'a GpuBuffer, n: u32) -> LoraDown<'a> {
-        LoraDown { a: &self.a, rank_total: self.rank_total, in_dim: self.in_dim, x, n_tokens: n }
+    fn down<'a>(&'a self, x: &'a GpuBuffer, n: u32, k_parts: u32) -> LoraDown<'a> {
+        LoraDown { a: &self.a, rank_total: self.rank_total, in_dim: self.in_dim, x, n_tokens: n, k_parts }
     }
+}
+
+/// Elements of the down-projection scratch `LoraSet::u` for groups of `(rank_total, in_dim)`: a prompt chunk's
+/// whole-row `u` (`[max_chunk][rank_total]`) or a decode step's sliced one (`[VEC_MAX_TOKENS][row_parts][rank_total]`).
+fn u_scratch_elems(max_chunk: u32, groups: impl Iterator<Item = (u64, u32)>) -> u64 {
+    let per_group = |(rank_total, in_dim): (u64, u32)| {
+        let decode = VEC_MAX_TOKENS as u64 * row_parts(in_dim) as u64 * rank_total;
+        (max_chunk.max(1) as u64 * rank_total).max(decode)
+    };
+    groups.map(per_group).max().unwrap_or(0)
 }
 
 /// A group's targets, each with its updates (of every adapter) and their scales.
@@ -200,18 +210,19 @@ pub fn planned_bytes(
     adapters: &[AppliedAdapter],
     max_chunk: u32,
 ) -> u64 {
-    let mut group_ranks: BTreeMap<(u32, LoraInput), u64> = BTreeMap::new();
+    let mut groups: BTreeMap<(u32, LoraInput), (u64, u32)> = BTreeMap::new();
     let mut bytes = 0;
     for u in adapters.iter().flat_map(|a| &a.adapter.updates) {
         if let Ok(Some(_)) = target_shape(cfg, has_attn_v, u.layer as usize, u.target) {
             let u_rows = NORM_U_ROWS as u64 * u_parts(cfg, LoraInput::of(u.target)) as u64;
             bytes += 4 * (u.a.len() + u.b.len()) as u64 + 4 * u_rows * u.rank as u64;
-            *group_ranks.entry((u.layer, LoraInput::of(u.target))).or_default() += u.rank as u64;
+            let group = groups.entry((u.layer, LoraInput::of(u.target))).or_insert((0, u.in_dim));
+            group.0 += u.rank as u64;
         }
     }
-    match group_ranks.values().max() {
-        Some(&widest) => bytes + 4 * max_chunk.max(1) as u64 * widest,
-        None => 0,
+    match u_scratch_elems(max_chunk, groups.into_values()) {
+        0 => 0,
+        u_elems => bytes + 4 * u_elems,
     }
 }
 
@@ -245,13 +256,12 @@ impl LoraSet {
             }
         }
         let mut groups: Vec<Vec<LoraGroup>> = (0..cfg.n_layers()).map(|_| Vec::new()).collect();
-        let mut widest = 0;
         for ((l, input), targets) in by_group {
             let group = Self::upload_group(ctx, l, input, u_parts(cfg, input), &targets)?;
-            widest = widest.max(group.rank_total);
             groups[l].push(group);
         }
-        let u_bytes = max_chunk.max(1) as u64 * widest.max(1) as u64 * 4;
+        let shapes = groups.iter().flatten().map(|g| (g.rank_total as u64, g.in_dim));
+        let u_bytes = u_scratch_elems(max_chunk, shapes).max(1) * 4;
         let u = ctx.alloc("lora.u", Category::Lora, u_bytes, None)?;
         Ok(Some(LoraSet { adapters: adapters.to_vec(), groups, u, unused_updates }))
     }
@@ -338,7 +348,7 @@ impl LoraSet {
         if outputs.is_empty() {
             return Ok(());
         }
-        lora_down(batch, &group.down(x, n), &self.u)?;
+        lora_down(batch, &group.down(x, n, 1), &self.u)?;
         for (o, y) in outputs {
             let u = RowsView { buffer: &self.u, offset_elems: o.first_rank, row_stride_elems: group.rank_total };
             lora_add(batch, &group.b, o.b_offset, o.out_dim, o.rank, u, y, n)?;
@@ -385,8 +395,9 @@ impl<'a> GroupUpdates<'a> {
         let epilogue_u = match (set, group) {
             (Some(_), Some(g)) if u_made => Some((&g.a, g.norm_u_offset_elems(), g.u_parts)),
             (Some(set), Some(g)) if mat_vec && n <= VEC_MAX_TOKENS => {
-                lora_down(batch, &g.down(x, n), &set.u)?;
-                Some((&set.u, 0, 1))
+                let k_parts = row_parts(g.in_dim);
+                lora_down(batch, &g.down(x, n, k_parts), &set.u)?;
+                Some((&set.u, 0, k_parts))
             }
             _ => None,
         };

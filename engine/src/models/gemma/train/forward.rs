@@ -187,7 +187,8 @@ impl Step<'_> {
     fn lora_forward(&self, batch: &mut Batch, l: usize, target: Target, x: &GpuBuffer, y: RowsView) -> Result<()> {
         let Some(u) = self.trainer.update(l, target) else { return Ok(()) };
         let n = self.n;
-        lora_down(batch, &LoraDown { a: &u.a, rank_total: u.rank, in_dim: u.in_dim, x, n_tokens: n }, &u.u)?;
+        let down = LoraDown { a: &u.a, rank_total: u.rank, in_dim: u.in_dim, x, n_tokens: n, k_parts: 1 };
+        lora_down(batch, &down, &u.u)?;
         unary_inplace(batch, UnaryOp::Scale, u.scale, &u.u, n as u64 * u.rank as u64)?;
         let u_view = RowsView { buffer: &u.u, offset_elems: 0, row_stride_elems: u.rank };
         Ok(lora_add(batch, &u.b, 0, u.out_dim, u.rank, u_view, y, n)?)
