@@ -6,7 +6,10 @@ bytes as native `generate` and native `profile` (over decode, with the same prom
 them; a screenshot must not be blank. With --conformance the page then runs its conformance tab (the op registry's
 cases up to that many elements and the built-in tiny Gemma 4, against CPU references compiled to wasm), which must
 pass with no failure. With --train the page then trains a fresh LoRA adapter that many steps in its training tab,
-and every step's loss must equal native `ferrogem finetune`'s on the same data and settings. With --via-opfs the page first keeps the model in the browser's origin private file system
+and every step's loss must equal native `ferrogem finetune`'s on the same data and settings; the page then applies
+the trained adapter ('Use in chat') and generates again, and its tokens must equal native `ferrogem generate
+--adapter` with native finetune's adapter (which must change them). With --via-opfs the page first keeps the model
+in the browser's origin private file system
 (downloaded from its URL, or given to the file input as a picked file) and loads it from there. Exits non-zero on
 any failure, including a browser or WebGPU adapter that did not start.
 
@@ -111,9 +114,8 @@ def run_page(a, chromedriver, query, done_expression, pick=None):
             webdriver(base, "POST", f"{s}/element/{element_id}/value", {"text": os.path.abspath(pick)})
         script = ("return {status: document.getElementById('status').textContent, result: window.ferrogemResult,"
                   " loaded: window.ferrogemLoaded, conformance: window.ferrogemConformance, error: window.ferrogemError,"
-                  " trained: window.ferrogemTrained,"
-                  " memory: window.ferrogemMemory,"
-                  " output: document.getElementById('output').textContent,"
+                  " trained: window.ferrogemTrained, trained_result: window.ferrogemTrainedResult,"
+                  " generated: window.ferrogemGenerated,"
                   f" speed: document.getElementById('speed').textContent, done: !!({done_expression})}}")
         while True:
             state = webdriver(base, "POST", s + "/execute/sync", {"script": script, "args": []})
@@ -168,9 +170,9 @@ def native_profile(a, prompt_tokens, gen_tokens):
     return summary["decode"]["last_step"]["live_bytes"]
 
 
-def native_finetune_losses(a, steps):
+def native_finetune(a, steps):
     """Native `ferrogem finetune` with the page's training settings (the rest at both sides' defaults): the train
-    losses of loss.csv, step 0 first."""
+    losses of loss.csv, step 0 first, and native `generate` with the trained adapter (the page's prompt, greedy)."""
     out = f"/tmp/ferrogem-e2e-finetune-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
@@ -184,14 +186,20 @@ def native_finetune_losses(a, steps):
         fail(f"native finetune: {run.stderr[-2000:]}")
     with open(os.path.join(out, "run", "loss.csv")) as f:
         rows = [line.strip().split(",") for line in f][1:]
+    generated = subprocess.run([a.ferrogem, "generate", "--model", os.path.join(a.models, a.model), "--adapter",
+                                os.path.join(out, "run"), "--prompt", a.prompt, "-n", str(a.tokens), "--temp", "0",
+                                "--json"], capture_output=True, text=True)
+    if generated.returncode != 0:
+        fail(f"native generate with the trained adapter: {generated.stderr[-2000:]}")
     shutil.rmtree(out, ignore_errors=True)
-    return [float(loss) for _, split, loss, _ in rows if split == "train"]
+    return [float(loss) for _, split, loss, _ in rows if split == "train"], json.loads(generated.stdout)["tokens"]
 
 
-def compare_training(a, trained):
-    """The page's losses against native finetune's; returns (summary, failures)."""
+def compare_training(a, trained, trained_result, base_tokens):
+    """The page's losses against native finetune's, and the page's tokens with its trained adapter applied against
+    native generate's with native finetune's; returns (summary, failures)."""
     page = [row["loss"] for row in trained["rows"]]
-    native = native_finetune_losses(a, a.train)
+    native, native_tokens = native_finetune(a, a.train)
     failures = []
     if len(page) != a.train or len(native) != a.train:
         failures.append(f"training: {len(page)} page and {len(native)} native losses for {a.train} steps")
@@ -201,8 +209,15 @@ def compare_training(a, trained):
     # The comparison means something only if the steps moved the loss by more than the tolerance.
     if not native or abs(native[-1] - native[0]) <= 10 * TRAIN_LOSS_RTOL * abs(native[0]):
         failures.append(f"training: native losses {native} barely moved")
+    tokens = trained_result["tokens"]
+    if tokens != native_tokens:
+        failures.append(f"training: tokens with the trained adapter {tokens} differ from native {native_tokens}")
+    # The adapter must change what the model says, or applying it is not what is being compared.
+    if native_tokens == base_tokens:
+        failures.append(f"training: the trained adapter left native generate's tokens as they were: {base_tokens}")
     summary = (f"; trained {len(page)} steps in {trained['seconds']:.1f} s, loss {page[0]:.4f} → {page[-1]:.4f},"
-               f" worst relative difference to native finetune {worst:.2e}")
+               f" worst relative difference to native finetune {worst:.2e}; with it applied, {len(tokens)} tokens"
+               f" {'equal' if tokens == native_tokens else 'DIFFERENT'} to native generate --adapter")
     return summary, failures
 
 
@@ -241,10 +256,12 @@ def main():
         query["conformance"] = a.conformance
         done = "window.ferrogemConformance"
     if a.train is not None:
-        query.update({"train": a.train, "train_data": TRAIN_DATA, "train_lr": TRAIN_LR, "train_seq_len": TRAIN_SEQ_LEN})
-        done = "window.ferrogemTrained"
+        query.update({"train": a.train, "train_data": TRAIN_DATA, "train_lr": TRAIN_LR, "train_seq_len": TRAIN_SEQ_LEN,
+                      "train_chat": 1})
+        done = "window.ferrogemTrainedResult"
     state, seconds, shot = run_page(a, chromedriver, query, done, pick)
-    missing = (a.conformance is not None and not state["conformance"]) or (a.train is not None and not state["trained"])
+    missing = (a.conformance is not None and not state["conformance"]) or (
+        a.train is not None and not (state["trained"] and state["trained_result"]))
     if not state["result"] or missing:
         fail(f"the page says: {state['status']}" + (f" (error: {state['error']})" if state["error"] else ""))
 
@@ -252,13 +269,14 @@ def main():
     got, want = state["result"]["tokens"], native["tokens"]
     if got != want:
         failures.append(f"tokens {got} differ from native {want}")
-    if state["result"]["text"] != native["text"] or state["output"] != native["text"]:
-        failures.append(f"text {state['output']!r} (streamed) / {state['result']['text']!r} differ from native"
+    output, memory = state["generated"]["output"], state["generated"]["memory"]
+    if state["result"]["text"] != native["text"] or output != native["text"]:
+        failures.append(f"text {output!r} (streamed) / {state['result']['text']!r} differ from native"
                         f" {native['text']!r}")
     # The memory panel after generating against native generate's measure at the same point: the same model,
     # caches and scratch; only uniform and split-plan details may differ with the adapter's limits (the real 270M:
     # 64 bytes of 327 MB between SwiftShader and lavapipe), so 0.01% and never more than 1 MiB.
-    live = state["memory"]["live_bytes"]
+    live = memory["live_bytes"]
     if abs(live - native["live_bytes_after"]) > min(1e-4 * native["live_bytes_after"], 1 << 20):
         failures.append(f"memory panel {live} live bytes, native generate {native['live_bytes_after']}")
     # And against native `profile` of the same shape: its live bytes over decode (weights, caches and scratch).
@@ -277,12 +295,12 @@ def main():
             failures.append(f"conformance: {c['failed']} op cases failed, {c['passed']} passed; model: {model_failures}")
     training = ""
     if a.train is not None:
-        training, training_failures = compare_training(a, state["trained"])
+        training, training_failures = compare_training(a, state["trained"], state["trained_result"], want)
         failures += training_failures
     print(f"ci/browser_e2e.py: {a.model}: {len(got)} tokens {'equal' if got == want else 'DIFFERENT'} to native in"
           f" {seconds:.1f} s; {state['speed']}; {live} GPU bytes live (native generate {native['live_bytes_after']},"
           f" profile {profiled});"
-          f" wasm memory {state['memory']['wasm_memory_bytes']} bytes; screenshot {len(shot)} bytes"
+          f" wasm memory {memory['wasm_memory_bytes']} bytes; screenshot {len(shot)} bytes"
           f"{f' (kept in OPFS from a {a.via_opfs})' if a.via_opfs else ''}{conformance}{training}")
     if failures:
         fail("; ".join(failures))

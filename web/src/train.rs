@@ -1,14 +1,16 @@
 //! LoRA training on the page's device: the loaded model, JSONL data in `ferrogem finetune`'s format, the same steps
-//! (`training::run`), progress to a callback, and the trained adapter back as a PEFT adapter's two files.
+//! (`training::run`), progress to a callback, and the trained adapter back as a PEFT adapter's two files, which
+//! `applyAdapter` puts on the model for the chat.
 
 use crate::engine::{Engine, MemoryFeed, js_error};
 use ferrogem::lora::{LoraAdapter, Target, from_peft, peft_bytes};
-use ferrogem::models::gemma::{FreshLora, LoraTrainer, fresh_adapter};
+use ferrogem::models::gemma::{AppliedAdapter, FreshLora, LoraTrainer, fresh_adapter};
 use ferrogem::ops::adamw::AdamwConfig;
 use ferrogem::training::data::{DataOptions, Dataset};
 use ferrogem::training::run::TrainRun;
 use ferrogem::training::schedule::{LrSchedule, ScheduleKind};
 use serde::Deserialize;
+use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
 /// `finetune`'s settings and defaults; every field may be left out but `steps`.
@@ -129,6 +131,27 @@ impl Engine {
             js_sys::Reflect::set(&out, &key.into(), &value).map_err(|_| JsError::new("could not build the result"))?;
         }
         Ok(out.into())
+    }
+
+    /// Applies the PEFT adapter `config` + `tensors` (`adapter_config.json`, `adapter_model.safetensors`: what
+    /// `train` returns) with `scale` to the loaded model beside the adapters already applied, as a repeated
+    /// `--adapter` does; one applied before under the same `label` is replaced. The sequence restarts (its cached
+    /// positions were computed without it). Returns the labels now applied.
+    #[wasm_bindgen(js_name = applyAdapter)]
+    pub fn apply_adapter(
+        &mut self,
+        label: String,
+        config: &str,
+        tensors: &[u8],
+        scale: f32,
+    ) -> Result<Vec<String>, JsError> {
+        let adapter = from_peft(config, tensors).map_err(js_error)?;
+        let model = self.session_mut()?.model_mut();
+        let mut applied: Vec<AppliedAdapter> = model.lora.as_ref().map_or(Vec::new(), |set| set.adapters.clone());
+        applied.retain(|a| a.label != label);
+        applied.push(AppliedAdapter { label, adapter: Arc::new(adapter), scale });
+        model.set_adapters(&applied).map_err(js_error)?;
+        Ok(applied.into_iter().map(|a| a.label).collect())
     }
 }
 

@@ -6,6 +6,7 @@
 //   &prompt=TEXT&n=16&template=0        the prompt, tokens to generate, and no chat template (a raw completion)
 //   &conformance=ELEMENTS               then run the conformance tab with cases up to ELEMENTS elements
 //   &train=STEPS&train_data=JSONL&train_lr=RATE&train_seq_len=N   then train a fresh adapter (after conformance)
+//   &train_chat=1                       then apply the trained adapter ('Use in chat') and generate again
 //   &downlevel=1                        WebGPU's default limits and no optional feature
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -17,6 +18,8 @@ const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 let worker;
 const send = (message, transfer = []) => worker.postMessage(message, transfer);
 let messages = []; // the conversation, in the engine's chat message format
+let trainedAdapter = null; // the last training's { config, model }, for 'Use in chat'
+let chatAfterTraining = false; // ?train_chat: the generation that follows applying the trained adapter
 let served = [];
 let stored = [];
 const downloads = {};
@@ -174,8 +177,15 @@ const on = {
     }
     busy(false);
     $('cancel').disabled = true;
-    window.ferrogemResult = r;
     status('done');
+    if (chatAfterTraining) {
+      chatAfterTraining = false;
+      window.ferrogemTrainedResult = r;
+      return;
+    }
+    window.ferrogemResult = r;
+    // What the page showed after this generation, before anything later (a trained adapter's run) replaces it.
+    window.ferrogemGenerated = { output: $('output').textContent, memory: window.ferrogemMemory };
     if (params.get('conformance')) $('run-conformance').click();
     else if (params.get('train')) $('run-train').click();
   },
@@ -233,7 +243,22 @@ const on = {
     busy(false);
     $('generate').disabled = !window.ferrogemLoaded;
     window.ferrogemTrained = { rows, seconds, adapterBytes: data.model.byteLength };
+    trainedAdapter = { config: data.config, model: data.model };
+    $('use-adapter').disabled = !window.ferrogemLoaded;
     status(text);
+    if (params.get('train_chat')) $('use-adapter').click();
+  },
+  adapterApplied(data) {
+    showMemory(data.memory);
+    messages = [];
+    $('transcript').innerHTML = '';
+    busy(false);
+    $('generate').disabled = !window.ferrogemLoaded;
+    status(`adapters applied: ${data.labels.join(', ')}; the chat starts over with them`);
+    if (params.get('train_chat')) {
+      chatAfterTraining = true;
+      $('generate').click();
+    }
   },
   profiled(data) {
     const { run } = data;
@@ -251,13 +276,14 @@ const on = {
     offer('trajectory-csv', 'trajectory.csv', run.trajectory_csv, 'text/csv');
     offer('trajectory-svg', 'trajectory.svg', run.trajectory_svg, 'image/svg+xml');
     busy(false);
-    $('generate').disabled = true;
+    $('generate').disabled = $('use-adapter').disabled = true;
     status(run.error ? `profile stopped: ${run.error}` : 'profile done (the model was unloaded: Load it again to chat)', !!run.error);
   },
   unloaded(data) {
     showMemory(data.memory);
     window.ferrogemLoaded = null;
     $('generate').disabled = $('save').disabled = $('restore').disabled = $('run-train').disabled = true;
+    $('use-adapter').disabled = true;
     status('the model was unloaded to forget its file');
   },
   trajectory(data) {
@@ -366,12 +392,18 @@ function wire() {
   });
   $('run-train').onclick = () => {
     busy(true);
-    for (const id of ['adapter-config', 'adapter-model', 'loss-csv']) $(id).disabled = true;
+    for (const id of ['adapter-config', 'adapter-model', 'loss-csv', 'use-adapter']) $(id).disabled = true;
     $('train-summary').textContent = '';
     $('generate').disabled = true;
     $('loss-chart').innerHTML = '';
     status('training: building the trainer…');
     send({ type: 'train', jsonl: $('train-data').value, settings: trainSettings() });
+  };
+  $('use-adapter').onclick = () => {
+    busy(true);
+    $('use-adapter').disabled = true;
+    status('applying the trained adapter…');
+    send({ type: 'useAdapter', config: trainedAdapter.config, model: trainedAdapter.model });
   };
   $('train-file').onchange = async () => {
     const file = $('train-file').files[0];

@@ -156,6 +156,11 @@ const handlers = {
       type: 'trained', rows, config: r.adapter_config, model, seconds, chart: chart(), memory: memory(),
     }, [model.buffer]);
   },
+  // Puts the adapter `train` returned on the loaded model, beside any applied before, for the chat.
+  async useAdapter({ config, model }) {
+    const labels = engine.applyAdapter('trained', config, model, 1.0);
+    post({ type: 'adapterApplied', labels, memory: memory() });
+  },
   async memory() {
     post({ type: 'memory', memory: memory() });
   },
