@@ -118,7 +118,8 @@ pub struct MulMatShape {
 /// weights only: the base's product comes first, the adapters' add to it) added to. For the other types,
 /// `partials` (scratch nothing else reads) lets the rows be split over more invocations when there are few
 /// (few tokens, long rows: an LM head), each split's sum written there and then added up into dx; the more room,
-/// the more splits it can take ([`grad_x_splits`]).
+/// the more splits it can take ([`grad_x_plan`]). The kernel is picked by token count; [`mul_mat_grad_x_with`]
+/// forces one.
 #[allow(clippy::too_many_arguments)]
 pub fn mul_mat_grad_x(
     batch: &mut Batch,
@@ -129,6 +130,36 @@ pub fn mul_mat_grad_x(
     dx: &GpuBuffer,
     accumulate: bool,
     partials: Option<&GpuBuffer>,
+) -> Result<()> {
+    mul_mat_grad_x_with(batch, shape, dy, w, wtype, dx, accumulate, partials, GradXPath::Auto)
+}
+
+/// Which kernel takes the input gradient of a weight other than f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradXPath {
+    /// [`GradXPath::Columns`] below [`TILED_MIN_TOKENS`] tokens, [`GradXPath::Tiled`] from there.
+    Auto,
+    /// `mul_mat_grad_q.wgsl`: an invocation per group of 8 columns and 4 tokens.
+    Columns,
+    /// `mul_mat_grad_q_tiled.wgsl`: a workgroup per tile of columns × tokens ([`GradXTile`]).
+    Tiled,
+}
+
+/// Tokens from which the tiles pay: below, most of a tile's 64 tokens would be padding.
+pub const TILED_MIN_TOKENS: u32 = 16;
+
+/// [`mul_mat_grad_x`] on the given path (f32 weights ignore it: they have one kernel).
+#[allow(clippy::too_many_arguments)]
+pub fn mul_mat_grad_x_with(
+    batch: &mut Batch,
+    shape: MulMatShape,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
+    wtype: QuantType,
+    dx: &GpuBuffer,
+    accumulate: bool,
+    partials: Option<&GpuBuffer>,
+    path: GradXPath,
 ) -> Result<()> {
     let op = "mul_mat_grad_x";
     if wtype == QuantType::F32 {
@@ -149,8 +180,6 @@ pub fn mul_mat_grad_x(
         });
     }
     let row_bytes = checked_row_bytes(op, wtype, shape.k)?;
-    let items = shape.n.div_ceil(QUANT_TOKENS) as u64 * (shape.k / 8) as u64;
-    let n_items = checked_u32(op, "items", items)?;
     let dx_elems = checked_u32(op, "dx elements", shape.n as u64 * shape.k as u64)?;
     // The kernel's byte offsets into W are u32, as the forward's (check_binding refuses more).
     check_binding(op, "w", w, shape.m as u64 * row_bytes, batch.caps().max_storage_buffer_binding_bytes)?;
@@ -158,13 +187,12 @@ pub fn mul_mat_grad_x(
     check_buffer(op, "dx", dx, dx_elems as u64 * 4)?;
     check_distinct(op, dy, dx)?;
     check_distinct(op, w, dx)?;
-    if n_items == 0 {
+    if dx_elems == 0 || shape.m == 0 {
         return Ok(());
     }
     let room = partials.map_or(0, |p| p.size_bytes());
-    let n_splits = grad_x_splits(shape, n_items, room);
-    let rows_per_split = shape.m.div_ceil(n_splits);
-    let out = match (n_splits, partials) {
+    let plan = grad_x_plan(shape, path, room);
+    let out = match (plan.n_splits, partials) {
         (1, _) | (_, None) => dx,
         (_, Some(p)) => {
             for input in [dy, w, dx] {
@@ -173,24 +201,42 @@ pub fn mul_mat_grad_x(
             p
         }
     };
-    let params = MulMatGradQParams {
-        n_items,
-        row_elems: shape.k,
-        n_rows: shape.m,
-        n_tokens: shape.n,
-        row_bytes: checked_u32(op, "row bytes", row_bytes)?,
-        n_splits,
-        rows_per_split,
-        _pad: 0,
-    };
-    let invocations = checked_u32(op, "invocations", n_items as u64 * n_splits as u64)?;
-    let grid = Grid::for_items(invocations as u64, WG_SIZE, batch.max_workgroups_per_dimension());
-    batch.dispatch(&MulMatGradQKey { wtype }, &[w, dy, out], &params, grid)?;
-    if n_splits == 1 {
+    let row_bytes = checked_u32(op, "row bytes", row_bytes)?;
+    if let Some(tile) = plan.tile {
+        let params = MulMatGradQTiledParams {
+            n_rows: shape.m,
+            row_elems: shape.k,
+            n_tokens: shape.n,
+            row_bytes,
+            n_column_tiles: shape.k.div_ceil(tile.columns()),
+            n_token_tiles: shape.n.div_ceil(tile.tokens()),
+            n_splits: plan.n_splits,
+            rows_per_split: plan.rows_per_split,
+        };
+        let workgroups = checked_u32(op, "workgroups", plan.n_splits as u64 * tiles(shape, tile))?;
+        let grid = Grid::for_items(workgroups as u64, 1, batch.max_workgroups_per_dimension());
+        batch.dispatch(&MulMatGradQTiledKey { wtype, tile }, &[w, dy, out], &params, grid)?;
+    } else {
+        let n_items = checked_u32(op, "items", columns_items(shape))?;
+        let params = MulMatGradQParams {
+            n_items,
+            row_elems: shape.k,
+            n_rows: shape.m,
+            n_tokens: shape.n,
+            row_bytes,
+            n_splits: plan.n_splits,
+            rows_per_split: plan.rows_per_split,
+            _pad: 0,
+        };
+        let invocations = checked_u32(op, "invocations", n_items as u64 * plan.n_splits as u64)?;
+        let grid = Grid::for_items(invocations as u64, WG_SIZE, batch.max_workgroups_per_dimension());
+        batch.dispatch(&MulMatGradQKey { wtype }, &[w, dy, out], &params, grid)?;
+    }
+    if plan.n_splits == 1 {
         return Ok(());
     }
     let n_vec4 = dx_elems / 4;
-    let params = SumSplitsParams { n_vec4, n_splits, _pad: [0; 2] };
+    let params = SumSplitsParams { n_vec4, n_splits: plan.n_splits, _pad: [0; 2] };
     let grid = Grid::for_items(n_vec4 as u64, WG_SIZE, batch.max_workgroups_per_dimension());
     batch.dispatch(&SumSplitsKey, &[out, dx], &params, grid)
 }
@@ -201,21 +247,47 @@ const TARGET_INVOCATIONS: u64 = 1 << 17;
 /// on real shapes the invocation target decides first.
 const MIN_ROWS_PER_SPLIT: u32 = 4;
 
-/// Splits of the m rows for the quantized input gradient: enough invocations to fill the device, at least
-/// [`MIN_ROWS_PER_SPLIT`] rows each, as many `[n][k]` partial sums as `room_bytes` holds; 1 is no split.
-pub fn grad_x_splits(shape: MulMatShape, n_items: u32, room_bytes: u64) -> u32 {
-    let partial_bytes = (shape.n as u64 * shape.k as u64 * 4).max(1);
-    let wanted = TARGET_INVOCATIONS.div_ceil(n_items.max(1) as u64);
-    let by_rows = (shape.m / MIN_ROWS_PER_SPLIT).max(1) as u64;
-    let splits = wanted.min(by_rows).min(room_bytes / partial_bytes).max(1) as u32;
-    // Equal splits of whole rows: as many as ceil(m / rows each) leaves.
-    shape.m.div_ceil(shape.m.div_ceil(splits)).max(1)
+/// How the quantized input gradient runs: which kernel, and the m rows split `n_splits` ways of `rows_per_split`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GradXPlan {
+    /// The tile, or None for the columns kernel.
+    pub tile: Option<GradXTile>,
+    pub n_splits: u32,
+    pub rows_per_split: u32,
 }
 
-/// The `[splits][n][k]` partial-sum bytes [`mul_mat_grad_x`] uses for `shape` when given room without limit.
-pub fn grad_x_partials_bytes(shape: MulMatShape) -> u64 {
-    let n_items = shape.n.div_ceil(QUANT_TOKENS) * (shape.k / 8);
-    let splits = grad_x_splits(shape, n_items, u64::MAX);
+/// The plan for `shape` on `path`: splits enough to fill the device, at least [`MIN_ROWS_PER_SPLIT`] rows each
+/// (a tile's step on the tiled path), as many `[n][k]` partial sums as `room_bytes` holds; 1 is no split.
+pub fn grad_x_plan(shape: MulMatShape, path: GradXPath, room_bytes: u64) -> GradXPlan {
+    let tiled = match path {
+        GradXPath::Auto => shape.n >= TILED_MIN_TOKENS,
+        GradXPath::Columns => false,
+        GradXPath::Tiled => true,
+    };
+    let tile = tiled.then(|| GradXTile::for_tokens(shape.n));
+    let (invocations, min_rows) = match tile {
+        Some(t) => (tiles(shape, t) * TILE_INVOCATIONS as u64, t.rows()),
+        None => (columns_items(shape), MIN_ROWS_PER_SPLIT),
+    };
+    let partial_bytes = (shape.n as u64 * shape.k as u64 * 4).max(1);
+    let wanted = TARGET_INVOCATIONS.div_ceil(invocations.max(1));
+    let by_rows = (shape.m / min_rows).max(1) as u64;
+    let splits = wanted.min(by_rows).min(room_bytes / partial_bytes).max(1) as u32;
+    // Equal splits of whole rows (whole steps of a tile): as many as ceil(m / rows each) leaves.
+    let step = tile.map_or(1, |t| t.rows().min(shape.m).max(1));
+    let rows_per_split = shape.m.div_ceil(splits).next_multiple_of(step).max(1);
+    GradXPlan { tile, n_splits: shape.m.div_ceil(rows_per_split).max(1), rows_per_split }
+}
+
+/// The workgroups of one split of the tiled kernel: column tiles × token tiles.
+fn tiles(shape: MulMatShape, tile: GradXTile) -> u64 {
+    shape.k.div_ceil(tile.columns()) as u64 * shape.n.div_ceil(tile.tokens()) as u64
+}
+
+/// The `[splits][n][k]` partial-sum bytes [`mul_mat_grad_x_with`] uses for `shape` on `path` when given room
+/// without limit.
+pub fn grad_x_partials_bytes(shape: MulMatShape, path: GradXPath) -> u64 {
+    let splits = grad_x_plan(shape, path, u64::MAX).n_splits;
     if splits == 1 { 0 } else { splits as u64 * shape.n as u64 * shape.k as u64 * 4 }
 }
 
@@ -306,6 +378,95 @@ impl KernelKey for MulMatGradQKey {
     }
 }
 
+/// The invocations of `mul_mat_grad_q.wgsl` for `shape` before any split: one per group of 8 columns and
+/// [`QUANT_TOKENS`] tokens.
+fn columns_items(shape: MulMatShape) -> u64 {
+    shape.n.div_ceil(QUANT_TOKENS) as u64 * (shape.k / 8) as u64
+}
+
+/// The tiles of `mul_mat_grad_q_tiled.wgsl` (`TILE_C` there): 64 columns × 64 tokens for a sequence, 256 × 16 for
+/// up to 16 tokens (the LM head's rows at a time), where a square tile would be three quarters padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GradXTile {
+    Square,
+    Wide,
+}
+
+impl GradXTile {
+    fn for_tokens(n: u32) -> Self {
+        if n <= Self::Wide.tokens() { GradXTile::Wide } else { GradXTile::Square }
+    }
+
+    pub fn columns(self) -> u32 {
+        match self {
+            GradXTile::Square => 64,
+            GradXTile::Wide => 256,
+        }
+    }
+
+    pub fn tokens(self) -> u32 {
+        TILE_INVOCATIONS * 16 / self.columns()
+    }
+
+    /// Rows of W per step: one group of 8 columns per invocation.
+    pub fn rows(self) -> u32 {
+        TILE_INVOCATIONS * 8 / self.columns()
+    }
+}
+
+const TILE_INVOCATIONS: u32 = 256;
+
+/// The tiled input gradient for a weight type other than f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MulMatGradQTiledKey {
+    pub wtype: QuantType,
+    pub tile: GradXTile,
+}
+
+/// Matches `Params` in `mul_mat_grad_q_tiled.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MulMatGradQTiledParams {
+    n_rows: u32,
+    row_elems: u32,
+    n_tokens: u32,
+    row_bytes: u32,
+    n_column_tiles: u32,
+    n_token_tiles: u32,
+    n_splits: u32,
+    rows_per_split: u32,
+}
+const _: () = assert!(size_of::<MulMatGradQTiledParams>() == 32);
+
+impl KernelKey for MulMatGradQTiledKey {
+    const FILE: &'static str = "mul_mat_grad_q_tiled.wgsl";
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
+
+    fn name(&self) -> String {
+        let t = self.tile;
+        format!("mul_mat_grad_x_{}_f32_t{}x{}x{}", type_stem(self.wtype), t.columns(), t.tokens(), t.rows())
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        let mut d = weight_defines(self.wtype);
+        d.push(("TILE_C", format!("{}u", self.tile.columns())));
+        d
+    }
+
+    fn requires(&self) -> Requires {
+        Requires::default()
+    }
+
+    fn all_variants() -> Vec<Self> {
+        let types = WEIGHT_TYPES.iter().filter(|&&t| t != QuantType::F32);
+        types
+            .flat_map(|&wtype| [GradXTile::Square, GradXTile::Wide].map(|tile| MulMatGradQTiledKey { wtype, tile }))
+            .collect()
+    }
+}
+
 /// `dw` `[m][k]` = `scale`·`dy`ᵀ · `x` (`dy` `[n][m]`, `x` `[n][k]`, f32), overwritten or, with `accumulate`, added to.
 pub fn mul_mat_grad_w(
     batch: &mut Batch,
@@ -373,6 +534,7 @@ fn product(
 pub fn variants() -> Result<Vec<VariantSource>> {
     let mut v = variants_of::<MulMatGradKey>()?;
     v.extend(variants_of::<MulMatGradQKey>()?);
+    v.extend(variants_of::<MulMatGradQTiledKey>()?);
     v.extend(variants_of::<SumSplitsKey>()?);
     Ok(v)
 }

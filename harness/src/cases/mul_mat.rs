@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::{Category, Context, GpuBuffer, SplitTensor};
 use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, mul_mat_with};
-use ferrogem::ops::mul_mat_grad::{MulMatShape, grad_x_partials_bytes, mul_mat_grad_w, mul_mat_grad_x};
+use ferrogem::ops::mul_mat_grad::{GradXPath, MulMatShape, grad_x_partials_bytes, mul_mat_grad_w, mul_mat_grad_x_with};
 use ferrogem::ops::weights::{LoraEpilogue, LoraTerm};
 use ferrogem::quant::QuantType;
 use std::rc::Rc;
@@ -155,9 +155,11 @@ impl LoraCase {
     }
 }
 
-/// Prefill shapes: within one 64×64 tile, odd edges, and edges past one tile in both directions.
-const TILED_SHAPES: [(u32, u32, u32); 6] =
-    [(16, 256, 8), (33, 512, 13), (64, 768, 32), (7, 256, 5), (5, 256, 2), (70, 256, 65)];
+/// Prefill shapes: within one 64×64 tile, odd edges, and edges past one tile in both directions. The last is
+/// small enough for grad mode's finite differences and walks the tiled input gradient's rows (a wide tile: few
+/// tokens) in several splits, the last a partial step.
+const TILED_SHAPES: [(u32, u32, u32); 7] =
+    [(16, 256, 8), (33, 512, 13), (64, 768, 32), (7, 256, 5), (5, 256, 2), (70, 256, 65), (70, 256, 13)];
 
 pub fn cases() -> Vec<Box<dyn OpCase>> {
     let mut cases: Vec<Box<dyn OpCase>> = Vec::new();
@@ -168,6 +170,13 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         // The dispatcher's own choice, and weights split on rows into parts of one shared y.
         cases.push(Box::new(MulMatCase::new(wtype, 9, 512, 3, MulMatPath::Auto, 1)));
         cases.push(Box::new(MulMatCase::new(wtype, 33, 512, 13, MulMatPath::Tiled, 3)));
+    }
+    // Dense types take rows of any multiple of 8: partial column tiles, and in grad mode the tiled input
+    // gradient's square tiles (two token tiles; two column tiles over two splits of rows) and a partial wide one.
+    for wtype in [QuantType::F16, QuantType::BF16] {
+        for (m, k, n) in [(40, 56, 70), (70, 120, 33), (70, 120, 13)] {
+            cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Tiled, 1)));
+        }
     }
     // LoRA's own shapes, small enough for finite differences in grad mode: A [r][k] and B [m][r] at r = 16, 5 and 8
     // (the tiled kernel takes F32 rows in multiples of 8).
@@ -301,17 +310,21 @@ impl MulMatCase {
             None => None,
         };
         let (shape, wtype) = (MulMatShape { m: self.m, k: self.k, n: self.n }, self.wtype);
-        // Room for every split the kernel asks for: shapes of 8+ rows take the split path, smaller ones not.
-        let partials_bytes = grad_x_partials_bytes(shape);
+        // A tiled case checks the tiled input gradient; the dispatcher's own choice takes the columns kernel on
+        // these few tokens.
+        let path = if self.path == MulMatPath::Tiled { GradXPath::Tiled } else { GradXPath::Auto };
+        // Room for every split the kernel asks for: shapes of 8+ rows (64+ tiled) take the split path, smaller
+        // ones not.
+        let partials_bytes = grad_x_partials_bytes(shape, path);
         let partials = (partials_bytes > 0)
             .then(|| ctx.alloc("grad partials", Category::Scratch, partials_bytes, None))
             .transpose()?;
         Ok(BuiltGrad {
             record: Box::new(move |batch| match &dw {
-                None => mul_mat_grad_x(batch, shape, &gdy, &gw, wtype, &dx, false, partials.as_ref()),
+                None => mul_mat_grad_x_with(batch, shape, &gdy, &gw, wtype, &dx, false, partials.as_ref(), path),
                 Some(dw) => {
-                    mul_mat_grad_x(batch, shape, &gdy_half, &gw, wtype, &dx, false, None)?;
-                    mul_mat_grad_x(batch, shape, &gdy_half, &gw, wtype, &dx, true, None)?;
+                    mul_mat_grad_x_with(batch, shape, &gdy_half, &gw, wtype, &dx, false, None, path)?;
+                    mul_mat_grad_x_with(batch, shape, &gdy_half, &gw, wtype, &dx, true, None, path)?;
                     mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, false)?;
                     mul_mat_grad_w(batch, shape, &gdy, &gx, dw, 0.5, true)
                 }

@@ -7,7 +7,7 @@ use crate::gpu::{Category, Context, GpuBuffer, upload_size_bytes};
 use crate::lora::{LowRank, Target};
 use crate::models::TextConfig;
 use crate::models::gemma::ple::{PleChunk, PleLayout};
-use crate::ops::mul_mat_grad::{MulMatShape, grad_x_partials_bytes};
+use crate::ops::mul_mat_grad::{GradXPath, MulMatShape, grad_x_partials_bytes};
 use std::cell::RefCell;
 
 /// Where a trainer's buffers come from: the device, or a [`Tally`] of the bytes the device would allocate (the
@@ -135,7 +135,12 @@ fn grad_partials_elems(cfg: &TextConfig, seq_len: u32, head_rows: u32) -> usize 
             shapes.push(MulMatShape { m, k, n: seq_len });
         }
     }
-    let most = shapes.into_iter().filter(|s| s.m > 0 && s.k > 0).map(grad_x_partials_bytes).max().unwrap_or(0);
+    let most = shapes
+        .into_iter()
+        .filter(|s| s.m > 0 && s.k > 0)
+        .map(|s| grad_x_partials_bytes(s, GradXPath::Auto))
+        .max()
+        .unwrap_or(0);
     (most.min(MAX_GRAD_PARTIALS_BYTES) / 4) as usize
 }
 
