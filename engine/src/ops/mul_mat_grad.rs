@@ -145,7 +145,8 @@ pub enum GradXPath {
     Tiled,
 }
 
-/// Tokens from which the tiles pay: below, most of a tile's 64 tokens would be padding.
+/// Tokens from which the tiles pay: below, part of even the wide tile's 16 tokens would be padding, where the
+/// columns kernel's items of 4 tokens waste at most 3.
 pub const TILED_MIN_TOKENS: u32 = 16;
 
 /// [`mul_mat_grad_x`] on the given path (f32 weights ignore it: they have one kernel).
