@@ -25,6 +25,7 @@ pub mod set_rows;
 pub mod soft_max;
 pub mod stream_read;
 pub mod sum_rows;
+pub mod tile;
 pub mod unary;
 pub mod weights;
 

@@ -6,6 +6,7 @@
 use super::WG_SIZE;
 use super::args::{check_binding, check_buffer, check_distinct, checked_u32};
 use super::mul_mat::WEIGHT_TYPES;
+use super::tile::{TILE_INVOCATIONS, Tile};
 use super::weights::{checked_row_bytes, type_stem, weight_defines};
 use crate::gpu::kernels::{
     Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, reduction_name, variants_of,
@@ -141,7 +142,7 @@ pub enum GradXPath {
     Auto,
     /// `mul_mat_grad_q.wgsl`: an invocation per group of 8 columns and 4 tokens.
     Columns,
-    /// `mul_mat_grad_q_tiled.wgsl`: a workgroup per tile of columns × tokens ([`GradXTile`]).
+    /// `mul_mat_grad_q_tiled.wgsl`: a workgroup per tile of columns × tokens ([`Tile`]).
     Tiled,
 }
 
@@ -209,7 +210,7 @@ pub fn mul_mat_grad_x_with(
             row_elems: shape.k,
             n_tokens: shape.n,
             row_bytes,
-            n_column_tiles: shape.k.div_ceil(tile.columns()),
+            n_column_tiles: shape.k.div_ceil(tile.width()),
             n_token_tiles: shape.n.div_ceil(tile.tokens()),
             n_splits: plan.n_splits,
             rows_per_split: plan.rows_per_split,
@@ -252,7 +253,7 @@ const MIN_ROWS_PER_SPLIT: u32 = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GradXPlan {
     /// The tile, or None for the columns kernel.
-    pub tile: Option<GradXTile>,
+    pub tile: Option<Tile>,
     pub n_splits: u32,
     pub rows_per_split: u32,
 }
@@ -265,9 +266,9 @@ pub fn grad_x_plan(shape: MulMatShape, path: GradXPath, room_bytes: u64) -> Grad
         GradXPath::Columns => false,
         GradXPath::Tiled => true,
     };
-    let tile = tiled.then(|| GradXTile::for_tokens(shape.n));
+    let tile = tiled.then(|| Tile::for_tokens(shape.n));
     let (invocations, min_rows) = match tile {
-        Some(t) => (tiles(shape, t) * TILE_INVOCATIONS as u64, t.rows()),
+        Some(t) => (tiles(shape, t) * TILE_INVOCATIONS as u64, t.step()),
         None => (columns_items(shape), MIN_ROWS_PER_SPLIT),
     };
     let partial_bytes = (shape.n as u64 * shape.k as u64 * 4).max(1);
@@ -275,14 +276,14 @@ pub fn grad_x_plan(shape: MulMatShape, path: GradXPath, room_bytes: u64) -> Grad
     let by_rows = (shape.m / min_rows).max(1) as u64;
     let splits = wanted.min(by_rows).min(room_bytes / partial_bytes).max(1) as u32;
     // Equal splits of whole rows (whole steps of a tile): as many as ceil(m / rows each) leaves.
-    let step = tile.map_or(1, |t| t.rows().min(shape.m).max(1));
+    let step = tile.map_or(1, |t| t.step().min(shape.m).max(1));
     let rows_per_split = shape.m.div_ceil(splits).next_multiple_of(step).max(1);
     GradXPlan { tile, n_splits: shape.m.div_ceil(rows_per_split).max(1), rows_per_split }
 }
 
 /// The workgroups of one split of the tiled kernel: column tiles × token tiles.
-fn tiles(shape: MulMatShape, tile: GradXTile) -> u64 {
-    shape.k.div_ceil(tile.columns()) as u64 * shape.n.div_ceil(tile.tokens()) as u64
+fn tiles(shape: MulMatShape, tile: Tile) -> u64 {
+    shape.k.div_ceil(tile.width()) as u64 * shape.n.div_ceil(tile.tokens()) as u64
 }
 
 /// The `[splits][n][k]` partial-sum bytes [`mul_mat_grad_x_with`] uses for `shape` on `path` when given room
@@ -385,43 +386,11 @@ fn columns_items(shape: MulMatShape) -> u64 {
     shape.n.div_ceil(QUANT_TOKENS) as u64 * (shape.k / 8) as u64
 }
 
-/// The tiles of `mul_mat_grad_q_tiled.wgsl` (`TILE_C` there): 64 columns × 64 tokens for a sequence, 256 × 16 for
-/// up to 16 tokens (the LM head's rows at a time), where a square tile would be three quarters padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GradXTile {
-    Square,
-    Wide,
-}
-
-impl GradXTile {
-    fn for_tokens(n: u32) -> Self {
-        if n <= Self::Wide.tokens() { GradXTile::Wide } else { GradXTile::Square }
-    }
-
-    pub fn columns(self) -> u32 {
-        match self {
-            GradXTile::Square => 64,
-            GradXTile::Wide => 256,
-        }
-    }
-
-    pub fn tokens(self) -> u32 {
-        TILE_INVOCATIONS * 16 / self.columns()
-    }
-
-    /// Rows of W per step: one group of 8 columns per invocation.
-    pub fn rows(self) -> u32 {
-        TILE_INVOCATIONS * 8 / self.columns()
-    }
-}
-
-const TILE_INVOCATIONS: u32 = 256;
-
 /// The tiled input gradient for a weight type other than f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MulMatGradQTiledKey {
     pub wtype: QuantType,
-    pub tile: GradXTile,
+    pub tile: Tile,
 }
 
 /// Matches `Params` in `mul_mat_grad_q_tiled.wgsl`.
@@ -446,13 +415,12 @@ impl KernelKey for MulMatGradQTiledKey {
     }
 
     fn name(&self) -> String {
-        let t = self.tile;
-        format!("mul_mat_grad_x_{}_f32_t{}x{}x{}", type_stem(self.wtype), t.columns(), t.tokens(), t.rows())
+        format!("mul_mat_grad_x_{}_f32_t{}", type_stem(self.wtype), self.tile.label())
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
         let mut d = weight_defines(self.wtype);
-        d.push(("TILE_C", format!("{}u", self.tile.columns())));
+        d.push(("TILE_C", format!("{}u", self.tile.width())));
         d
     }
 
@@ -462,9 +430,7 @@ impl KernelKey for MulMatGradQTiledKey {
 
     fn all_variants() -> Vec<Self> {
         let types = WEIGHT_TYPES.iter().filter(|&&t| t != QuantType::F32);
-        types
-            .flat_map(|&wtype| [GradXTile::Square, GradXTile::Wide].map(|tile| MulMatGradQTiledKey { wtype, tile }))
-            .collect()
+        types.flat_map(|&wtype| Tile::ALL.map(|tile| MulMatGradQTiledKey { wtype, tile })).collect()
     }
 }
 

@@ -155,11 +155,20 @@ impl LoraCase {
     }
 }
 
-/// Prefill shapes: within one 64×64 tile, odd edges, and edges past one tile in both directions. The last is
-/// small enough for grad mode's finite differences and walks the tiled input gradient's rows (a wide tile: few
-/// tokens) in several splits, the last a partial step.
-const TILED_SHAPES: [(u32, u32, u32); 7] =
-    [(16, 256, 8), (33, 512, 13), (64, 768, 32), (7, 256, 5), (5, 256, 2), (70, 256, 65), (70, 256, 13)];
+/// Prefill shapes: within one tile, odd edges, and edges past one tile in both directions, for both tiles (up to
+/// 16 tokens a 256-row tile: the sixth has two, the second partial). The last is small enough for grad mode's
+/// finite differences and walks the tiled input gradient's rows (a wide tile: few tokens) in several splits, the
+/// last a partial step.
+const TILED_SHAPES: [(u32, u32, u32); 8] = [
+    (16, 256, 8),
+    (33, 512, 13),
+    (64, 768, 32),
+    (7, 256, 5),
+    (5, 256, 2),
+    (300, 512, 11),
+    (70, 256, 65),
+    (70, 256, 13),
+];
 
 pub fn cases() -> Vec<Box<dyn OpCase>> {
     let mut cases: Vec<Box<dyn OpCase>> = Vec::new();
