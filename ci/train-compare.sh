@@ -14,6 +14,8 @@
 #   STEPS (20)    timed steps on each side; SEQ_LEN (512), BATCH (1), RANK (8), ALPHA (16), LR (1e-4), CLIP (1)
 #   WARMUP (3)    untimed first steps on each side (ferrogem: pipeline compilation; torch: autotuning, allocator)
 #   ATTN (sdpa)   torch's attention implementation (sdpa or eager)
+#   CHECKPOINTING (off)  ferrogem's `finetune --checkpointing` (off: keep every layer's activations, as torch without
+#                 checkpointing; on: recompute each layer in the backward, as torch with it)
 #   TORCH_PROFILE (1)  also profile 3 extra torch steps (after the timed ones) for its top kernels
 #   RUN_FERROGEM (1), RUN_TORCH (1)  0 reuses that side's JSON already in $WORK (split a run over several calls)
 #   WORK          (${TMPDIR:-/tmp}/ferrogem-train-compare)
@@ -30,8 +32,8 @@
 # WARMUP, as torch's timed steps are. The long run's own tokens_per_s (compilation included) is reported beside it.
 # Both sides: a step is BATCH sequences of SEQ_LEN rows (SEQ_LEN + 1 random ids, each row predicting the next id),
 # a fresh sample each step, the token-mean loss, global-norm clipping at CLIP, AdamW (weight decay 0) at a constant
-# LR. ferrogem keeps its base quantized as MODEL is and recomputes each layer in the backward; torch runs once
-# without gradient checkpointing and once with it.
+# LR. ferrogem keeps its base quantized as MODEL is and checkpoints as CHECKPOINTING says; torch runs once without
+# gradient checkpointing and once with it.
 # Output: the table on stdout; ferrogem-short/, ferrogem-long/ and ferrogem-timed/ (finetune's outputs), torch.json,
 # torch-ckpt.json and train-compare.json in $WORK.
 set -euo pipefail
@@ -49,6 +51,7 @@ ALPHA=${ALPHA:-16}
 LR=${LR:-1e-4}
 CLIP=${CLIP:-1}
 ATTN=${ATTN:-sdpa}
+CHECKPOINTING=${CHECKPOINTING:-off}
 TORCH_PROFILE=${TORCH_PROFILE:-1}
 RUN_FERROGEM=${RUN_FERROGEM:-1}
 RUN_TORCH=${RUN_TORCH:-1}
@@ -111,7 +114,7 @@ PY
         say "ferrogem finetune: $1 steps, seq-len $SEQ_LEN, batch $BATCH, rank $RANK -> $2"
         "$FERROGEM_BIN" finetune --model "$MODEL" --data "$DATA" --steps "$1" --seq-len "$SEQ_LEN" --batch "$BATCH" \
             --rank "$RANK" --alpha "$ALPHA" --targets q,k,v,o,gate,up,down --lr "$LR" --schedule constant \
-            --clip "$CLIP" --weight-decay 0 --out "$2" "${@:3}" >&2
+            --clip "$CLIP" --weight-decay 0 --checkpointing "$CHECKPOINTING" --out "$2" "${@:3}" >&2
         [ -f "$2/summary.json" ] || die "ferrogem finetune wrote no $2/summary.json"
     }
     finetune "$WARMUP" "$WORK/ferrogem-short"
@@ -173,7 +176,9 @@ adapter = long_.get("adapter", "")
 if tr["model"] != "tiny" and ("Cpu" in adapter or "llvmpipe" in adapter or tr["device"] == "cpu"):
     print("WARNING: a side ran on the CPU (no Vulkan GPU adapter or no CUDA): these numbers compare nothing; "
           "check the Vulkan loader and VK_DRIVER_FILES, or torch.cuda.is_available()")
-print(f"device: {tr['device']}; ferrogem on {long_.get('adapter', '?')}, commit {long_.get('commit', '?')}; "
+ckpt = {True: "on", False: "off"}.get(long_.get("gradient_checkpointing"), "?")
+print(f"device: {tr['device']}; ferrogem on {long_.get('adapter', '?')}, commit {long_.get('commit', '?')}, "
+      f"gradient checkpointing {ckpt}; "
       f"torch {tr['torch']}, transformers {tr['transformers']}, peft {tr['peft']}")
 s = long_.get("settings", {})
 print(f"run: seq-len {tr['seq_len']}, batch {tr['batch']}, rank {tr['rank']} (alpha {tr['alpha']}), targets "
@@ -215,7 +220,8 @@ if tr.get("top_kernels"):
         print(f"  {k['kernel'][:90]:<90} {k['us_per_step'] / 1e3:8.2f} {k['pct']:6.1f}%  x{k['calls_per_step']}")
 
 json.dump({
-    "ferrogem": {"steady_tokens_per_s": steady, "steady_step_ms": fg_step_ms, "steady_steps": steady_steps,
+    "ferrogem": {"steady_tokens_per_s": steady, "gradient_checkpointing": long_.get("gradient_checkpointing"),
+                 "steady_step_ms": fg_step_ms, "steady_steps": steady_steps,
                  "all_steps_tokens_per_s": long_["tokens_per_s"], "peak_gpu_bytes": long_["peak_gpu_bytes"],
                  "peak_by_category": long_.get("peak_by_category"), "adapter": long_.get("adapter"),
                  "commit": long_.get("commit"), "short": short, "long": long_},

@@ -184,13 +184,15 @@ fn a_model_over_the_ceiling_is_refused_with_what_to_change() {
 /// `profile --train`: the train phase's gates — bind-group hit rate ≥ 99% from step 2 on, no growth over steps,
 /// the training plan within 5% of the measured peak, the lora and optimizer categories in the trajectory, the loss
 /// going down, everything freed after unload — and the three outputs.
-fn train_gates(tag: &str, model_args: &[&str], mode_args: &[&str]) {
+/// `checkpointing`: whether the run should have recomputed each layer (`--checkpointing auto`'s choice).
+fn train_gates(tag: &str, model_args: &[&str], mode_args: &[&str], checkpointing: bool) {
     let out = out_dir(tag);
     let args = [model_args, mode_args, &["--train", "--seq-len", "32", "--train-steps", "3", "--rank", "4"]].concat();
     let (ok, text, summary) = profile(&args, &out);
     assert!(ok, "{tag}: ferrogem profile --train failed:\n{text}");
     let s = summary.expect("summary.json");
     let t = &s["train"];
+    assert_eq!(t["gradient_checkpointing"], Value::Bool(checkpointing), "{tag}: checkpointing");
     assert_eq!((u64_at(&s, "/train/steps"), u64_at(&s, "/train/seq_len"), u64_at(&s, "/train/rank")), (3, 32, 4));
     let rate = t["steady_state"]["hit_rate"].as_f64().unwrap();
     let lookups = u64_at(&s, "/train/steady_state/hits") + u64_at(&s, "/train/steady_state/misses");
@@ -215,13 +217,24 @@ fn train_gates(tag: &str, model_args: &[&str], mode_args: &[&str]) {
 
 #[test]
 fn tiny_gemma4_training_gates_full() {
-    train_gates("g4-train-full", &[], &[]);
+    train_gates("g4-train-full", &[], &[], true);
 }
 
 #[test]
 fn tiny_gemma3_training_gates_webgpu_default() {
     let model = fixture("tiny-gemma3-f32.gguf");
-    train_gates("g3-train-webgpu", &["--model", &model], &["--device-profile", "webgpu-default"]);
+    train_gates("g3-train-webgpu", &["--model", &model], &["--device-profile", "webgpu-default"], true);
+}
+
+/// Under a ceiling, `--checkpointing auto` keeps every layer's activations when the plan fits that way (9.7 MB for
+/// this run) and recomputes them when only that fits (8.1 MB); the plan holds for both (`train_gates`).
+#[test]
+fn auto_checkpointing_keeps_activations_where_the_ceiling_holds_them() {
+    for (tag, ceiling, checkpointing) in [("keep", "64_000_000", false), ("recompute", "9_000_000", true)] {
+        let (out, profile_path) = small_profile(&format!("auto-{tag}-profile"), "roomy or tight", ceiling);
+        train_gates(&format!("auto-{tag}"), &[], &["--device-profile", profile_path.to_str().unwrap()], checkpointing);
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! the loss of the golden batch, every LoRA gradient, the losses before each of 3 AdamW steps and the adapter after
 //! them; full and downlevel. The goldens are float64; the bounds are a few times what float32 HF itself reaches
 //! against them (golden/training/README.md, "Agreement to expect"). Also: a fresh adapter overfits one sequence,
-//! gradients accumulate over the sequences of a step, and clipping scales what AdamW reads.
+//! gradients accumulate over the sequences of a step, and clipping scales what AdamW reads. The full runs keep every
+//! layer's activations, the downlevel ones recompute each layer (gradient checkpointing), and the two give the
+//! same step exactly.
 //!
 //! `cargo test -p ferrogem-harness --test train_step -- --nocapture` prints the figures. A GPU test never skips.
 
@@ -11,7 +13,7 @@ use ferrogem::gpu::{Context, ContextOptions};
 use ferrogem::lora::Target;
 use ferrogem::lora::{LoraAdapter, from_peft};
 use ferrogem::models::ModelFile;
-use ferrogem::models::gemma::{FreshLora, Gemma, GemmaOptions, LoraTrainer, fresh_adapter};
+use ferrogem::models::gemma::{Checkpointing, FreshLora, Gemma, GemmaOptions, LoraTrainer, fresh_adapter};
 use ferrogem::ops::adamw::AdamwConfig;
 use ferrogem_harness::golden::fixture;
 use std::path::PathBuf;
@@ -102,7 +104,8 @@ fn check(case: &str, downlevel: bool) -> Result<String, String> {
     let g = load_golden(case);
     let n = g.tokens.len() as u32;
     let mut model = load(&ctx, case)?;
-    let mut trainer = LoraTrainer::new(&model, &g.init, 1.0, n).map_err(|e| e.to_string())?;
+    let checkpointing = if downlevel { Checkpointing::PerLayer } else { Checkpointing::Off };
+    let mut trainer = LoraTrainer::new(&model, &g.init, 1.0, n, checkpointing).map_err(|e| e.to_string())?;
     let mut losses = Vec::new();
     let mut grads = None;
     for _ in 0..g.losses.len() {
@@ -185,7 +188,7 @@ fn fresh_adapter_overfits_one_sequence() {
     let (tokens, targets) = sequence(base);
     let mut model = load(&ctx, base).unwrap();
     let adapter = fresh(&model);
-    let mut trainer = LoraTrainer::new(&model, &adapter, 1.0, tokens.len() as u32).unwrap();
+    let mut trainer = LoraTrainer::new(&model, &adapter, 1.0, tokens.len() as u32, Checkpointing::PerLayer).unwrap();
     let config = AdamwConfig { lr: 1e-2, weight_decay: 0.0, ..AdamwConfig::default() };
     let first = trainer.loss_and_grads_blocking(&mut model, &tokens, &targets).unwrap();
     let mut losses = vec![first];
@@ -206,7 +209,8 @@ fn gradients_accumulate_over_a_step() {
     let base = "tiny-gemma3-f32";
     let (tokens, targets) = sequence(base);
     let mut model = load(&ctx, base).unwrap();
-    let trainer = LoraTrainer::new(&model, &adapter_a("gemma3"), 1.0, tokens.len() as u32).unwrap();
+    let trainer =
+        LoraTrainer::new(&model, &adapter_a("gemma3"), 1.0, tokens.len() as u32, Checkpointing::PerLayer).unwrap();
     let once = trainer.loss_and_grads_blocking(&mut model, &tokens, &targets).unwrap();
     let want = trainer.read_grads_blocking(&model).unwrap();
     let weight = 1.0 / (2 * tokens.len()) as f32;
@@ -231,7 +235,7 @@ fn clipping_scales_what_adamw_reads() {
     let (tokens, targets) = sequence(base);
     let mut model = load(&ctx, base).unwrap();
     let init = adapter_a("gemma4");
-    let mut trainer = LoraTrainer::new(&model, &init, 1.0, tokens.len() as u32).unwrap();
+    let mut trainer = LoraTrainer::new(&model, &init, 1.0, tokens.len() as u32, Checkpointing::PerLayer).unwrap();
     trainer.loss_and_grads_blocking(&mut model, &tokens, &targets).unwrap();
     let grads = trainer.read_grads_blocking(&model).unwrap();
     let norm = pairs(&grads, &grads, &grads).iter().map(|p| (p.0 as f64).powi(2)).sum::<f64>().sqrt();
@@ -251,6 +255,31 @@ fn clipping_scales_what_adamw_reads() {
     }
     println!("norm {norm:.4}, clip {clip:.4}: worst |Δ| against the host's step {worst:.1e}");
     assert!(worst < 1e-7, "clipped step off by {worst}");
+}
+
+/// Keeping every layer's activations runs the same kernels on the same values as recomputing them: the loss and
+/// every gradient are bitwise equal, on both tiny fixtures.
+#[test]
+fn checkpointing_off_gives_the_same_step() {
+    let ctx = gpu(false);
+    for (base, arch) in [("tiny-gemma4-Q4_K_M", "gemma4"), ("tiny-gemma3-f32", "gemma3")] {
+        let (tokens, targets) = sequence(base);
+        let mut model = load(&ctx, base).unwrap();
+        let init = adapter_a(arch);
+        let mut step = |checkpointing| {
+            let trainer = LoraTrainer::new(&model, &init, 1.0, tokens.len() as u32, checkpointing).unwrap();
+            let loss = trainer.loss_and_grads_blocking(&mut model, &tokens, &targets).unwrap();
+            (loss, trainer.read_grads_blocking(&model).unwrap())
+        };
+        let (loss_on, grads_on) = step(Checkpointing::PerLayer);
+        let (loss_off, grads_off) = step(Checkpointing::Off);
+        let all = pairs(&grads_off, &grads_on, &grads_on);
+        let differ = all.iter().filter(|p| p.0.to_bits() != p.1.to_bits()).count();
+        let nonzero = all.iter().filter(|p| p.1 != 0.0).count();
+        println!("{base}: loss {loss_on} (on) {loss_off} (off); {differ} of {} gradients differ", all.len());
+        assert!(loss_on == loss_off && differ == 0, "{base}: loss {loss_on} vs {loss_off}, {differ} gradients differ");
+        assert!(nonzero > all.len() / 2, "{base}: only {nonzero} of {} gradients are nonzero", all.len());
+    }
 }
 
 fn adapter_a(arch: &str) -> LoraAdapter {

@@ -4,7 +4,7 @@
 
 use crate::engine::{Engine, MemoryFeed, js_error};
 use ferrogem::lora::{LoraAdapter, Target, from_peft, peft_bytes};
-use ferrogem::models::gemma::{AppliedAdapter, FreshLora, LoraTrainer, fresh_adapter};
+use ferrogem::models::gemma::{AppliedAdapter, Checkpointing, FreshLora, LoraTrainer, fresh_adapter};
 use ferrogem::ops::adamw::AdamwConfig;
 use ferrogem::training::data::{DataOptions, Dataset};
 use ferrogem::training::run::TrainRun;
@@ -104,7 +104,9 @@ impl Engine {
             }
             _ => return Err(JsError::new("give both of an initial adapter's files, or neither")),
         };
-        let mut trainer = LoraTrainer::new(model, &adapter, 1.0, s.seq_len).map_err(js_error)?;
+        // A page has the least memory of any device: the backward recomputes each layer.
+        let mut trainer =
+            LoraTrainer::new(model, &adapter, 1.0, s.seq_len, Checkpointing::PerLayer).map_err(js_error)?;
         let schedule = LrSchedule::new(schedule_kind(&s.schedule)?, s.lr, s.warmup, s.steps).map_err(js_error)?;
         let adamw = AdamwConfig { weight_decay: s.weight_decay, ..AdamwConfig::default() };
         let clip = (s.clip > 0.0).then_some(s.clip);

@@ -7,7 +7,7 @@
 use ferrogem::gpu::{Context, Phase, PhaseCounters};
 use ferrogem::lora::LoraAdapter;
 use ferrogem::models::TextConfig;
-use ferrogem::models::gemma::{Gemma, GemmaOptions, LogitRows, LoraTrainer};
+use ferrogem::models::gemma::{Checkpointing, Gemma, GemmaOptions, LogitRows, LoraTrainer};
 use ferrogem::ops::adamw::AdamwConfig;
 use ferrogem::sampling::SplitMix64;
 use serde::Serialize;
@@ -25,6 +25,7 @@ pub struct TrainSettings {
     pub adapter: LoraAdapter,
     pub seq_len: u32,
     pub steps: u32,
+    pub checkpointing: Checkpointing,
 }
 
 /// The state right after one training step.
@@ -229,7 +230,7 @@ async fn train_steps(
     let ids = prompt_ids(t.seq_len + 1, gemma.config.vocab);
     let (tokens, targets): (Vec<u32>, Vec<Option<u32>>) =
         (ids[..ids.len() - 1].to_vec(), ids[1..].iter().map(|&id| Some(id)).collect());
-    let mut trainer = LoraTrainer::new(gemma, &t.adapter, 1.0, t.seq_len)?;
+    let mut trainer = LoraTrainer::new(gemma, &t.adapter, 1.0, t.seq_len, t.checkpointing)?;
     let adamw = AdamwConfig { lr: 1e-4, weight_decay: 0.0, ..AdamwConfig::default() };
     on_step(0, t.steps);
     for step in 0..t.steps {

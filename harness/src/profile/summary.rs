@@ -49,6 +49,8 @@ pub struct DecodeSummary {
 pub struct TrainSummary {
     pub steps: usize,
     pub seq_len: u32,
+    /// Whether the backward recomputed each layer (`--checkpointing` as the plan settled it).
+    pub gradient_checkpointing: bool,
     pub rank: u32,
     pub targets: Vec<&'static str>,
     pub loss_by_step: Vec<f64>,
@@ -168,6 +170,7 @@ fn train_summary(settings: &Settings, steps: &[TrainStepRecord]) -> Option<Train
     Some(TrainSummary {
         steps: steps.len(),
         seq_len: t.seq_len,
+        gradient_checkpointing: t.checkpointing == ferrogem::models::gemma::Checkpointing::PerLayer,
         rank: t.adapter.updates.iter().map(|u| u.rank).max().unwrap_or(0),
         targets,
         loss_by_step: steps.iter().map(|s| s.loss).collect(),

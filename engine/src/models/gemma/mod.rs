@@ -30,7 +30,7 @@ pub use lora::{
 pub use ple::{Ple, TABLE_NAME as PLE_TABLE_NAME};
 pub use scratch::{Scratch, ScratchSizes, logit_rows};
 pub use trace::Traced;
-pub use train::{FreshLora, LoraTrainer, TrainerState, fresh_adapter};
+pub use train::{Checkpointing, FreshLora, LoraTrainer, TrainerState, fresh_adapter};
 pub use weights::{Layer, Linear, Weights};
 
 use crate::error::{Error, Result};

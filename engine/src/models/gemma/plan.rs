@@ -155,6 +155,7 @@ impl MemoryPlan {
         cfg: &TextConfig,
         adapter: &crate::lora::LoraAdapter,
         seq_len: u32,
+        checkpointing: super::Checkpointing,
         limits: PlanLimits,
     ) -> Result<()> {
         let has_attn_v = super::gguf_has_attn_v(gguf);
@@ -163,9 +164,14 @@ impl MemoryPlan {
             _ => Some(super::ple::PleLayout::of(gguf, cfg)?),
         };
         let max_binding = limits.max_storage_buffer_binding_bytes;
-        let by_category = super::train::planned_bytes(cfg, &has_attn_v, adapter, seq_len, max_binding, ple)?;
+        let by_category =
+            super::train::planned_bytes(cfg, &has_attn_v, adapter, seq_len, checkpointing, max_binding, ple)?;
         for (category, bytes) in by_category {
-            let what = format!("training ({} tokens): {}", seq_len, category.name());
+            let recompute = match checkpointing {
+                super::Checkpointing::PerLayer => "checkpointing per layer",
+                super::Checkpointing::Off => "every layer's activations kept",
+            };
+            let what = format!("training ({seq_len} tokens, {recompute}): {}", category.name());
             self.lines.push(PlanLine { what, category, buffers: None, bytes });
         }
         let uniforms = TRAIN_UNIFORM_BYTES_PER_LAYER * (cfg.n_layers() as u64 + 1);

@@ -117,6 +117,10 @@ pub struct FinetuneArgs {
     /// Train under a device profile's limits and memory ceiling (built-in name or TOML path).
     #[arg(long)]
     pub device_profile: Option<String>,
+    /// Gradient checkpointing: on recomputes each layer's forward in the backward, off keeps every layer's
+    /// activations (faster, more memory); auto is off where the device profile's ceiling holds that, else on.
+    #[arg(long, value_enum, default_value_t = plan::CheckpointingArg::Auto)]
+    pub checkpointing: plan::CheckpointingArg,
     /// Ask only for the WebGPU default limits and no f16/subgroups (what a browser grants).
     #[arg(long, env = "FERROGEM_DOWNLEVEL")]
     pub downlevel: bool,

@@ -6,6 +6,7 @@ use crate::args::io_error;
 use ferrogem::atomic_file::write_atomic;
 use ferrogem::gpu::{Context, Phase, human_bytes};
 use ferrogem::lora::{LoraAdapter, write_lora_gguf, write_peft_dir};
+use ferrogem::models::gemma::Checkpointing;
 use ferrogem::models::gemma::plan::MemoryPlan;
 use std::path::Path;
 
@@ -58,6 +59,8 @@ pub struct Summary {
     model: String,
     adapter: String,
     settings: super::RunSettings,
+    /// Whether the backward recomputed each layer (`--checkpointing` as the plan settled it).
+    gradient_checkpointing: bool,
     steps: u32,
     first_loss: Option<f64>,
     last_loss: Option<f64>,
@@ -86,6 +89,7 @@ impl Summary {
         model: &str,
         ctx: &Context,
         plan: &MemoryPlan,
+        checkpointing: Checkpointing,
         history: &[LossRow],
         steps: u32,
         tokens: u64,
@@ -97,6 +101,7 @@ impl Summary {
             model: model.to_owned(),
             adapter: ctx.caps().summary(),
             settings: args.settings.clone(),
+            gradient_checkpointing: checkpointing == Checkpointing::PerLayer,
             steps,
             first_loss: train().next().map(|r| r.loss),
             last_loss: train().next_back().map(|r| r.loss),

@@ -84,9 +84,20 @@ pub fn run(args: &FinetuneArgs, model: &ModelFile) -> ferrogem::Result<ExitCode>
     let gemma_options = GemmaOptions::for_training();
     let limits = PlanLimits::from_caps(ctx.caps());
     let (seq_len, profile) = (s.seq_len, profile.as_ref());
-    let plan = plan::training_plan("finetune", limits, model, &config, &gemma_options, &adapter, seq_len, profile)?;
+    let checkpointing = args.checkpointing;
+    let plan::TrainingPlan { plan, checkpointing } = plan::training_plan(
+        "finetune",
+        limits,
+        model,
+        &config,
+        &gemma_options,
+        &adapter,
+        seq_len,
+        checkpointing,
+        profile,
+    )?;
     let mut gemma = model_arg::load_with_progress(&ctx, model, gemma_options)?;
-    let mut trainer = LoraTrainer::new(&gemma, &adapter, 1.0, s.seq_len)?;
+    let mut trainer = LoraTrainer::new(&gemma, &adapter, 1.0, s.seq_len, checkpointing)?;
     let (mut position, mut history) = (DataPosition::default(), Vec::new());
     if let Some(c) = resumed {
         trainer.restore(&gemma, &c.state)?;
@@ -161,8 +172,17 @@ pub fn run(args: &FinetuneArgs, model: &ModelFile) -> ferrogem::Result<ExitCode>
     outputs::write_adapter(&args.out, &final_state.state.adapter, &model.display, args.export_gguf.then_some(arch))?;
     outputs::write_logs(&args.out, &history)?;
     write_trajectory(&args.out, &ctx, &model.display, profile)?;
-    let mut summary =
-        outputs::Summary::new(args, &model.display, &ctx, &plan, &history, total_steps, tokens_seen, elapsed_s);
+    let mut summary = outputs::Summary::new(
+        args,
+        &model.display,
+        &ctx,
+        &plan,
+        checkpointing,
+        &history,
+        total_steps,
+        tokens_seen,
+        elapsed_s,
+    );
     summary.kernels = kernels;
     outputs::write_summary(&args.out, &summary)?;
     eprintln!("{}", summary.line());

@@ -22,7 +22,7 @@
 //! profiles, the plan, the progress bars and the files.
 
 use crate::args::{io_error, resolve_profile, write_trajectory};
-use crate::finetune::plan::training_plan;
+use crate::finetune::plan::{CheckpointingArg, training_plan};
 use crate::finetune::{TargetList, parse_targets};
 use crate::model_arg::{self, KvCacheArg};
 use clap::Args;
@@ -31,7 +31,7 @@ use ferrogem::gpu::{Context, ContextOptions, DeviceProfile, human_bytes};
 use ferrogem::models::ModelFile;
 use ferrogem::models::TextConfig;
 use ferrogem::models::gemma::plan::{Budget, MemoryPlan, PlanLimits, refuse_unless_fits};
-use ferrogem::models::gemma::{DEFAULT_N_CTX, FreshLora, GemmaOptions, fresh_adapter, gguf_has_attn_v};
+use ferrogem::models::gemma::{Checkpointing, DEFAULT_N_CTX, FreshLora, GemmaOptions, fresh_adapter, gguf_has_attn_v};
 use ferrogem_harness::profile::{measure, summary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -81,6 +81,9 @@ pub struct ProfileArgs {
     /// LoRA rank of the training profile's fresh adapter (α = 2·rank).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub rank: u32,
+    /// Gradient checkpointing of the training profile, as `finetune --checkpointing`.
+    #[arg(long, value_enum, default_value_t = CheckpointingArg::Auto)]
+    pub checkpointing: CheckpointingArg,
     /// Projections the training profile trains, as `finetune --targets`.
     #[arg(long, default_value = "q,k,v,o,gate,up,down", value_parser = parse_targets)]
     pub targets: TargetList,
@@ -106,7 +109,9 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
                 seed: 0,
             };
             let adapter = fresh_adapter(&config, &gguf_has_attn_v(&model.gguf), &spec)?;
-            Some(measure::TrainSettings { adapter, seq_len: args.seq_len, steps: args.train_steps })
+            // The plan settles checkpointing (below).
+            let checkpointing = Checkpointing::PerLayer;
+            Some(measure::TrainSettings { adapter, seq_len: args.seq_len, steps: args.train_steps, checkpointing })
         }
         false => None,
     };
@@ -115,15 +120,19 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
         None => GemmaOptions { n_ctx: args.ctx, kv_cache: args.kv_cache.into(), ..GemmaOptions::default() },
     };
     std::fs::create_dir_all(&args.out).map_err(|e| io_error("create", &args.out, e))?;
-    let plan_on = |limits: PlanLimits| -> ferrogem::Result<MemoryPlan> {
+    // The plan, and for training the checkpointing it settled on.
+    let plan_on = |limits: PlanLimits| -> ferrogem::Result<(MemoryPlan, Option<Checkpointing>)> {
         match &train {
             Some(t) => {
-                training_plan("profile", limits, &model, &config, &options, &t.adapter, t.seq_len, profile.as_ref())
+                let (adapter, profile) = (&t.adapter, profile.as_ref());
+                let on = args.checkpointing;
+                let p = training_plan("profile", limits, &model, &config, &options, adapter, t.seq_len, on, profile)?;
+                Ok((p.plan, Some(p.checkpointing)))
             }
             None => {
                 let mut plan = MemoryPlan::new(&model.gguf, &config, &options, limits)?;
                 plan.add_adapters(&model.gguf, &config, &model.adapters);
-                Ok(plan)
+                Ok((plan, None))
             }
         }
     };
@@ -137,7 +146,8 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     }
     let ctx = open_context(profile.clone())?;
     eprintln!("adapter: {}", ctx.caps().summary());
-    let plan = plan_on(PlanLimits::from_caps(ctx.caps()))?;
+    let (plan, checkpointing) = plan_on(PlanLimits::from_caps(ctx.caps()))?;
+    let train = train.map(|t| measure::TrainSettings { checkpointing: checkpointing.unwrap_or(t.checkpointing), ..t });
     print_plan(&model.display, &plan, profile.as_ref());
     let settings = measure::Settings { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, options, train };
     let load = || model_arg::load_with_progress(&ctx, &model, options);
@@ -179,10 +189,10 @@ fn plan_only(
     options: &GemmaOptions,
     profile: Option<&DeviceProfile>,
     limits: PlanLimits,
-    plan_on: impl Fn(PlanLimits) -> ferrogem::Result<MemoryPlan>,
+    plan_on: impl Fn(PlanLimits) -> ferrogem::Result<(MemoryPlan, Option<Checkpointing>)>,
 ) -> ferrogem::Result<ExitCode> {
     let plan = match plan_on(limits) {
-        Ok(plan) => plan,
+        Ok((plan, _)) => plan,
         Err(e) => {
             println!("CEILING: {e}");
             return Ok(ExitCode::FAILURE);

@@ -1,5 +1,6 @@
 //! One layer's backward (docs/training.md §2), from the gradient of its output in `d_res` to the gradient of its
-//! input in `d_res`, with the layer's intermediates recomputed by `layer_forward` just before. A residual add
+//! input in `d_res`, reading the layer's intermediates (kept by the forward, or recomputed by `layer_forward` just
+//! before). A residual add
 //! passes the gradient through, so `d_res` only ever grows: each branch adds its input gradient to it.
 
 use super::Step;
@@ -28,7 +29,7 @@ impl Step<'_> {
         let (h, eps) = (cfg.hidden, cfg.rms_eps);
         let (nh, hd, nkv) = (cfg.n_head, spec.head_dim, spec.n_kv_head);
         let hidden_elems = n as u64 * h as u64;
-        let x = &acts.inputs[l];
+        let (x, la) = (&acts.inputs[l], acts.layer(l));
 
         if let Some(scale) = &layer.layer_output_scale {
             mul_scalar(batch, &acts.d_res, scale, &acts.sum, hidden_elems)?;
@@ -36,42 +37,42 @@ impl Step<'_> {
         }
         if let (Some(inp_gate), Some(proj), Some(post_norm)) = (&layer.inp_gate, &layer.proj, &layer.post_norm) {
             let p = cfg.ple_dim;
-            rms_norm_back(batch, &acts.pj, Some(post_norm), &acts.d_res, &acts.d_hidden, n, h, eps)?;
-            self.linear_back(batch, proj, l, Target::Proj, &acts.z, &acts.d_hidden, &acts.d_ple, false)?;
+            rms_norm_back(batch, &la.pj, Some(post_norm), &acts.d_res, &acts.d_hidden, n, h, eps)?;
+            self.linear_back(batch, proj, l, Target::Proj, &la.z, &acts.d_hidden, &acts.d_ple, false)?;
             // The PLE inputs depend on the frozen embeddings only: their gradient (in tmp) is not used.
-            geglu_back(batch, &acts.pg, &acts.ple_l, &acts.d_ple, &acts.d_ple2, &acts.tmp, n as u64 * p as u64)?;
-            self.linear_back(batch, inp_gate, l, Target::InpGate, &acts.h2, &acts.d_ple2, &acts.d_hidden, false)?;
+            geglu_back(batch, &la.pg, &la.ple_l, &acts.d_ple, &acts.d_ple2, &acts.tmp, n as u64 * p as u64)?;
+            self.linear_back(batch, inp_gate, l, Target::InpGate, &la.h2, &acts.d_ple2, &acts.d_hidden, false)?;
             self.add_assign(batch, &acts.d_res, &acts.d_hidden, hidden_elems)?;
         }
 
-        rms_norm_back(batch, &acts.f, Some(&layer.post_ffw_norm), &acts.d_res, &acts.d_hidden, n, h, eps)?;
-        self.linear_back(batch, &layer.ffn_down, l, Target::FfnDown, &acts.act, &acts.d_hidden, acts.d_ffn(), false)?;
+        rms_norm_back(batch, &la.f, Some(&layer.post_ffw_norm), &acts.d_res, &acts.d_hidden, n, h, eps)?;
+        self.linear_back(batch, &layer.ffn_down, l, Target::FfnDown, &la.act, &acts.d_hidden, acts.d_ffn(), false)?;
         let ffn = layer.ffn_gate_up.ffn_dim();
         let ffn_elems = n as u64 * ffn as u64;
-        geglu_back(batch, &acts.gate, &acts.up, acts.d_ffn(), acts.d_gate(), &acts.d_up, ffn_elems)?;
+        geglu_back(batch, &la.gate, &la.up, acts.d_ffn(), la.d_gate(), &acts.d_up, ffn_elems)?;
         match &layer.ffn_gate_up {
             GateUp::Separate { gate, up } => {
-                self.linear_back(batch, gate, l, Target::FfnGate, &acts.g, acts.d_gate(), &acts.d_hidden, false)?;
-                self.linear_back(batch, up, l, Target::FfnUp, &acts.g, &acts.d_up, &acts.d_hidden, true)?;
+                self.linear_back(batch, gate, l, Target::FfnGate, &la.g, la.d_gate(), &acts.d_hidden, false)?;
+                self.linear_back(batch, up, l, Target::FfnUp, &la.g, &acts.d_up, &acts.d_hidden, true)?;
             }
             GateUp::Stacked(w) => {
-                for (rows, half) in [(&acts.even_rows, acts.d_gate()), (&acts.odd_rows, &acts.d_up)] {
+                for (rows, half) in [(&acts.even_rows, la.d_gate()), (&acts.odd_rows, &acts.d_up)] {
                     set_rows(batch, half, rows, n, acts.d_gate_up(), StorageType::F32, 2 * n, ffn)?;
                 }
                 self.grad_x(batch, w, acts.d_gate_up(), &acts.d_hidden, false)?;
-                self.lora_back(batch, l, Target::FfnGate, &acts.g, acts.d_gate(), Some(&acts.d_hidden))?;
-                self.lora_back(batch, l, Target::FfnUp, &acts.g, &acts.d_up, Some(&acts.d_hidden))?;
+                self.lora_back(batch, l, Target::FfnGate, &la.g, la.d_gate(), Some(&acts.d_hidden))?;
+                self.lora_back(batch, l, Target::FfnUp, &la.g, &acts.d_up, Some(&acts.d_hidden))?;
             }
         }
-        self.norm_back_into_res(batch, &acts.h1, &layer.ffn_norm, &acts.d_hidden)?;
+        self.norm_back_into_res(batch, &la.h1, &layer.ffn_norm, &acts.d_hidden)?;
 
-        rms_norm_back(batch, &acts.o, Some(&layer.post_attention_norm), &acts.d_res, &acts.d_hidden, n, h, eps)?;
+        rms_norm_back(batch, &la.o, Some(&layer.post_attention_norm), &acts.d_res, &acts.d_hidden, n, h, eps)?;
         self.linear_back(
             batch,
             &layer.attn_output,
             l,
             Target::AttnOutput,
-            &acts.heads,
+            &la.heads,
             &acts.d_hidden,
             &acts.d_q,
             false,
@@ -91,7 +92,7 @@ impl Step<'_> {
             softcap: 0.0,
         };
         let grads = AttentionGrads {
-            q: &acts.q,
+            q: &la.q,
             k: &kv.k,
             v: &kv.v,
             d_out: &acts.d_q,
@@ -108,26 +109,26 @@ impl Step<'_> {
             self.add_assign(batch, &kv.dv, &acts.d_v, kv_elems)?;
         }
         rope_back(batch, acts.d_q2(), &acts.d_q, &acts.iota, self.freq_factors(l), &self.rope_shape(l, nh))?;
-        rms_norm_back(batch, &acts.q_raw, Some(&layer.attn_q_norm), &acts.d_q, acts.d_q2(), n * nh, hd, eps)?;
-        self.linear_back(batch, &layer.attn_q, l, Target::AttnQ, &acts.a, acts.d_q2(), &acts.d_hidden, false)?;
+        rms_norm_back(batch, &la.q_raw, Some(&layer.attn_q_norm), &acts.d_q, acts.d_q2(), n * nh, hd, eps)?;
+        self.linear_back(batch, &layer.attn_q, l, Target::AttnQ, &la.a, acts.d_q2(), &acts.d_hidden, false)?;
         if let (Some(attn_k), Some(k_norm)) = (&layer.attn_k, &layer.attn_k_norm)
             && spec.owns_kv()
         {
-            let v_src = if layer.attn_v.is_some() { &acts.v_raw } else { &acts.k_raw };
+            let v_src = if layer.attn_v.is_some() { &la.v_raw } else { &la.k_raw };
             // d(v_src) in d_v; the caches' gradients are complete: every reader comes after the owner.
             match cfg.arch {
                 Arch::Gemma4 => rms_norm_back(batch, v_src, None, &kv.dv, &acts.d_v, n * nkv, hd, eps)?,
                 Arch::Gemma3 => batch.copy(&kv.dv, 0, &acts.d_v, 0, kv_elems * 4),
             }
             rope_back(batch, &kv.dk, acts.d_k2(), &acts.iota, self.freq_factors(l), &self.rope_shape(l, nkv))?;
-            rms_norm_back(batch, &acts.k_raw, Some(k_norm), acts.d_k2(), &acts.d_k, n * nkv, hd, eps)?;
+            rms_norm_back(batch, &la.k_raw, Some(k_norm), acts.d_k2(), &acts.d_k, n * nkv, hd, eps)?;
             match &layer.attn_v {
                 Some(attn_v) => {
-                    self.linear_back(batch, attn_v, l, Target::AttnV, &acts.a, &acts.d_v, &acts.d_hidden, true)?
+                    self.linear_back(batch, attn_v, l, Target::AttnV, &la.a, &acts.d_v, &acts.d_hidden, true)?
                 }
                 None => self.add_assign(batch, &acts.d_k, &acts.d_v, kv_elems)?,
             }
-            self.linear_back(batch, attn_k, l, Target::AttnK, &acts.a, &acts.d_k, &acts.d_hidden, true)?;
+            self.linear_back(batch, attn_k, l, Target::AttnK, &la.a, &acts.d_k, &acts.d_hidden, true)?;
         }
         self.norm_back_into_res(batch, x, &layer.attn_norm, &acts.d_hidden)
     }

@@ -163,8 +163,104 @@ pub struct LayerKv<B = GpuBuffer> {
     pub dv: B,
 }
 
-/// Activations and their gradients for one sequence of up to `seq_len` tokens. One layer's intermediates exist at a
-/// time: the forward keeps each layer's input (`inputs`) and the backward recomputes the layer from it.
+/// What the backward recomputes: each layer from its saved input, just before its backward (gradient
+/// checkpointing per layer: one layer's intermediates in memory at a time), or nothing, the forward keeping every
+/// layer's (faster by a layer's forward per layer, at a set of intermediates per layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpointing {
+    PerLayer,
+    Off,
+}
+
+/// A layer's forward intermediates that its backward reads (layer_forward's names), `[n][width]` each.
+#[derive(Debug)]
+pub struct LayerActs<B = GpuBuffer> {
+    pub a: B,
+    pub q_raw: B,
+    pub q: B,
+    pub k_raw: B,
+    pub v_raw: B,
+    pub heads: B,
+    pub o: B,
+    pub h1: B,
+    pub g: B,
+    pub gate: B,
+    pub up: B,
+    /// Also `d_gate` ([`LayerActs::d_gate`]).
+    pub act: B,
+    pub f: B,
+    pub h2: B,
+    pub pg: B,
+    pub ple_l: B,
+    pub z: B,
+    pub pj: B,
+}
+
+/// The widths of a [`LayerActs`]: one layer's, or the largest of every layer's.
+#[derive(Debug, Clone, Copy, Default)]
+struct LayerWidths {
+    q: usize,
+    kv: usize,
+    ffn: usize,
+}
+
+impl LayerWidths {
+    fn of(cfg: &TextConfig, l: usize) -> LayerWidths {
+        let spec = &cfg.layers[l];
+        LayerWidths {
+            q: (cfg.n_head * spec.head_dim) as usize,
+            kv: (spec.n_kv_head * spec.head_dim) as usize,
+            ffn: spec.ffn_dim as usize,
+        }
+    }
+
+    fn max(self, o: LayerWidths) -> LayerWidths {
+        LayerWidths { q: self.q.max(o.q), kv: self.kv.max(o.kv), ffn: self.ffn.max(o.ffn) }
+    }
+}
+
+impl<B> LayerActs<B> {
+    /// `gate_width`: gate and up also hold the PLE inputs' temporaries in the first set.
+    fn new(
+        alloc: &impl Fn(&str, usize) -> Result<B>,
+        label: &str,
+        n: usize,
+        h: usize,
+        p: usize,
+        w: LayerWidths,
+        gate_width: usize,
+    ) -> Result<LayerActs<B>> {
+        let a = |what: &str, width: usize| alloc(&format!("train {label}{what}"), n * width);
+        Ok(LayerActs {
+            a: a("a", h)?,
+            q_raw: a("q raw", w.q)?,
+            q: a("q", w.q)?,
+            k_raw: a("k raw", w.kv)?,
+            v_raw: a("v raw", w.kv)?,
+            heads: a("heads", w.q)?,
+            o: a("o", h)?,
+            h1: a("h1", h)?,
+            g: a("g", h)?,
+            gate: a("gate", gate_width)?,
+            up: a("up", gate_width)?,
+            act: a("act", w.ffn)?,
+            f: a("f", h)?,
+            h2: a("h2", h)?,
+            pg: a("ple gate", p)?,
+            ple_l: a("ple inputs of the layer", p)?,
+            z: a("ple z", p)?,
+            pj: a("ple proj", h)?,
+        })
+    }
+
+    /// By GeGLU's backward, after the down projection's backward (the last reader of `act`).
+    pub fn d_gate(&self) -> &B {
+        &self.act
+    }
+}
+
+/// Activations and their gradients for one sequence of up to `seq_len` tokens: each layer's input (`inputs`), and
+/// the layers' intermediates as [`Checkpointing`] says.
 #[derive(Debug)]
 pub struct Acts<B = GpuBuffer> {
     /// u32 `[n]`: the sequence's token ids, and the ids 0..seq_len (RoPE's positions, the PLE rows' gather).
@@ -175,32 +271,15 @@ pub struct Acts<B = GpuBuffer> {
     /// `inputs[l]` is layer l's input `[n][H]`; `inputs[L]` the last layer's output.
     pub inputs: Vec<B>,
     pub kv: Vec<Option<LayerKv<B>>>,
-    // One layer's forward (widths as the largest layer needs).
-    pub a: B,
-    pub q_raw: B,
+    /// One set for all layers (checkpointing) or one per layer ([`Acts::layer`]).
+    layers: Vec<LayerActs<B>>,
+    // A layer's forward temporaries, read by nothing after it (widths as the largest layer needs).
     /// Also `d_q2` ([`Acts::d_q2`]).
     pub q_normed: B,
-    pub q: B,
-    pub k_raw: B,
-    pub v_raw: B,
     /// Also `d_k2` ([`Acts::d_k2`]).
     pub k_normed: B,
-    pub heads: B,
-    pub o: B,
-    pub h1: B,
-    pub g: B,
     /// `[n][2·ffn]`, also `d_gate_up` and `d_ffn` ([`Acts::d_gate_up`], [`Acts::d_ffn`]).
     pub gate_up: B,
-    pub gate: B,
-    pub up: B,
-    /// Also `d_gate` ([`Acts::d_gate`]).
-    pub act: B,
-    pub f: B,
-    pub h2: B,
-    pub pg: B,
-    pub ple_l: B,
-    pub z: B,
-    pub pj: B,
     pub h3: B,
     /// `[n][H]` a post-norm's output before its residual add.
     pub normed: B,
@@ -257,20 +336,20 @@ impl<B> Acts<B> {
         head_rows: u32,
         owners: &[bool],
         ple: Option<PleLayout>,
+        checkpointing: Checkpointing,
     ) -> Result<Acts<B>> {
         let n = seq_len as usize;
         let rows = head_rows as usize;
         let h = cfg.hidden as usize;
-        let max_hd = cfg.layers.iter().map(|l| l.head_dim as usize).max().unwrap_or(0);
-        let q_width = cfg.n_head as usize * max_hd;
-        let kv_width = cfg.layers.iter().map(|l| (l.n_kv_head * l.head_dim) as usize).max().unwrap_or(0);
-        let ffn = cfg.layers.iter().map(|l| l.ffn_dim as usize).max().unwrap_or(0);
+        let widest =
+            (0..cfg.n_layers()).map(|l| LayerWidths::of(cfg, l)).fold(LayerWidths::default(), LayerWidths::max);
+        let (q_width, kv_width, ffn) = (widest.q, widest.kv, widest.ffn);
         let p = (cfg.ple_dim as usize).max(1);
         let vocab = cfg.vocab as usize;
         let widest_addend = [h, kv_width, p].into_iter().max().unwrap_or(1);
         let ids = |label: &str, values: Vec<u32>| alloc.upload(label, Category::Scratch, bytemuck::cast_slice(&values));
-        // gate and up are also the PLE inputs' temporaries, which take `L·P` per row.
-        let gate_width = ple.map_or(ffn, |layout| ffn.max(layout.row_elems as usize));
+        // The first set's gate and up are also the PLE inputs' temporaries, which take `L·P` per row.
+        let ple_width = ple.map_or(0, |layout| layout.row_elems as usize);
         let ple = match ple {
             Some(layout) => Some(PleChunk::new(seq_len, layout, |label, bytes| {
                 alloc.zeroed(&format!("train {label}"), Category::Scratch, bytes, false)
@@ -278,6 +357,18 @@ impl<B> Acts<B> {
             None => None,
         };
         let alloc = |label: &str, elems: usize| alloc.zeroed(label, Category::Scratch, f32_bytes(elems), false);
+        let layers = match checkpointing {
+            Checkpointing::PerLayer => {
+                vec![LayerActs::new(&alloc, "", n, h, p, widest, widest.ffn.max(ple_width))?]
+            }
+            Checkpointing::Off => (0..cfg.n_layers())
+                .map(|l| {
+                    let w = LayerWidths::of(cfg, l);
+                    let gate_width = if l == 0 { w.ffn.max(ple_width) } else { w.ffn };
+                    LayerActs::new(&alloc, &format!("layer {l} "), n, h, p, w, gate_width)
+                })
+                .collect::<Result<_>>()?,
+        };
         let mut inputs = Vec::with_capacity(cfg.n_layers() + 1);
         for l in 0..=cfg.n_layers() {
             inputs.push(alloc(&format!("train layer {l} input"), n * h)?);
@@ -305,27 +396,10 @@ impl<B> Acts<B> {
             ple,
             inputs,
             kv,
-            a: alloc("train a", n * h)?,
-            q_raw: alloc("train q raw", n * q_width)?,
+            layers,
             q_normed: alloc("train q normed", n * q_width)?,
-            q: alloc("train q", n * q_width)?,
-            k_raw: alloc("train k raw", n * kv_width)?,
-            v_raw: alloc("train v raw", n * kv_width)?,
             k_normed: alloc("train k normed", n * kv_width)?,
-            heads: alloc("train heads", n * q_width)?,
-            o: alloc("train o", n * h)?,
-            h1: alloc("train h1", n * h)?,
-            g: alloc("train g", n * h)?,
             gate_up: alloc("train gate up", 2 * n * ffn)?,
-            gate: alloc("train gate", n * gate_width)?,
-            up: alloc("train up", n * gate_width)?,
-            act: alloc("train act", n * ffn)?,
-            f: alloc("train f", n * h)?,
-            h2: alloc("train h2", n * h)?,
-            pg: alloc("train ple gate", n * p)?,
-            ple_l: alloc("train ple inputs of the layer", n * p)?,
-            z: alloc("train ple z", n * p)?,
-            pj: alloc("train ple proj", n * h)?,
             h3: alloc("train h3", n * h)?,
             normed: alloc("train post-normed", n * h)?,
             d_res: alloc("train d residual", n * h)?,
@@ -361,9 +435,14 @@ impl<B> Acts<B> {
     }
 }
 
-/// Gradients that share a forward intermediate's buffer: the layer's backward writes each after the last read of
-/// the intermediate in the same layer (the forward recomputes them all before the layer's backward).
+/// Gradients that share a forward temporary's buffer: the layer's backward writes each after the last read of the
+/// temporary in the same layer's forward.
 impl<B> Acts<B> {
+    /// Layer `l`'s intermediates.
+    pub fn layer(&self, l: usize) -> &LayerActs<B> {
+        &self.layers[l.min(self.layers.len() - 1)]
+    }
+
     /// After the attention backward, which comes after RoPE (the only reader of `q_normed`).
     pub fn d_q2(&self) -> &B {
         &self.q_normed
@@ -372,11 +451,6 @@ impl<B> Acts<B> {
     /// After the attention backward, which comes after RoPE (the only reader of `k_normed`).
     pub fn d_k2(&self) -> &B {
         &self.k_normed
-    }
-
-    /// By GeGLU's backward, after the down projection's backward (the last reader of `act`).
-    pub fn d_gate(&self) -> &B {
-        &self.act
     }
 
     /// After `gate_up` is split into `gate` and `up` (its only reader).

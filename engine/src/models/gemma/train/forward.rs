@@ -32,8 +32,9 @@ impl Step<'_> {
         m.weights.token_embd.get_rows(batch, &acts.tokens, n, x)?;
         unary_inplace(batch, UnaryOp::Scale, (cfg.hidden as f32).sqrt(), x, n as u64 * cfg.hidden as u64)?;
         if let (Some(ple), Some(chunk)) = (&m.ple, &acts.ple) {
-            // The layers' gate and up are free until the first layer's FFN (Acts sizes them for this).
-            ple.record_inputs(batch, &m.weights, cfg, x, &acts.iota, n, chunk, [&acts.gate, &acts.up])?;
+            // The first layer's gate and up are free until its FFN (Acts sizes them for this).
+            let la = acts.layer(0);
+            ple.record_inputs(batch, &m.weights, cfg, x, &acts.iota, n, chunk, [&la.gate, &la.up])?;
         }
         Ok(())
     }
@@ -46,23 +47,23 @@ impl Step<'_> {
         let spec = &layer.spec;
         let (h, eps) = (cfg.hidden, cfg.rms_eps);
         let (nh, hd, nkv) = (cfg.n_head, spec.head_dim, spec.n_kv_head);
-        let x = &acts.inputs[l];
+        let (x, la) = (&acts.inputs[l], acts.layer(l));
 
-        rms_norm(batch, x, Some(&layer.attn_norm), &acts.a, n, h, eps)?;
-        self.linear(batch, &layer.attn_q, l, Target::AttnQ, &acts.a, &acts.q_raw)?;
-        rms_norm(batch, &acts.q_raw, Some(&layer.attn_q_norm), &acts.q_normed, n * nh, hd, eps)?;
-        rope(batch, &acts.q_normed, &acts.q, &acts.iota, self.freq_factors(l), &self.rope_shape(l, nh))?;
+        rms_norm(batch, x, Some(&layer.attn_norm), &la.a, n, h, eps)?;
+        self.linear(batch, &layer.attn_q, l, Target::AttnQ, &la.a, &la.q_raw)?;
+        rms_norm(batch, &la.q_raw, Some(&layer.attn_q_norm), &acts.q_normed, n * nh, hd, eps)?;
+        rope(batch, &acts.q_normed, &la.q, &acts.iota, self.freq_factors(l), &self.rope_shape(l, nh))?;
         if let (Some(kv), Some(attn_k), Some(k_norm)) = (&acts.kv[l], &layer.attn_k, &layer.attn_k_norm) {
-            self.linear(batch, attn_k, l, Target::AttnK, &acts.a, &acts.k_raw)?;
+            self.linear(batch, attn_k, l, Target::AttnK, &la.a, &la.k_raw)?;
             // K = V layers (no attn_v): V is the raw K projection.
             let v_src = match &layer.attn_v {
                 Some(attn_v) => {
-                    self.linear(batch, attn_v, l, Target::AttnV, &acts.a, &acts.v_raw)?;
-                    &acts.v_raw
+                    self.linear(batch, attn_v, l, Target::AttnV, &la.a, &la.v_raw)?;
+                    &la.v_raw
                 }
-                None => &acts.k_raw,
+                None => &la.k_raw,
             };
-            rms_norm(batch, &acts.k_raw, Some(k_norm), &acts.k_normed, n * nkv, hd, eps)?;
+            rms_norm(batch, &la.k_raw, Some(k_norm), &acts.k_normed, n * nkv, hd, eps)?;
             rope(batch, &acts.k_normed, &kv.k, &acts.iota, self.freq_factors(l), &self.rope_shape(l, nkv))?;
             match cfg.arch {
                 Arch::Gemma4 => rms_norm(batch, v_src, None, &kv.v, n * nkv, hd, eps)?,
@@ -82,60 +83,53 @@ impl Step<'_> {
             softcap: 0.0,
             cache_type: CacheType::F32,
         };
-        attention(batch, &acts.q, &kv.k, &kv.v, &acts.heads, None, &shape)?;
-        self.linear(batch, &layer.attn_output, l, Target::AttnOutput, &acts.heads, &acts.o)?;
-        self.residual_add(batch, x, &acts.o, &layer.post_attention_norm, &acts.h1)?;
+        attention(batch, &la.q, &kv.k, &kv.v, &la.heads, None, &shape)?;
+        self.linear(batch, &layer.attn_output, l, Target::AttnOutput, &la.heads, &la.o)?;
+        self.residual_add(batch, x, &la.o, &layer.post_attention_norm, &la.h1)?;
 
-        rms_norm(batch, &acts.h1, Some(&layer.ffn_norm), &acts.g, n, h, eps)?;
+        rms_norm(batch, &la.h1, Some(&layer.ffn_norm), &la.g, n, h, eps)?;
         let ffn = layer.ffn_gate_up.ffn_dim();
         match &layer.ffn_gate_up {
             GateUp::Separate { gate, up } => {
-                self.linear(batch, gate, l, Target::FfnGate, &acts.g, &acts.gate)?;
-                self.linear(batch, up, l, Target::FfnUp, &acts.g, &acts.up)?;
+                self.linear(batch, gate, l, Target::FfnGate, &la.g, &la.gate)?;
+                self.linear(batch, up, l, Target::FfnUp, &la.g, &la.up)?;
             }
             GateUp::Stacked(w) => {
-                w.forward(batch, &acts.g, n, &acts.gate_up)?;
+                w.forward(batch, &la.g, n, &acts.gate_up)?;
                 for (target, first_col) in [(Target::FfnGate, 0), (Target::FfnUp, ffn)] {
                     let view = RowsView { buffer: &acts.gate_up, offset_elems: first_col, row_stride_elems: 2 * ffn };
-                    self.lora_forward(batch, l, target, &acts.g, view)?;
+                    self.lora_forward(batch, l, target, &la.g, view)?;
                 }
                 // The halves of each row, as rows 2t and 2t + 1 of a [2n][ffn] table.
-                for (rows, half) in [(&acts.even_rows, &acts.gate), (&acts.odd_rows, &acts.up)] {
+                for (rows, half) in [(&acts.even_rows, &la.gate), (&acts.odd_rows, &la.up)] {
                     get_rows(batch, &acts.gate_up, QuantType::F32, ffn, 2 * n, rows, n, half)?;
                 }
             }
         }
-        geglu_rows(
-            batch,
-            GluOperand::contiguous(&acts.gate, ffn),
-            GluOperand::contiguous(&acts.up, ffn),
-            &acts.act,
-            n,
-            ffn,
-        )?;
-        self.linear(batch, &layer.ffn_down, l, Target::FfnDown, &acts.act, &acts.f)?;
-        self.residual_add(batch, &acts.h1, &acts.f, &layer.post_ffw_norm, &acts.h2)?;
+        geglu_rows(batch, GluOperand::contiguous(&la.gate, ffn), GluOperand::contiguous(&la.up, ffn), &la.act, n, ffn)?;
+        self.linear(batch, &layer.ffn_down, l, Target::FfnDown, &la.act, &la.f)?;
+        self.residual_add(batch, &la.h1, &la.f, &layer.post_ffw_norm, &la.h2)?;
 
         // PLE (§3.6): z = gelu(inp_gate·h2) ⊙ ple[l], h3 = h2 + norm(proj·z).
         let last = match (&acts.ple, &layer.inp_gate, &layer.proj, &layer.post_norm) {
             (Some(ple), Some(inp_gate), Some(proj), Some(post_norm)) => {
                 let p = cfg.ple_dim;
-                self.linear(batch, inp_gate, l, Target::InpGate, &acts.h2, &acts.pg)?;
+                self.linear(batch, inp_gate, l, Target::InpGate, &la.h2, &la.pg)?;
                 let table_rows = n * cfg.n_layers() as u32;
-                get_rows(batch, ple.inputs(), QuantType::F32, p, table_rows, &acts.ple_rows[l], n, &acts.ple_l)?;
+                get_rows(batch, ple.inputs(), QuantType::F32, p, table_rows, &acts.ple_rows[l], n, &la.ple_l)?;
                 geglu_rows(
                     batch,
-                    GluOperand::contiguous(&acts.pg, p),
-                    GluOperand::contiguous(&acts.ple_l, p),
-                    &acts.z,
+                    GluOperand::contiguous(&la.pg, p),
+                    GluOperand::contiguous(&la.ple_l, p),
+                    &la.z,
                     n,
                     p,
                 )?;
-                self.linear(batch, proj, l, Target::Proj, &acts.z, &acts.pj)?;
-                self.residual_add(batch, &acts.h2, &acts.pj, post_norm, &acts.h3)?;
+                self.linear(batch, proj, l, Target::Proj, &la.z, &la.pj)?;
+                self.residual_add(batch, &la.h2, &la.pj, post_norm, &acts.h3)?;
                 &acts.h3
             }
-            _ => &acts.h2,
+            _ => &la.h2,
         };
         let out = &acts.inputs[l + 1];
         let hidden_elems = n as u64 * h as u64;

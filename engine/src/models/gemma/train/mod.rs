@@ -1,10 +1,11 @@
 //! A LoRA training step on the GPU (docs/training.md): the loss of one sequence and its gradient with respect to
-//! every trained A and B, then AdamW. The forward runs op by op and keeps only each layer's input; the backward
-//! recomputes a layer from its input, then runs the layer's backward kernels (per-layer gradient checkpointing).
+//! every trained A and B, then AdamW. The forward runs op by op and keeps each layer's input; with per-layer
+//! gradient checkpointing the backward recomputes a layer from its input before the layer's backward kernels,
+//! without it the forward keeps every layer's intermediates ([`Checkpointing`]).
 //! The base stays frozen in its file format: input gradients read it as the forward does, never dequantized whole.
 //!
 //! ```text
-//! let mut trainer = LoraTrainer::new(&model, &adapter, 1.0, seq_len)?;
+//! let mut trainer = LoraTrainer::new(&model, &adapter, 1.0, seq_len, Checkpointing::PerLayer)?;
 //! let loss = trainer.loss_and_grads_blocking(&mut model, &ids, &targets)?;   // one sequence
 //! trainer.adamw_step(&model, &AdamwConfig::default(), Some(1.0))?;           // clipped to norm 1, the update
 //! ```
@@ -28,6 +29,7 @@ use crate::models::TextConfig;
 use crate::ops::adamw::{AdamwConfig, AdamwState, adamw};
 use crate::ops::cross_entropy::IGNORED_TARGET;
 use crate::ops::grad_norm::{GRAD_NORM_PARTIALS, grad_scale};
+pub use buffers::Checkpointing;
 use buffers::{Acts, LayerKv, Tally, TrainAlloc, TrainUpdate, f32_bytes};
 pub use init::{FreshLora, fresh_adapter};
 
@@ -39,6 +41,7 @@ pub struct LoraTrainer {
     /// Per owner layer, the last layer that reads its cache (the backward reaches it first).
     last_reader: Vec<usize>,
     seq_len: u32,
+    checkpointing: Checkpointing,
     /// The clipping norm's partial sums, and the gradient scale AdamW reads (the clipping factor, 1 without).
     norm_partials: GpuBuffer,
     grad_scale: GpuBuffer,
@@ -84,6 +87,7 @@ fn buffers<A: TrainAlloc>(
     adapter: &LoraAdapter,
     user_scale: f32,
     seq_len: u32,
+    checkpointing: Checkpointing,
     max_binding_bytes: u64,
     ple: Option<PleLayout>,
 ) -> Result<Buffers<A::Buffer>> {
@@ -102,7 +106,7 @@ fn buffers<A: TrainAlloc>(
         updates.push(TrainUpdate::<A::Buffer>::new(alloc, u, user_scale, trains, seq_len)?);
     }
     let owners: Vec<bool> = cfg.layers.iter().map(|s| s.owns_kv()).collect();
-    let acts = Acts::<A::Buffer>::new(alloc, cfg, seq_len, head_rows, &owners, ple)?;
+    let acts = Acts::<A::Buffer>::new(alloc, cfg, seq_len, head_rows, &owners, ple, checkpointing)?;
     let pairs = adapter.updates.iter().map(|u| u.a.len() + u.b.len());
     let (widest_pair, param_elems) = (pairs.clone().max().unwrap_or(0), pairs.sum::<usize>());
     let readback_elems = ((READBACK_BYTES / 4) as usize).min(param_elems);
@@ -145,16 +149,18 @@ fn readback_groups(pair_bytes: &[u64], room_bytes: u64) -> Vec<std::ops::Range<u
 
 /// The bytes by category a [`LoraTrainer`] of `adapter` allocates beside the model's own, without a device: the
 /// memory plan's share of training.
+#[allow(clippy::too_many_arguments)]
 pub fn planned_bytes(
     cfg: &TextConfig,
     has_attn_v: &dyn Fn(usize) -> bool,
     adapter: &LoraAdapter,
     seq_len: u32,
+    checkpointing: Checkpointing,
     max_binding_bytes: u64,
     ple: Option<PleLayout>,
 ) -> Result<Vec<(Category, u64)>> {
     let tally = Tally::default();
-    buffers(&tally, cfg, has_attn_v, adapter, 1.0, seq_len, max_binding_bytes, ple)?;
+    buffers(&tally, cfg, has_attn_v, adapter, 1.0, seq_len, checkpointing, max_binding_bytes, ple)?;
     Ok(tally.by_category())
 }
 
@@ -163,7 +169,13 @@ impl LoraTrainer {
     /// to `seq_len` tokens needs, all of it its own: the model's inference scratch is not used (load the model
     /// with the smallest chunk and context to leave the most room for training). The adapter must fit the model,
     /// as for inference.
-    pub fn new(model: &Gemma, adapter: &LoraAdapter, user_scale: f32, seq_len: u32) -> Result<LoraTrainer> {
+    pub fn new(
+        model: &Gemma,
+        adapter: &LoraAdapter,
+        user_scale: f32,
+        seq_len: u32,
+        checkpointing: Checkpointing,
+    ) -> Result<LoraTrainer> {
         let ctx = model.context();
         let cfg = &model.config;
         let unsupported = |reason: String| Err(Error::Unsupported { op: "training".into(), reason });
@@ -178,7 +190,7 @@ impl LoraTrainer {
         let ple = model.ple.as_ref().map(|p| p.layout());
         let previous = ctx.phase();
         ctx.set_phase(Phase::Train);
-        let built = buffers(ctx, cfg, &has_attn_v, adapter, user_scale, seq_len, max_binding, ple);
+        let built = buffers(ctx, cfg, &has_attn_v, adapter, user_scale, seq_len, checkpointing, max_binding, ple);
         ctx.set_phase(previous);
         let b = built?;
         let mut last_reader: Vec<usize> = (0..cfg.n_layers()).collect();
@@ -191,6 +203,7 @@ impl LoraTrainer {
             acts: b.acts,
             last_reader,
             seq_len,
+            checkpointing,
             norm_partials: b.norm_partials,
             grad_scale: b.grad_scale,
             staging: b.staging,
@@ -245,7 +258,9 @@ impl LoraTrainer {
         }
         step.head_and_loss(&mut batch)?;
         for l in (0..n_layers).rev() {
-            step.layer_forward(&mut batch, l)?;
+            if self.checkpointing == Checkpointing::PerLayer {
+                step.layer_forward(&mut batch, l)?;
+            }
             step.layer_backward(&mut batch, l)?;
             batch.submit_early(EARLY_SUBMIT_DISPATCHES)?;
         }
