@@ -1,8 +1,9 @@
 //! The gradients of `attention` for training (`shaders/attention_back.wgsl`): a chunk that starts at position 0 and
 //! attends to its own keys (what a training sequence is), causal and sliding-window masks, grouped-query heads,
-//! the logit softcap. Two dispatches: one per query row (dq, and each row's probabilities and score gradients in
-//! two `[n_tokens·n_head][n_tokens]` scratch tables), then one per (key, kv head) for dk and dv. The tables make
-//! the memory quadratic in the sequence: 8·n²·n_head bytes for the two, 16 MiB at 512 tokens and 8 heads.
+//! the logit softcap. Per kv head, as matrix products on workgroup tiles through two `[n_tokens·n_head][n_tokens]`
+//! scratch tables, in four dispatches ([`BackPass`]): the scores and dP = dO·Vᵀ, then per row the probabilities and
+//! the score gradients, then dQ, then dK and dV. The tables make the memory quadratic in the sequence: 8·n²·n_head
+//! bytes for the two, 16 MiB at 512 tokens and 8 heads.
 
 use super::WG_SIZE;
 use super::args::{check_buffer, check_outputs, checked_u32};
@@ -13,10 +14,39 @@ use crate::gpu::{Batch, GpuBuffer, GpuError, Grid, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AttentionBackKey {
-    /// The second pass: dk and dv per (key, kv head).
-    pub keys: bool,
+    pub pass: BackPass,
+    /// Only the row pass reduces across lanes.
     pub subgroups: bool,
 }
+
+/// The dispatches of a backward, in order (`attention_back.wgsl`'s defines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackPass {
+    /// `scale·Q·Kᵀ` and `dO·Vᵀ` per kv head, on 64 × 64 tiles of (query rows, keys).
+    Scores,
+    /// Per table row: the probabilities and the score gradients.
+    Rows,
+    /// `dQ = scale·dZ·K`, on tiles of (query rows, head elements).
+    Dq,
+    /// `dK = scale·dZᵀ·Q`, `dV = Pᵀ·dO`, on tiles of (keys, head elements).
+    Dkv,
+}
+
+impl BackPass {
+    const ALL: [BackPass; 4] = [BackPass::Scores, BackPass::Rows, BackPass::Dq, BackPass::Dkv];
+
+    fn define(self) -> &'static str {
+        match self {
+            BackPass::Scores => "SCORES",
+            BackPass::Rows => "ROWS",
+            BackPass::Dq => "DQ",
+            BackPass::Dkv => "DKV",
+        }
+    }
+}
+
+/// The tiled passes' output tile side (`TILE` in the shader).
+const TILE: u64 = 64;
 
 /// Matches `Params` in `attention_back.wgsl`.
 #[repr(C)]
@@ -37,30 +67,33 @@ impl KernelKey for AttentionBackKey {
     const FILE: &'static str = "attention_back.wgsl";
     fn bindings(&self) -> &'static [Access] {
         use Access::{Read, ReadWrite, Uniform};
-        if self.keys {
-            &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform]
-        } else {
-            &[Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform]
+        match self.pass {
+            BackPass::Scores => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            BackPass::Rows => &[ReadWrite, ReadWrite, Uniform],
+            BackPass::Dq => &[Read, Read, ReadWrite, Uniform],
+            BackPass::Dkv => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
         }
     }
 
     fn name(&self) -> String {
-        let pass = if self.keys { "keys" } else { "rows" };
-        format!("attention_back_{pass}_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups))
+        match self.pass {
+            BackPass::Rows => format!("attention_back_rows_f32_{}_wg{WG_SIZE}", reduction_name(self.subgroups)),
+            pass => format!("attention_back_{}_f32_t{TILE}x{TILE}", pass.define().to_lowercase()),
+        }
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        defines_with(WG_SIZE, &[("KEYS", self.keys), ("SUBGROUPS", self.subgroups)])
+        let passes = BackPass::ALL.map(|p| (p.define(), p == self.pass));
+        defines_with(WG_SIZE, &[passes.as_slice(), &[("SUBGROUPS", self.subgroups)]].concat())
     }
 
     fn requires(&self) -> Requires {
         Requires { f16: false, subgroups: self.subgroups }
     }
 
-    /// The keys pass reduces nothing across lanes, so it has no subgroup variant.
     fn all_variants() -> Vec<Self> {
-        let all: Vec<Self> = key_variants!(AttentionBackKey { keys in BOOLS, subgroups in BOOLS });
-        all.into_iter().filter(|k| !(k.keys && k.subgroups)).collect()
+        let all: Vec<Self> = key_variants!(AttentionBackKey { pass in BackPass::ALL, subgroups in BOOLS });
+        all.into_iter().filter(|k| k.pass == BackPass::Rows || !k.subgroups).collect()
     }
 }
 
@@ -143,12 +176,20 @@ pub fn attention_back(batch: &mut Batch, s: &AttentionBackShape, b: &AttentionGr
         _pad: 0,
     };
     let (subgroups, max_dim) = (batch.caps().subgroups, batch.max_workgroups_per_dimension());
-    let rows = AttentionBackKey { keys: false, subgroups };
-    let row_grid = Grid::for_items(s.n_tokens as u64 * s.n_head as u64, 1, max_dim);
-    batch.dispatch(&rows, &[b.q, b.k, b.v, b.d_out, b.dq, b.probs, b.dscores], &params, row_grid)?;
-    let keys = AttentionBackKey { keys: true, subgroups: false };
-    let key_grid = Grid::for_items(s.n_tokens as u64 * s.n_kv_head as u64, 1, max_dim);
-    batch.dispatch(&keys, &[b.q, b.d_out, b.probs, b.dscores, b.dk, b.dv], &params, key_grid)
+    let tiles = |elems: u64| elems.div_ceil(TILE);
+    let (n, kv_heads, group) = (s.n_tokens as u64, s.n_kv_head as u64, (s.n_head / s.n_kv_head) as u64);
+    let (row_tiles, key_tiles, dim_tiles) = (tiles(n * group), tiles(n), tiles(s.head_dim as u64));
+    let passes: [(BackPass, Vec<&GpuBuffer>, u64); 4] = [
+        (BackPass::Scores, vec![b.q, b.k, b.v, b.d_out, b.probs, b.dscores], kv_heads * row_tiles * key_tiles),
+        (BackPass::Rows, vec![b.probs, b.dscores], n * s.n_head as u64),
+        (BackPass::Dq, vec![b.k, b.dscores, b.dq], kv_heads * row_tiles * dim_tiles),
+        (BackPass::Dkv, vec![b.q, b.d_out, b.probs, b.dscores, b.dk, b.dv], kv_heads * key_tiles * dim_tiles),
+    ];
+    for (pass, buffers, workgroups) in passes {
+        let key = AttentionBackKey { pass, subgroups: subgroups && pass == BackPass::Rows };
+        batch.dispatch(&key, &buffers, &params, Grid::for_items(workgroups, 1, max_dim))?;
+    }
+    Ok(())
 }
 
 /// Every variant of this family's kernels.

@@ -143,6 +143,9 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     }
     // More keys than a workgroup has lanes (each lane owns several), and a head wider than one (Gemma 4's 512).
     shapes.push(shape(4, 1, 1, 300, 0, 300, NO_WINDOW, 0.5, F32));
+    // The backward's tiles: two kv heads of two query heads each over 5 tiles of rows and 3 of keys, a window that
+    // empties some tiles and bounds the others' inner sums.
+    shapes.push(shape(4, 4, 2, 150, 0, 150, 20, 0.25, F32));
     shapes.push(shape(512, 2, 1, 3, 0, 3, NO_WINDOW, 0.0625, F32));
     // KV sharing: a second layer's queries (other heads, positions, scale) read the first one's caches.
     let mut pairs =
