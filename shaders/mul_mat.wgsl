@@ -2,21 +2,19 @@
 // include/quant_blocks.wgsl; f32 activations, f32 workgroup tiles, f32 accumulation.
 // Bindings (group 0): 0 weights: array<u32> read (W row-major [m_rows][k] in ggml blocks), 1 x: array<vec4<f32>>
 // read ([n_tokens][k]), 2 y: array<f32> read_write ([n_tokens][y_row_stride]), 3 params uniform.
-// Dispatch: one workgroup of 256 per tile of (rows, tokens): TILE_M rows (a define: 64 or 256) × TILE_N = 4096 /
-// TILE_M tokens (64, or 16 for a few tokens: the LM head's rows at a time, a short prompt, where a square tile
-// would be mostly padding); Grid::for_items(n_row_tiles · n_token_tiles, 1), row tile fastest. Per step of
-// TILE_K = 2048 / TILE_M positions of k (4 or 1 groups of 8, not always contiguous: see quant_blocks.wgsl), each
-// invocation dequantizes one group of one W row, and TILE_N · TILE_K / 8 of them load a group of one x row, into
-// workgroup memory (stored k-major: 8 KiB of W, at most 8 KiB of x, within the 16 KiB WebGPU default); then each
-// accumulates a 4-row × 4-token block of outputs from vec4 reads.
+// Dispatch: one workgroup of 256 per 64×64 tile of (rows, tokens): Grid::for_items(n_row_tiles · n_token_tiles, 1),
+// row tile fastest. Per step of 4 groups of k (32 positions, not always contiguous: see quant_blocks.wgsl), each
+// invocation dequantizes one group of one W row and loads the same 8 positions of one x row into workgroup memory
+// (stored k-major, 2 × 8 KiB: exactly the 16 KiB WebGPU default), then accumulates a 4-row × 4-token block of
+// outputs from vec4 reads.
 
 #include "include/quant_blocks.wgsl"
 
-const QUADS_M: u32 = TILE_M / 4u; // invocations along the rows, 4 each
-const QUADS_N: u32 = 256u / QUADS_M; // and along the tokens
-const TILE_N: u32 = 4u * QUADS_N;
-const TILE_K: u32 = 2048u / TILE_M; // TILE_M · TILE_K / 8 = 256 groups per step, one per invocation
-const GROUPS_K: u32 = TILE_K / 8u;
+const TILE_M: u32 = 64u; // rows per tile: 16 invocations × 4
+const TILE_N: u32 = 64u; // tokens per tile: 16 invocations × 4
+const TILE_K: u32 = 32u; // elements of k per step: TILE_M · TILE_K / 8 = 256 groups, one per invocation
+const QUADS_M: u32 = TILE_M / 4u;
+const QUADS_N: u32 = TILE_N / 4u;
 
 struct Params {
     m_rows: u32,
@@ -56,10 +54,9 @@ fn main(
     let n0 = token_tile * TILE_N;
     let n_groups = params.k / 8u;
 
-    // Loader roles: W row / x token `lid / GROUPS_K`, group `lid % GROUPS_K` of the current k step (x's tile has
-    // fewer tokens than W's has rows when it is wide: the invocations past them load no x).
-    let load_idx = lid / GROUPS_K;
-    let load_group = lid % GROUPS_K;
+    // Loader roles: W row / x token `lid / 4`, group `lid % 4` of the current k step.
+    let load_idx = lid / 4u;
+    let load_group = lid % 4u;
     let w_row = m0 + load_idx;
     let w_base = min(w_row, params.m_rows - 1u) * params.row_bytes;
     let x_token = n0 + load_idx;
@@ -69,7 +66,7 @@ fn main(
     let qn = lid / QUADS_M;
 
     var acc: array<vec4<f32>, 4>; // acc[j][i]: row 4·qm + i, token 4·qn + j
-    for (var k0 = 0u; k0 < n_groups; k0 += GROUPS_K) {
+    for (var k0 = 0u; k0 < n_groups; k0 += TILE_K / 8u) {
         let g = k0 + load_group;
         var w = Group8(vec4<f32>(0.0), vec4<f32>(0.0));
         var xlo = vec4<f32>(0.0);
@@ -81,7 +78,7 @@ fn main(
             if w_row < params.m_rows {
                 w = dequant8(w_base + block * BLOCK_BYTES, gb);
             }
-            if load_idx < TILE_N && x_token < params.n_tokens {
+            if x_token < params.n_tokens {
                 // The group's two runs of k; the tile holds them in group order, the same for W and x.
                 let xi = vec2<u32>(x_base + block * (BLOCK_ELEMS / 4u)) + group_runs(gb) / 4u;
                 xlo = x[xi.x];
@@ -94,12 +91,8 @@ fn main(
         for (var i = 0u; i < 4u; i++) {
             w_tile[(kk + i) * QUADS_M + wq][wc] = w.lo[i];
             w_tile[(kk + 4u + i) * QUADS_M + wq][wc] = w.hi[i];
-        }
-        if load_idx < TILE_N {
-            for (var i = 0u; i < 4u; i++) {
-                x_tile[(kk + i) * QUADS_N + wq][wc] = xlo[i];
-                x_tile[(kk + 4u + i) * QUADS_N + wq][wc] = xhi[i];
-            }
+            x_tile[(kk + i) * QUADS_N + wq][wc] = xlo[i];
+            x_tile[(kk + 4u + i) * QUADS_N + wq][wc] = xhi[i];
         }
         workgroupBarrier();
         for (var kk2 = 0u; kk2 < TILE_K; kk2++) {

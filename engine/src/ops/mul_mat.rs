@@ -1,15 +1,14 @@
 //! ggml `mul_mat` with weights stored as GGUF blocks: y[t][r] = dot(W[r], x[t]) with W [m_rows][k] in any of
 //! [`WEIGHT_TYPES`], x [n_tokens][k] f32 and y [n_tokens][m_rows] f32, dequantized on the fly and accumulated in
 //! f32. Two kernels: `mul_mat_vec` (decode, a few tokens: bandwidth-bound, one pass over W per token; see
-//! `super::mul_mat_vec`) and the tiled `mul_mat` (prefill: workgroup tiles of rows × tokens, [`Tile`]: 64 × 64, or
-//! 256 × 16 up to 16 tokens). [`mul_mat`] picks by token count; [`mul_mat_with`] and a [`MulMatPath`] force one path so both can be tested at any size.
+//! `super::mul_mat_vec`) and the tiled `mul_mat` (prefill: 64×64 workgroup tiles). [`mul_mat`] picks by token
+//! count; [`mul_mat_with`] and a [`MulMatPath`] force one path so both can be tested at any size.
 //!
 //! Tensors larger than one binding are split on rows (`SplitTensor`); dispatch each part with
 //! [`MulMatArgs::part`] so its rows land at their columns of the shared y.
 
 pub use super::mul_mat_vec::VEC_MAX_TOKENS;
 use super::mul_mat_vec::record_vec;
-use super::tile::Tile;
 pub use super::weights::{MulMatArgs, WEIGHT_TYPES};
 use super::weights::{MulMatParams, checked_args, type_stem, weight_defines};
 use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
@@ -20,8 +19,11 @@ use crate::quant::QuantType;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MulMatKey {
     pub wtype: QuantType,
-    pub tile: Tile,
 }
+
+/// Output tile of the tiled kernel (rows × tokens), fixed in `mul_mat.wgsl`.
+const TILE_M: u32 = 64;
+const TILE_N: u32 = 64;
 
 impl KernelKey for MulMatKey {
     const FILE: &'static str = "mul_mat.wgsl";
@@ -30,13 +32,11 @@ impl KernelKey for MulMatKey {
     }
 
     fn name(&self) -> String {
-        format!("mul_mat_{}_f32_t{}", type_stem(self.wtype), self.tile.label())
+        format!("mul_mat_{}_f32_t{TILE_M}x{TILE_N}x32", type_stem(self.wtype))
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        let mut d = weight_defines(self.wtype);
-        d.push(("TILE_M", format!("{}u", self.tile.width())));
-        d
+        weight_defines(self.wtype)
     }
 
     fn requires(&self) -> Requires {
@@ -44,7 +44,7 @@ impl KernelKey for MulMatKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        WEIGHT_TYPES.iter().flat_map(|&wtype| Tile::ALL.map(|tile| MulMatKey { wtype, tile })).collect()
+        WEIGHT_TYPES.iter().map(|&wtype| MulMatKey { wtype }).collect()
     }
 }
 
@@ -81,7 +81,6 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         MulMatPath::Vec => true,
         MulMatPath::Tiled => false,
     };
-    let tile = Tile::for_tokens(a.n_tokens);
     let mut params = MulMatParams {
         m_rows: a.m_rows,
         k: a.k,
@@ -89,7 +88,7 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         row_bytes: row_bytes as u32,
         y_first_row: a.y_first_row,
         y_row_stride: a.y_row_stride,
-        n_row_groups: a.m_rows.div_ceil(tile.width()),
+        n_row_groups: a.m_rows.div_ceil(TILE_M),
         _pad: 0,
     };
     if vec {
@@ -102,11 +101,11 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         });
     }
     let grid = Grid::for_items(
-        params.n_row_groups as u64 * a.n_tokens.div_ceil(tile.tokens()) as u64,
+        params.n_row_groups as u64 * a.n_tokens.div_ceil(TILE_N) as u64,
         1,
         batch.max_workgroups_per_dimension(),
     );
-    batch.dispatch(&MulMatKey { wtype: a.wtype, tile }, &[a.weights, a.x, a.y], &params, grid)
+    batch.dispatch(&MulMatKey { wtype: a.wtype }, &[a.weights, a.x, a.y], &params, grid)
 }
 
 /// Every variant of this family's kernels.

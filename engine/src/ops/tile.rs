@@ -1,13 +1,14 @@
-//! The workgroup tiles of the quantized-weight products, shared by the tiled forward (`mul_mat.wgsl`) and the
-//! tiled input gradient (`mul_mat_grad_q_tiled.wgsl`): 256 invocations each own 4 × 4 outputs, and each step of the
-//! inner sum decodes one group of 8 weights per invocation. A tile spans `width` elements of the weight's side
-//! (W's rows in the forward, its columns in the gradient) × `tokens` tokens.
+//! The workgroup tiles of the tiled input gradient (`mul_mat_grad_q_tiled.wgsl`), laid out as the tiled forward's
+//! (`mul_mat.wgsl`, 64 × 64 only): 256 invocations each own 4 × 4 outputs, and each step of the inner sum decodes
+//! one group of 8 weights per invocation. A tile spans `width` of W's columns × `tokens` tokens. The forward keeps
+//! its square tile: a `mul_mat.wgsl` with both tiles ran 8–9× slower on the H100 in both, for a reason not found
+//! (perf/LOG.md, stop 30).
 
 /// Invocations of a tiled workgroup.
 pub const TILE_INVOCATIONS: u32 = 256;
 
-/// 64 × 64 for a sequence; 256 × 16 for up to 16 tokens (the LM head's rows at a time, a short prompt), where a
-/// square tile would be at least three quarters padding.
+/// 64 × 64 for a sequence; 256 × 16 for up to 16 tokens (the LM head's rows at a time), where a square tile would be
+/// at least three quarters padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tile {
     Square,
@@ -21,7 +22,7 @@ impl Tile {
         if n_tokens <= Tile::Wide.tokens() { Tile::Wide } else { Tile::Square }
     }
 
-    /// Elements of the weight's side per tile.
+    /// Columns of W per tile.
     pub fn width(self) -> u32 {
         match self {
             Tile::Square => 64,

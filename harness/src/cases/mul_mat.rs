@@ -155,10 +155,9 @@ impl LoraCase {
     }
 }
 
-/// Prefill shapes: within one tile, odd edges, and edges past one tile in both directions, for both tiles (up to
-/// 16 tokens a 256-row tile: the sixth has two, the second partial). The last is small enough for grad mode's
-/// finite differences and walks the tiled input gradient's rows (a wide tile: few tokens) in several splits, the
-/// last a partial step.
+/// Prefill shapes: within one 64×64 tile, odd edges, and edges past one tile in both directions (the sixth over five
+/// row tiles, the last partial). The last is small enough for grad mode's finite differences and walks the tiled
+/// input gradient's rows (a wide tile: few tokens) in several splits, the last a partial step.
 const TILED_SHAPES: [(u32, u32, u32); 8] = [
     (16, 256, 8),
     (33, 512, 13),
