@@ -92,8 +92,14 @@ fn buffers<A: TrainAlloc>(
     ple: Option<PleLayout>,
 ) -> Result<Buffers<A::Buffer>> {
     check_fit(cfg, has_attn_v, adapter)?;
-    // The head's groups are as many rows as inference's head takes by default, and fit one binding of logits.
-    let head_rows = logit_rows(cfg.vocab, seq_len, DEFAULT_MAX_LOGIT_ROWS, max_binding_bytes);
+    // The head's groups fit one binding of logits: as many rows as inference's head takes by default where memory
+    // is tight (checkpointing), a whole token tile of the tiled product where it is not (the head's product costs
+    // the same per group at 16 rows as at 64: 3 of 4 would be padding).
+    let max_head_rows = match checkpointing {
+        Checkpointing::PerLayer => DEFAULT_MAX_LOGIT_ROWS,
+        Checkpointing::Off => KEPT_HEAD_ROWS,
+    };
+    let head_rows = logit_rows(cfg.vocab, seq_len, max_head_rows, max_binding_bytes);
     let mut updates: Vec<TrainUpdate<A::Buffer>> = Vec::with_capacity(adapter.updates.len());
     for u in &adapter.updates {
         if updates.iter().any(|t| (t.layer, t.target) == (u.layer, u.target)) {
@@ -124,6 +130,9 @@ fn buffers<A: TrainAlloc>(
         )?,
     })
 }
+
+/// The head's rows per group without checkpointing: the tiled product's tokens per tile (`mul_mat.wgsl`).
+const KEPT_HEAD_ROWS: u32 = 64;
 
 /// Tensors read back per round trip, at least (a larger update takes its own; a smaller adapter, one): a checkpoint
 /// reads every trained tensor three times, and a staging buffer the size of them all would cost as much as the
