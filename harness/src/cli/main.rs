@@ -57,6 +57,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Chat with a model: multi-turn with the KV cache reused across turns; /save, /load, /reset, /stats.
     Chat(chat::ChatArgs),
+    /// LoRA fine-tuning on the GPU over a JSONL dataset: a PEFT adapter, loss curves, checkpoints and the memory
+    /// trajectory in --out.
     Finetune(finetune::FinetuneArgs),
     /// Serve the browser page, its wasm and models (with HTTP Range) for the browser build: from a folder of GGUFs
     /// and, with --ollama, the local Ollama store.
