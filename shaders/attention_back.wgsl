@@ -5,19 +5,24 @@
 //   dp_j = dO·v_j,  D = Σ_j p_j·dp_j,  dz_j = p_j·(dp_j − D)·(softcap? 1 − (s_j / c)² : 1)
 //   dq = scale·Σ_j dz_j·k_j,  dk_j = scale·Σ_{rows of g} dz_j·q,  dv_j = Σ_{rows of g} p_j·dO
 // As matrix products per kv head g over its n·G query rows r = t·G + hh (head g·G + hh), through two
-// [n_tokens·n_head][n_tokens] tables (row t·n_head + h), in four passes, one define each:
-//   SCORES: z = scale·Q·Kᵀ into `probs` and dP = dO·Vᵀ into `dscores`;
-//   ROWS:   per table row, p and dz in place (0 where j is not visible);
-//   DQ:     dQ = scale·dZ·K;
-//   DKV:    dK = scale·dZᵀ·Q and dV = Pᵀ·dO.
+// [n_tokens·n_head][n_tokens] tables (row t·n_head + h), in five passes, one define each:
+//   SCORES:  z = scale·Q·Kᵀ into `probs` and dP = dO·Vᵀ into `dscores`;
+//   ROWS:    per table row, p and dz in place (0 where j is not visible);
+//   DQ:      dQ = scale·dZ·K;
+//   DKV:     dZᵀ·Q and Pᵀ·dO over one chunk of `chunk_rows` query rows each, into `parts`;
+//   DKV_SUM: dK = scale·Σ_chunks and dV = Σ_chunks of the parts, in chunk order.
+// DKV's sums run over up to n·G rows for only n_kv_head·(n / 64)·(head_dim / 64) output tiles: chunking the rows
+// gives the GPU more workgroups of even length (the first key tile sees every row, the last the fewest).
 // The products run on 64 × 64 output tiles (4 × 4 per invocation) with 16 elements of the inner sum per step staged
 // in workgroup memory (at most four 4 KiB tiles: the 16 KiB WebGPU default); tiles and steps that the causal mask
-// and the window leave empty are skipped.
+// and the window leave empty are skipped (a DKV chunk with no visible row writes zeros).
 // Bindings (group 0), last the params uniform: SCORES: 0 q, 1 k, 2 v, 3 d_out read, 4 probs, 5 dscores
 // read_write; ROWS: 0 probs, 1 dscores read_write; DQ: 0 k, 1 dscores read, 2 dq read_write; DKV: 0 q, 1 d_out,
-// 2 probs, 3 dscores read, 4 dk, 5 dv read_write.
+// 2 probs, 3 dscores read, 4 parts read_write ([2][chunks][n_tokens·n_kv_head·head_dim]: dK's, then dV's);
+// DKV_SUM: 0 parts read, 1 dk, 2 dv read_write.
 // Dispatch (Grid::for_items(n, 1)): SCORES n_kv_head · row tiles · key tiles; ROWS n_tokens · n_head; DQ n_kv_head ·
-// row tiles · head_dim tiles; DKV n_kv_head · key tiles · head_dim tiles (tiles of 64, the last index fastest).
+// row tiles · head_dim tiles; DKV n_kv_head · key tiles · chunks · head_dim tiles (tiles of 64, the last index
+// fastest); DKV_SUM n_tokens · n_kv_head · head_dim / WG_SIZE.
 
 struct Params {
     n_tokens: u32,
@@ -29,7 +34,8 @@ struct Params {
     scale: f32,
     // 0 = no logit softcap.
     softcap: f32,
-    _pad0: u32,
+    // DKV's query rows per chunk, a multiple of STEP.
+    chunk_rows: u32,
 }
 
 #ifdef SCORES
@@ -57,10 +63,20 @@ struct Params {
 @group(0) @binding(1) var<storage, read> d_out: array<f32>;
 @group(0) @binding(2) var<storage, read> probs: array<f32>;
 @group(0) @binding(3) var<storage, read> dscores: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dv: array<f32>;
-@group(0) @binding(6) var<uniform> params: Params;
+@group(0) @binding(4) var<storage, read_write> parts: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
 #endif
+#ifdef DKV_SUM
+@group(0) @binding(0) var<storage, read> parts: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+#endif
+
+fn chunks() -> u32 {
+    let rows = params.n_tokens * (params.n_head / params.n_kv_head);
+    return (rows + params.chunk_rows - 1u) / params.chunk_rows;
+}
 
 fn visible(t: u32, j: u32) -> bool {
     return j <= t && (params.window == 0u || t - j < params.window);
@@ -82,7 +98,8 @@ fn capped(z: f32) -> f32 {
 
 #include "include/row_entry.wgsl"
 
-// Each lane owns keys j ≡ lane (mod WG_SIZE) and reads and writes only those: no barrier between the loops.
+// Each lane owns keys j ≡ lane (mod WG_SIZE) and reads and writes only those: no barrier between the loops. The
+// first loop leaves the capped score s_j in `probs` for the other two.
 fn row_main(wg: u32, lane: Lane) {
     let n = params.n_tokens;
     if wg >= n * params.n_head {
@@ -95,6 +112,7 @@ fn row_main(wg: u32, lane: Lane) {
     for (var j = lane.index; j < n; j += WG_SIZE) {
         if visible(t, j) {
             let s = capped(probs[table + j]);
+            probs[table + j] = s;
             if s > local_max {
                 local_sum = local_sum * exp(local_max - s) + 1.0;
                 local_max = s;
@@ -108,7 +126,7 @@ fn row_main(wg: u32, lane: Lane) {
     var partial = 0.0;
     for (var j = lane.index; j < n; j += WG_SIZE) {
         if visible(t, j) {
-            partial += exp(capped(probs[table + j]) - row_max) / row_sum * dscores[table + j];
+            partial += exp(probs[table + j] - row_max) / row_sum * dscores[table + j];
         }
     }
     let big_d = workgroup_sum(partial, lane);
@@ -116,7 +134,7 @@ fn row_main(wg: u32, lane: Lane) {
         var p = 0.0;
         var dz = 0.0;
         if visible(t, j) {
-            let s = capped(probs[table + j]);
+            let s = probs[table + j];
             p = exp(s - row_max) / row_sum;
             dz = p * (dscores[table + j] - big_d);
             if params.softcap > 0.0 {
@@ -127,6 +145,25 @@ fn row_main(wg: u32, lane: Lane) {
         probs[table + j] = p;
         dscores[table + j] = dz;
     }
+}
+#else
+#ifdef DKV_SUM
+@compute @workgroup_size(WG_SIZE)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG_SIZE;
+    let kv_elems = params.n_tokens * params.n_kv_head * params.head_dim;
+    if i >= kv_elems {
+        return;
+    }
+    let n_chunks = chunks();
+    var sum_k = 0.0;
+    var sum_v = 0.0;
+    for (var c = 0u; c < n_chunks; c++) {
+        sum_k += parts[c * kv_elems + i];
+        sum_v += parts[(n_chunks + c) * kv_elems + i];
+    }
+    dk[i] = params.scale * sum_k;
+    dv[i] = sum_v;
 }
 #else
 const TILE: u32 = 64u;
@@ -309,19 +346,21 @@ fn main(
     }
 #endif
 #ifdef DKV
-    // Tile (keys j0.., head elements d0..), the inner sum over the group's rows that see any of its keys.
+    // Tile (keys j0.., head elements d0..), the inner sum over chunk c's rows that see any of its keys.
+    let n_chunks = chunks();
     let tc = linear % dim_tiles;
-    let tj = (linear / dim_tiles) % key_tiles;
-    let g = linear / (dim_tiles * key_tiles);
+    let c = (linear / dim_tiles) % n_chunks;
+    let tj = (linear / (dim_tiles * n_chunks)) % key_tiles;
+    let g = linear / (dim_tiles * n_chunks * key_tiles);
     if g >= params.n_kv_head {
         return;
     }
     let j0 = tj * TILE;
     let d0 = tc * TILE;
-    let r_begin = j0 * gs;
-    var r_end = rows;
+    let r_begin = max(j0 * gs, c * params.chunk_rows);
+    var r_end = min(rows, (c + 1u) * params.chunk_rows);
     if params.window != 0u {
-        r_end = min(rows, (min(j0 + TILE, n) - 1u + params.window) * gs);
+        r_end = min(r_end, (min(j0 + TILE, n) - 1u + params.window) * gs);
     }
     for (var rs = r_begin; rs < r_end; rs += STEP) {
         let r = rs + across_e;
@@ -354,16 +393,19 @@ fn main(
         accumulate(qi, qc);
         workgroupBarrier();
     }
-    for (var c = 0u; c < 4u; c++) {
-        let d = d0 + 4u * qc + c;
+    let kv_elems = n * params.n_kv_head * hd;
+    for (var cc = 0u; cc < 4u; cc++) {
+        let d = d0 + 4u * qc + cc;
         for (var i = 0u; i < 4u; i++) {
             let j = j0 + 4u * qi + i;
             if j < n && d < hd {
-                dk[kv_row(g, j) * hd + d] = params.scale * acc1[c][i];
-                dv[kv_row(g, j) * hd + d] = acc2[c][i];
+                let at = kv_row(g, j) * hd + d;
+                parts[c * kv_elems + at] = acc1[cc][i];
+                parts[(n_chunks + c) * kv_elems + at] = acc2[cc][i];
             }
         }
     }
 #endif
 }
+#endif
 #endif

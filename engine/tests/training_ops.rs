@@ -89,8 +89,18 @@ fn bad_arguments_are_typed_errors_that_record_nothing() {
 
     let heads =
         AttentionBackShape { n_tokens: 2, n_head: 3, n_kv_head: 2, head_dim: 4, window: 0, scale: 1.0, softcap: 0.0 };
-    let grads =
-        AttentionGrads { q: &a, k: &b, v: &c, d_out: &d, dq: &e, dk: &small, dv: &scalar, probs: &a, dscores: &b };
+    let grads = AttentionGrads {
+        q: &a,
+        k: &b,
+        v: &c,
+        d_out: &d,
+        dq: &e,
+        dk: &small,
+        dv: &scalar,
+        probs: &a,
+        dscores: &b,
+        parts: &partials,
+    };
     refused(attention_back(&mut batch, &heads, &grads), "attention_back", "3 heads over 2 kv heads");
     let long = AttentionBackShape { n_tokens: 16, n_head: 2, n_kv_head: 1, ..heads };
     refused(attention_back(&mut batch, &long, &grads), "attention_back", "holds");

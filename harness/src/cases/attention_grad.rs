@@ -53,6 +53,7 @@ pub fn build(name: &str, s: &AttentionBackShape, ctx: &Context) -> CaseResult<Bu
     let table_bytes = s.table_elems() * 4;
     let probs = ctx.alloc("probs", Category::Scratch, table_bytes, None)?;
     let dscores = ctx.alloc("dscores", Category::Scratch, table_bytes, None)?;
+    let parts = ctx.alloc("dkv parts", Category::Scratch, s.part_elems() * 4, None)?;
     let shape = *s;
     Ok(BuiltGrad {
         record: Box::new(move |batch| {
@@ -66,6 +67,7 @@ pub fn build(name: &str, s: &AttentionBackShape, ctx: &Context) -> CaseResult<Bu
                 dv: &outputs[2],
                 probs: &probs,
                 dscores: &dscores,
+                parts: &parts,
             };
             attention_back(batch, &shape, &b)
         }),

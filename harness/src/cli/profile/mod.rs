@@ -99,7 +99,7 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     };
     let model = model_arg::open(args.model.as_deref(), &args.adapters)?;
     let config = TextConfig::from_gguf(&model.gguf)?;
-    let train = match args.train {
+    let train_adapter = match args.train {
         true => {
             let spec = FreshLora {
                 rank: args.rank,
@@ -108,25 +108,21 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
                 targets: args.targets.targets(),
                 seed: 0,
             };
-            let adapter = fresh_adapter(&config, &gguf_has_attn_v(&model.gguf), &spec)?;
-            // The plan settles checkpointing (below).
-            let checkpointing = Checkpointing::PerLayer;
-            Some(measure::TrainSettings { adapter, seq_len: args.seq_len, steps: args.train_steps, checkpointing })
+            Some(fresh_adapter(&config, &gguf_has_attn_v(&model.gguf), &spec)?)
         }
         false => None,
     };
-    let options = match train {
+    let options = match train_adapter {
         Some(_) => GemmaOptions::for_training(),
         None => GemmaOptions { n_ctx: args.ctx, kv_cache: args.kv_cache.into(), ..GemmaOptions::default() },
     };
     std::fs::create_dir_all(&args.out).map_err(|e| io_error("create", &args.out, e))?;
     // The plan, and for training the checkpointing it settled on.
     let plan_on = |limits: PlanLimits| -> ferrogem::Result<(MemoryPlan, Option<Checkpointing>)> {
-        match &train {
-            Some(t) => {
-                let (adapter, profile) = (&t.adapter, profile.as_ref());
-                let on = args.checkpointing;
-                let p = training_plan("profile", limits, &model, &config, &options, adapter, t.seq_len, on, profile)?;
+        match &train_adapter {
+            Some(adapter) => {
+                let (seq_len, on, profile) = (args.seq_len, args.checkpointing, profile.as_ref());
+                let p = training_plan("profile", limits, &model, &config, &options, adapter, seq_len, on, profile)?;
                 Ok((p.plan, Some(p.checkpointing)))
             }
             None => {
@@ -147,7 +143,12 @@ pub fn run(args: ProfileArgs) -> ferrogem::Result<ExitCode> {
     let ctx = open_context(profile.clone())?;
     eprintln!("adapter: {}", ctx.caps().summary());
     let (plan, checkpointing) = plan_on(PlanLimits::from_caps(ctx.caps()))?;
-    let train = train.map(|t| measure::TrainSettings { checkpointing: checkpointing.unwrap_or(t.checkpointing), ..t });
+    let train = match (train_adapter, checkpointing) {
+        (Some(adapter), Some(checkpointing)) => {
+            Some(measure::TrainSettings { adapter, seq_len: args.seq_len, steps: args.train_steps, checkpointing })
+        }
+        _ => None,
+    };
     print_plan(&model.display, &plan, profile.as_ref());
     let settings = measure::Settings { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, options, train };
     let load = || model_arg::load_with_progress(&ctx, &model, options);

@@ -4,13 +4,14 @@
 //! passes the gradient through, so `d_res` only ever grows: each branch adds its input gradient to it.
 
 use super::Step;
+use super::buffers::attention_back_shape;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, GpuBuffer};
 use crate::lora::Target;
 use crate::models::Arch;
 use crate::models::gemma::Linear;
 use crate::models::gemma::weights::GateUp;
-use crate::ops::attention_back::{AttentionBackShape, AttentionGrads, attention_back};
+use crate::ops::attention_back::{AttentionGrads, attention_back};
 use crate::ops::binary::{BinaryOp, StorageType, binary};
 use crate::ops::glu_back::geglu_back;
 use crate::ops::mul_mat_grad::{MulMatShape, mul_mat_grad_w, mul_mat_grad_x};
@@ -82,15 +83,7 @@ impl Step<'_> {
         let source = spec.kv_source;
         let first_reader = self.trainer.last_reader[source] == l;
         let (dk, dv) = if first_reader { (&kv.dk, &kv.dv) } else { (&acts.d_k, &acts.d_v) };
-        let shape = AttentionBackShape {
-            n_tokens: n,
-            n_head: nh,
-            n_kv_head: nkv,
-            head_dim: hd,
-            window: spec.window.unwrap_or(0),
-            scale: cfg.attention_scale,
-            softcap: 0.0,
-        };
+        let shape = attention_back_shape(cfg, spec, n);
         let grads = AttentionGrads {
             q: &la.q,
             k: &kv.k,
@@ -101,6 +94,7 @@ impl Step<'_> {
             dv,
             probs: &acts.probs,
             dscores: &acts.dscores,
+            parts: &acts.grad_partials,
         };
         attention_back(batch, &shape, &grads)?;
         let kv_elems = n as u64 * (nkv * hd) as u64;

@@ -5,8 +5,9 @@
 use crate::error::Result;
 use crate::gpu::{Category, Context, GpuBuffer, upload_size_bytes};
 use crate::lora::{LowRank, Target};
-use crate::models::TextConfig;
 use crate::models::gemma::ple::{PleChunk, PleLayout};
+use crate::models::{LayerSpec, TextConfig};
+use crate::ops::attention_back::AttentionBackShape;
 use crate::ops::mul_mat_grad::{GradXPath, MulMatShape, grad_x_partials_bytes};
 use std::cell::RefCell;
 
@@ -124,8 +125,22 @@ impl<B> TrainUpdate<B> {
     }
 }
 
-/// Room for the input gradient's splits: what the widest product of the model would use ([`grad_x_partials_bytes`]),
-/// at most [`MAX_GRAD_PARTIALS_BYTES`] (fewer splits past it).
+/// A training sequence's attention backward in layer `spec` (the chunk attends to its own `n_tokens` keys).
+pub fn attention_back_shape(cfg: &TextConfig, spec: &LayerSpec, n_tokens: u32) -> AttentionBackShape {
+    AttentionBackShape {
+        n_tokens,
+        n_head: cfg.n_head,
+        n_kv_head: spec.n_kv_head,
+        head_dim: spec.head_dim,
+        window: spec.window.unwrap_or(0),
+        scale: cfg.attention_scale,
+        softcap: 0.0,
+    }
+}
+
+/// Room for the splits of the input gradient and of attention's dK and dV, which never run at once: what the
+/// widest product of the model would use ([`grad_x_partials_bytes`], at most [`MAX_GRAD_PARTIALS_BYTES`]: fewer
+/// splits past it), or the largest layer's attention chunks ([`AttentionBackShape::part_elems`]).
 fn grad_partials_elems(cfg: &TextConfig, seq_len: u32, head_rows: u32) -> usize {
     let (h, p) = (cfg.hidden, cfg.ple_dim);
     let mut shapes = vec![MulMatShape { m: cfg.vocab, k: h, n: head_rows }];
@@ -141,7 +156,8 @@ fn grad_partials_elems(cfg: &TextConfig, seq_len: u32, head_rows: u32) -> usize 
         .map(|s| grad_x_partials_bytes(s, GradXPath::Auto))
         .max()
         .unwrap_or(0);
-    (most.min(MAX_GRAD_PARTIALS_BYTES) / 4) as usize
+    let attention = cfg.layers.iter().map(|l| attention_back_shape(cfg, l, seq_len).part_elems()).max().unwrap_or(0);
+    (most.min(MAX_GRAD_PARTIALS_BYTES) / 4).max(attention) as usize
 }
 
 /// The input gradient's partial sums take at most this: 32 MiB give an LM head of Gemma's 262144 rows on 16 head
@@ -438,9 +454,12 @@ impl<B> Acts<B> {
 /// Gradients that share a forward temporary's buffer: the layer's backward writes each after the last read of the
 /// temporary in the same layer's forward.
 impl<B> Acts<B> {
-    /// Layer `l`'s intermediates.
+    /// Layer `l`'s intermediates: its own, or with checkpointing the one set every layer shares.
     pub fn layer(&self, l: usize) -> &LayerActs<B> {
-        &self.layers[l.min(self.layers.len() - 1)]
+        match self.layers.as_slice() {
+            [shared] => shared,
+            per_layer => &per_layer[l],
+        }
     }
 
     /// After the attention backward, which comes after RoPE (the only reader of `q_normed`).
