@@ -73,9 +73,13 @@ struct Params {
 @group(0) @binding(3) var<uniform> params: Params;
 #endif
 
+// Query rows that share one kv head.
+fn group_size() -> u32 {
+    return params.n_head / params.n_kv_head;
+}
+
 fn chunks() -> u32 {
-    let rows = params.n_tokens * (params.n_head / params.n_kv_head);
-    return (rows + params.chunk_rows - 1u) / params.chunk_rows;
+    return (params.n_tokens * group_size() + params.chunk_rows - 1u) / params.chunk_rows;
 }
 
 fn visible(t: u32, j: u32) -> bool {
@@ -180,10 +184,6 @@ var<workgroup> a2: array<vec4<f32>, STEP * QUADS>;
 var<workgroup> b2: array<vec4<f32>, STEP * QUADS>;
 var<private> acc2: array<vec4<f32>, 4>;
 #endif
-
-fn group_size() -> u32 {
-    return params.n_head / params.n_kv_head;
-}
 
 // Query row r of kv head g's rows as a row of q, d_out, dq and the tables: t·n_head + h.
 fn q_row(g: u32, r: u32) -> u32 {
