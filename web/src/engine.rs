@@ -75,7 +75,7 @@ impl Engine {
     /// Opens the adapter's device. `downlevel` asks for WebGPU's default limits and no optional feature, the
     /// paths every browser has; otherwise the adapter's limits and the features ferrogem uses where granted.
     pub async fn create(downlevel: bool) -> Result<Engine, JsError> {
-        let options = ContextOptions { adapter_filter: None, downlevel, profile: None };
+        let options = ContextOptions { adapter_filter: None, downlevel, profile: None, coop_matrix: false };
         let ctx = Context::new(options).await.map_err(js_error)?;
         Ok(Engine {
             ctx,

@@ -37,9 +37,14 @@ pub async fn profile(
             JsError::new(&format!("no device profile `{name}` (built in: {})", names.join(", ")))
         })?),
     };
-    let ctx = Context::new(ContextOptions { adapter_filter: None, downlevel: false, profile: profile.clone() })
-        .await
-        .map_err(js_error)?;
+    let ctx = Context::new(ContextOptions {
+        adapter_filter: None,
+        downlevel: false,
+        profile: profile.clone(),
+        coop_matrix: false,
+    })
+    .await
+    .map_err(js_error)?;
     let name = source.name().to_owned();
     let file = ModelFile::from_source(&name, PathBuf::from(&name), Arc::new(source)).map_err(js_error)?;
     let config = TextConfig::from_gguf(&file.gguf).map_err(js_error)?;

@@ -21,7 +21,7 @@ wasm_bindgen_test_configure!(run_in_dedicated_worker);
 const MAX_ELEMENTS: u64 = 1 << 12;
 
 async fn device(downlevel: bool) -> Context {
-    let options = ContextOptions { adapter_filter: None, downlevel, profile: None };
+    let options = ContextOptions { adapter_filter: None, downlevel, profile: None, coop_matrix: false };
     Context::new(options).await.unwrap_or_else(|e| panic!("the browser gave no WebGPU device: {e}"))
 }
 

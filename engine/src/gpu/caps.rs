@@ -14,14 +14,28 @@ pub struct ContextOptions {
     pub downlevel: bool,
     /// Ask the adapter for exactly this profile's limits and features, and enforce its memory ceiling.
     pub profile: Option<DeviceProfile>,
+    /// Ask for cooperative matrices where the adapter has the matrix-core kernels' configuration
+    /// (`FERROGEM_COOP_MATRIX=1`/`0`; unset: [`COOP_MATRIX_BY_DEFAULT`]). Off, the f32 tiles run everywhere.
+    pub coop_matrix: bool,
 }
+
+/// Whether cooperative matrices are asked for when `FERROGEM_COOP_MATRIX` is unset: off until the matrix-core kernels
+/// have passed their registry cases on a device that grants them (perf/LOG.md, 2026-12-07, stop 32). wgpu marks the
+/// feature experimental.
+pub const COOP_MATRIX_BY_DEFAULT: bool = false;
 
 impl ContextOptions {
     /// Options from `FERROGEM_ADAPTER` and `FERROGEM_DOWNLEVEL`.
     pub fn from_env() -> Self {
         let adapter_filter = std::env::var("FERROGEM_ADAPTER").ok().filter(|s| !s.is_empty());
-        let downlevel = std::env::var("FERROGEM_DOWNLEVEL").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
-        ContextOptions { adapter_filter, downlevel, profile: None }
+        let flag = |name: &str| match std::env::var(name).as_deref() {
+            Ok("1" | "true" | "yes") => Some(true),
+            Ok("0" | "false" | "no") => Some(false),
+            _ => None,
+        };
+        let downlevel = flag("FERROGEM_DOWNLEVEL") == Some(true);
+        let coop_matrix = flag("FERROGEM_COOP_MATRIX").unwrap_or(COOP_MATRIX_BY_DEFAULT);
+        ContextOptions { adapter_filter, downlevel, profile: None, coop_matrix }
     }
 
     /// The profile the device is opened with: `profile`, else `webgpu-default` when `downlevel`, else none (the
@@ -77,6 +91,9 @@ pub struct Capabilities {
     /// `TIMESTAMP_QUERY`, and whether timestamps may be written inside passes.
     pub timestamps: bool,
     pub timestamps_inside_passes: bool,
+    /// Cooperative matrices as the matrix-core kernels use them (`Requires::coop_matrix`): the experimental
+    /// feature, a 16 × 16 × 16 f16 → f32 configuration, f16, and subgroups of exactly 32 invocations.
+    pub coop_matrix: bool,
     pub max_storage_buffer_binding_bytes: u64,
     pub max_buffer_bytes: u64,
     pub max_workgroup_storage_bytes: u32,
@@ -89,21 +106,34 @@ pub struct Capabilities {
 }
 
 /// Every optional feature ferrogem may ask for, by wgpu name.
-const OPTIONAL_FEATURES: [(&str, wgpu::Features); 6] = [
+const OPTIONAL_FEATURES: [(&str, wgpu::Features); 7] = [
     ("SHADER_F16", wgpu::Features::SHADER_F16),
     ("SUBGROUP", wgpu::Features::SUBGROUP),
     ("SUBGROUP_BARRIER", wgpu::Features::SUBGROUP_BARRIER),
     ("TIMESTAMP_QUERY", wgpu::Features::TIMESTAMP_QUERY),
     ("TIMESTAMP_QUERY_INSIDE_ENCODERS", wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
     ("TIMESTAMP_QUERY_INSIDE_PASSES", wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+    ("EXPERIMENTAL_COOPERATIVE_MATRIX", wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
 ];
+
+/// The cooperative-matrix shape the kernels are written for: 16 × 16 × 16, f16 operands, f32 accumulator.
+fn has_f16_16x16x16(adapter: &wgpu::Adapter) -> bool {
+    use wgpu::CooperativeScalarType::{F16, F32};
+    adapter
+        .cooperative_matrix_properties()
+        .iter()
+        .any(|p| (p.m_size, p.n_size, p.k_size) == (16, 16, 16) && p.ab_type == F16 && p.cr_type == F32)
+}
 
 /// What to ask the adapter for: the profile's features and limits (an error if the adapter has less), or without a
 /// profile the adapter's own limits and the optional features ferrogem uses that it has. Timestamp queries are
 /// instrumentation, not a device property: asked for whenever present.
+/// Cooperative matrices (experimental in wgpu) are asked for only without a profile, only where the adapter has the
+/// kernels' configuration, and only with `coop_matrix`.
 pub(crate) fn device_request(
     adapter: &wgpu::Adapter,
     profile: Option<&DeviceProfile>,
+    coop_matrix: bool,
 ) -> crate::gpu::Result<(wgpu::Features, wgpu::Limits)> {
     let timestamps = wgpu::Features::TIMESTAMP_QUERY
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
@@ -115,7 +145,10 @@ pub(crate) fn device_request(
             Ok((p.wgpu_features() | (available & timestamps), p.limits_for(&adapter.limits())))
         }
         None => {
-            let optional = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::SUBGROUP_BARRIER;
+            let mut optional = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::SUBGROUP_BARRIER;
+            if coop_matrix && has_f16_16x16x16(adapter) {
+                optional |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            }
             Ok((available & (timestamps | optional), adapter.limits()))
         }
     }
@@ -141,6 +174,11 @@ impl Capabilities {
             subgroup_max_size: if subgroups { info.subgroup_max_size } else { 0 },
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             timestamps_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            // The device request asked for the feature only where the adapter has the kernels' configuration.
+            coop_matrix: features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+                && features.contains(wgpu::Features::SHADER_F16)
+                && subgroups
+                && (info.subgroup_min_size, info.subgroup_max_size) == (32, 32),
             max_storage_buffer_binding_bytes: limits.max_storage_buffer_binding_size,
             max_buffer_bytes: limits.max_buffer_size,
             max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
@@ -157,7 +195,7 @@ impl Capabilities {
     pub fn summary(&self) -> String {
         let a = &self.adapter;
         format!(
-            "{} ({}, {}, driver {} {}){}; f16={} subgroups={} timestamps={}; max binding {} MiB, max buffer {} MiB",
+            "{} ({}, {}, driver {} {}){}; f16={} subgroups={} timestamps={} coop_matrix={}; max binding {} MiB, max buffer {} MiB",
             a.name,
             a.backend,
             a.device_type,
@@ -175,6 +213,7 @@ impl Capabilities {
                 "no".into()
             },
             self.timestamps,
+            self.coop_matrix,
             self.max_storage_buffer_binding_bytes >> 20,
             self.max_buffer_bytes >> 20,
         )

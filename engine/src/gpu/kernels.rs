@@ -28,11 +28,16 @@ pub enum Access {
 pub struct Requires {
     pub f16: bool,
     pub subgroups: bool,
+    /// Cooperative matrices as `Capabilities::coop_matrix` grants them (with f16 and subgroups of 32).
+    pub coop_matrix: bool,
 }
 
 impl Requires {
+    /// The matrix-core kernels' needs.
+    pub const COOP_MATRIX: Requires = Requires { f16: true, subgroups: true, coop_matrix: true };
+
     pub fn met_by(&self, caps: &super::Capabilities) -> bool {
-        (!self.f16 || caps.f16) && (!self.subgroups || caps.subgroups)
+        (!self.f16 || caps.f16) && (!self.subgroups || caps.subgroups) && (!self.coop_matrix || caps.coop_matrix)
     }
 
     fn naga_capabilities(&self) -> naga::valid::Capabilities {
@@ -42,6 +47,9 @@ impl Requires {
         }
         if self.subgroups {
             c |= naga::valid::Capabilities::SUBGROUP | naga::valid::Capabilities::SUBGROUP_BARRIER;
+        }
+        if self.coop_matrix {
+            c |= naga::valid::Capabilities::COOPERATIVE_MATRIX;
         }
         c
     }
@@ -115,7 +123,8 @@ pub fn variant_source<K: KernelKey>(key: &K) -> Result<VariantSource> {
         stage: "preprocess",
         message: e.to_string(),
     })?;
-    // `enable f16;` must be the first statement, so it is added here rather than from an include.
+    // `enable` directives must come before any other statement, so they are added here rather than from an include.
+    let source = if key.requires().coop_matrix { format!("enable wgpu_cooperative_matrix;\n{source}") } else { source };
     let source = if key.requires().f16 { format!("enable f16;\n{source}") } else { source };
     Ok(VariantSource { name: key.name(), file: K::FILE, requires: key.requires(), source })
 }

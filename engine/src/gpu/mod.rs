@@ -13,7 +13,7 @@ mod memory;
 pub mod preprocess;
 mod split;
 
-pub use caps::{AdapterReport, Capabilities, ContextOptions};
+pub use caps::{AdapterReport, COOP_MATRIX_BY_DEFAULT, Capabilities, ContextOptions};
 pub use context::bind_cache::{BindCacheStats, PhaseCounters};
 pub use context::buffer::{BufferId, GpuBuffer};
 pub use context::timing::{COPY_SPAN_NAME, GpuTimes, KernelTime, TimingMethod};

@@ -235,7 +235,7 @@ impl KernelKey for AttentionKey {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: self.cache_type == CacheType::F16, subgroups: false }
+        Requires { f16: self.cache_type == CacheType::F16, subgroups: false, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

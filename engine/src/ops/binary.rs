@@ -64,7 +64,7 @@ impl KernelKey for BinaryKey {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: self.storage == StorageType::F16, subgroups: false }
+        Requires { f16: self.storage == StorageType::F16, subgroups: false, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

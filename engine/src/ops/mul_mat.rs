@@ -1,8 +1,10 @@
 //! ggml `mul_mat` with weights stored as GGUF blocks: y[t][r] = dot(W[r], x[t]) with W [m_rows][k] in any of
 //! [`WEIGHT_TYPES`], x [n_tokens][k] f32 and y [n_tokens][m_rows] f32, dequantized on the fly and accumulated in
-//! f32. Two kernels: `mul_mat_vec` (decode, a few tokens: bandwidth-bound, one pass over W per token; see
-//! `super::mul_mat_vec`) and the tiled `mul_mat` (prefill: 64×64 workgroup tiles). [`mul_mat`] picks by token
-//! count; [`mul_mat_with`] and a [`MulMatPath`] force one path so both can be tested at any size.
+//! f32. Three kernels: `mul_mat_vec` (decode, a few tokens: bandwidth-bound, one pass over W per token; see
+//! `super::mul_mat_vec`), the tiled `mul_mat` (prefill: 64×64 workgroup tiles of f32 products) and `mul_mat_coop`
+//! (the same tiles on cooperative matrices, f16 operands and f32 sums, where the device grants them). [`mul_mat`]
+//! picks by token count and device; [`mul_mat_with`] and a [`MulMatPath`] force one path so each can be tested at
+//! any size.
 //!
 //! Tensors larger than one binding are split on rows (`SplitTensor`); dispatch each part with
 //! [`MulMatArgs::part`] so its rows land at their columns of the shared y.
@@ -48,13 +50,47 @@ impl KernelKey for MulMatKey {
     }
 }
 
+/// The tiled product on cooperative matrices (`mul_mat_coop.wgsl`): the same tiles, parameters and bindings as
+/// [`MulMatKey`]'s, 128 invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MulMatCoopKey {
+    pub wtype: QuantType,
+}
+
+impl KernelKey for MulMatCoopKey {
+    const FILE: &'static str = "mul_mat_coop.wgsl";
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
+
+    fn name(&self) -> String {
+        format!("mul_mat_{}_f32_coop16_t{TILE_M}x{TILE_N}x32", type_stem(self.wtype))
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        weight_defines(self.wtype)
+    }
+
+    fn requires(&self) -> Requires {
+        Requires::COOP_MATRIX
+    }
+
+    fn all_variants() -> Vec<Self> {
+        WEIGHT_TYPES.iter().map(|&wtype| MulMatCoopKey { wtype }).collect()
+    }
+}
+
 /// Which kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MulMatPath {
-    /// `mul_mat_vec` up to [`VEC_MAX_TOKENS`] tokens, the tiled kernel beyond.
+    /// `mul_mat_vec` up to [`VEC_MAX_TOKENS`] tokens; beyond, `mul_mat_coop` where the device has cooperative
+    /// matrices, else the tiled kernel.
     Auto,
     Vec,
+    /// The tiled kernel's f32 products.
     Tiled,
+    /// The tiled kernel on cooperative matrices: an `Unsupported` error where the device has none.
+    Coop,
 }
 
 /// y = x · Wᵀ, picking the kernel by token count. `mul_mat_with` forces a path or dispatches one part of a
@@ -76,10 +112,18 @@ pub fn mul_mat(
 /// The general entry: validates, picks the variant and records one dispatch (none for zero rows or tokens).
 pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Result<()> {
     let Some(row_bytes) = checked_args("mul_mat", a, batch)? else { return Ok(()) };
-    let vec = match path {
-        MulMatPath::Auto => a.n_tokens <= VEC_MAX_TOKENS,
-        MulMatPath::Vec => true,
-        MulMatPath::Tiled => false,
+    let coop_matrix = batch.caps().coop_matrix;
+    let path = match path {
+        MulMatPath::Auto if a.n_tokens <= VEC_MAX_TOKENS => MulMatPath::Vec,
+        MulMatPath::Auto if coop_matrix => MulMatPath::Coop,
+        MulMatPath::Auto => MulMatPath::Tiled,
+        MulMatPath::Coop if !coop_matrix => {
+            return Err(GpuError::Unsupported {
+                op: "mul_mat".into(),
+                reason: "the coop path needs cooperative matrices (16 × 16 × 16 f16 → f32, subgroups of 32)".into(),
+            });
+        }
+        other => other,
     };
     let mut params = MulMatParams {
         m_rows: a.m_rows,
@@ -91,7 +135,7 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         n_row_groups: a.m_rows.div_ceil(TILE_M),
         _pad: 0,
     };
-    if vec {
+    if path == MulMatPath::Vec {
         return record_vec(batch, a, &mut params, None);
     }
     if a.lora.is_some() {
@@ -105,12 +149,17 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         1,
         batch.max_workgroups_per_dimension(),
     );
-    batch.dispatch(&MulMatKey { wtype: a.wtype }, &[a.weights, a.x, a.y], &params, grid)
+    let buffers = [a.weights, a.x, a.y];
+    match path {
+        MulMatPath::Coop => batch.dispatch(&MulMatCoopKey { wtype: a.wtype }, &buffers, &params, grid),
+        _ => batch.dispatch(&MulMatKey { wtype: a.wtype }, &buffers, &params, grid),
+    }
 }
 
 /// Every variant of this family's kernels.
 pub fn variants() -> Result<Vec<VariantSource>> {
     let mut all = super::mul_mat_vec::variants()?;
     all.extend(variants_of::<MulMatKey>()?);
+    all.extend(variants_of::<MulMatCoopKey>()?);
     Ok(all)
 }

@@ -99,7 +99,7 @@ impl KernelKey for MulMatGradKey {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: false, subgroups: self.inner == InnerSum::Workgroup { subgroups: true } }
+        Requires { f16: false, subgroups: self.inner == InnerSum::Workgroup { subgroups: true }, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

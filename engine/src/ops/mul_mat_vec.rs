@@ -100,7 +100,7 @@ impl<const GLU: bool> KernelKey for MulMatVecKey<GLU> {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: false, subgroups: self.subgroups }
+        Requires { f16: false, subgroups: self.subgroups, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

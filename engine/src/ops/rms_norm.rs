@@ -45,7 +45,7 @@ impl KernelKey for RmsNormKey {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: false, subgroups: self.subgroups }
+        Requires { f16: false, subgroups: self.subgroups, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

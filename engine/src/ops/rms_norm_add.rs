@@ -85,7 +85,7 @@ impl<const NEXT_NORM: bool> KernelKey for RmsNormAddKey<NEXT_NORM> {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: false, subgroups: self.subgroups }
+        Requires { f16: false, subgroups: self.subgroups, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

@@ -74,7 +74,7 @@ impl<const KV: bool> KernelKey for RmsNormRopeKey<KV> {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: KV && self.cache == StorageType::F16, subgroups: self.subgroups }
+        Requires { f16: KV && self.cache == StorageType::F16, subgroups: self.subgroups, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

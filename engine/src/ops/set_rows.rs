@@ -46,7 +46,7 @@ impl KernelKey for SetRowsKey {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: self.dst == StorageType::F16, subgroups: false }
+        Requires { f16: self.dst == StorageType::F16, subgroups: false, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

@@ -29,7 +29,7 @@ impl KernelKey for StreamReadKey {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: false, subgroups: self.subgroups }
+        Requires { f16: false, subgroups: self.subgroups, coop_matrix: false }
     }
 
     fn all_variants() -> Vec<Self> {

@@ -229,7 +229,7 @@ impl OpCase for AttentionCase {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: self.shape.cache_type == CacheType::F16, subgroups: false }
+        Requires { f16: self.shape.cache_type == CacheType::F16, subgroups: false, coop_matrix: false }
     }
 
     fn max_nmse(&self) -> f64 {

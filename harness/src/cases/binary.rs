@@ -46,7 +46,7 @@ impl OpCase for BinaryCase {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: self.storage == StorageType::F16, subgroups: false }
+        Requires { f16: self.storage == StorageType::F16, subgroups: false, coop_matrix: false }
     }
 
     fn max_nmse(&self) -> f64 {

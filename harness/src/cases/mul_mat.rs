@@ -11,6 +11,7 @@ use crate::reference::ops;
 use crate::tolerance::max_nmse;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
+use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Category, Context, GpuBuffer, SplitTensor};
 use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, mul_mat_with};
 use ferrogem::ops::mul_mat_grad::{GradXPath, MulMatShape, grad_x_partials_bytes, mul_mat_grad_w, mul_mat_grad_x_with};
@@ -191,6 +192,17 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     for (m, k, n) in [(16, 64, 5), (64, 16, 5), (5, 48, 9), (40, 8, 9), (1, 32, 1)] {
         cases.push(Box::new(MulMatCase::new(QuantType::F32, m, k, n, MulMatPath::Tiled, 1)));
     }
+    // The matrix-core tiles (devices with cooperative matrices only; elsewhere "not supported"): whole tiles (the
+    // direct store), partial tiles in both directions over two token tiles (the store through workgroup memory),
+    // three parts of one y, and a k that ends inside a step.
+    for wtype in WEIGHT_TYPES {
+        for (m, k, n, parts) in [(128, 256, 64, 1), (70, 256, 65, 1), (99, 512, 40, 3)] {
+            cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Coop, parts)));
+        }
+    }
+    for wtype in [QuantType::F16, QuantType::BF16] {
+        cases.push(Box::new(MulMatCase::new(wtype, 40, 56, 70, MulMatPath::Coop, 1)));
+    }
     cases
 }
 
@@ -199,7 +211,7 @@ impl OpCase for MulMatCase {
     fn op(&self) -> &'static str {
         match self.path {
             MulMatPath::Vec => "mul_mat_vec",
-            MulMatPath::Auto | MulMatPath::Tiled => "mul_mat",
+            MulMatPath::Auto | MulMatPath::Tiled | MulMatPath::Coop => "mul_mat",
         }
     }
 
@@ -208,6 +220,7 @@ impl OpCase for MulMatCase {
             MulMatPath::Auto => "auto",
             MulMatPath::Vec => "vec",
             MulMatPath::Tiled => "tiled",
+            MulMatPath::Coop => "coop",
         };
         let parts = if self.parts > 1 { format!(",parts={}", self.parts) } else { String::new() };
         let lora = self.lora.map(|l| l.describe()).unwrap_or_default();
@@ -215,8 +228,13 @@ impl OpCase for MulMatCase {
         format!("type={t},m={m},k={k},n={n},path={path}{parts}{lora}")
     }
 
+    fn requires(&self) -> Requires {
+        if self.path == MulMatPath::Coop { Requires::COOP_MATRIX } else { Requires::default() }
+    }
+
     fn max_nmse(&self) -> f64 {
-        max_nmse(self.op(), &self.wtype.name().to_lowercase())
+        let op = if self.path == MulMatPath::Coop { "mul_mat_coop" } else { self.op() };
+        max_nmse(op, &self.wtype.name().to_lowercase())
     }
 
     fn flops(&self) -> u64 {
@@ -280,7 +298,8 @@ impl OpCase for MulMatCase {
     /// depend on the forward's path, so only `mul_mat`'s cases (not `mul_mat_vec`'s) check it.
     fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
         let (m, k, n) = (self.m as u64, self.k as u64, self.n as u64);
-        let plain = self.lora.is_none() && self.parts == 1 && self.path != MulMatPath::Vec;
+        // The coop cases would repeat the tiled cases' gradients: the backward has no matrix-core path.
+        let plain = self.lora.is_none() && self.parts == 1 && !matches!(self.path, MulMatPath::Vec | MulMatPath::Coop);
         let fd_elems = n * k + if self.wtype == QuantType::F32 { m * k } else { 0 };
         (plain && fd_elems <= 2 * GRAD_MAX_ELEMS && n * k <= GRAD_MAX_ELEMS).then(|| self.grad(ctx))
     }

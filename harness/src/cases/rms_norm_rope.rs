@@ -115,7 +115,7 @@ impl OpCase for RmsNormRopeCase {
 
     fn requires(&self) -> Requires {
         let f16 = self.kv.is_some_and(|kv| kv.cache == StorageType::F16);
-        Requires { f16, subgroups: false }
+        Requires { f16, subgroups: false, coop_matrix: false }
     }
 
     fn max_nmse(&self) -> f64 {

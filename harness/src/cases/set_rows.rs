@@ -103,7 +103,7 @@ impl OpCase for SetRowsCase {
     }
 
     fn requires(&self) -> Requires {
-        Requires { f16: self.dst_type == StorageType::F16, subgroups: false }
+        Requires { f16: self.dst_type == StorageType::F16, subgroups: false, coop_matrix: false }
     }
 
     fn max_nmse(&self) -> f64 {

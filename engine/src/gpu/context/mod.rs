@@ -99,12 +99,20 @@ impl Context {
         let adapter = select_adapter(&instance, options.adapter_filter.as_deref()).await?;
         let info = adapter.get_info();
         let profile = options.effective_profile();
-        let (features, limits) = device_request(&adapter, profile.as_ref())?;
+        let (features, limits) = device_request(&adapter, profile.as_ref(), options.coop_matrix)?;
+        let experimental_features = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            // SAFETY: wgpu marks cooperative matrices experimental (its implementation may still have bugs). Only
+            // the matrix-core kernels use them, each a registry case checked against the CPU on the device that
+            // runs it, and they are asked for only as `ContextOptions::coop_matrix` says.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("ferrogem"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
