@@ -92,10 +92,11 @@ pub async fn run_case(ctx: &Context, case: &dyn OpCase, options: &RunOptions) ->
     };
     if !case.requires().met_by(ctx.caps()) {
         let reason = format!(
-            "needs {:?}; the device granted f16={} subgroups={}",
+            "needs {:?}; the device granted f16={} subgroups={} coop_matrix={}",
             case.requires(),
             ctx.caps().f16,
-            ctx.caps().subgroups
+            ctx.caps().subgroups,
+            ctx.caps().coop_matrix
         );
         return row(case, options.mode, "not_supported", reason);
     }
