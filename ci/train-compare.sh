@@ -16,8 +16,8 @@
 #   ATTN (sdpa)   torch's attention implementation (sdpa or eager)
 #   CHECKPOINTING (off)  ferrogem's `finetune --checkpointing` (off: keep every layer's activations, as torch without
 #                 checkpointing; on: recompute each layer in the backward, as torch with it)
-#   FERROGEM_COOP_MATRIX  passed on to ferrogem: 1 runs the forward's tiled products on cooperative matrices where
-#                 the adapter has them (README, "Environment")
+#   FERROGEM_COOP_MATRIX  passed on to ferrogem: 0 keeps the forward's tiled products off cooperative matrices
+#                 (default: on where the adapter has them; README, "Environment")
 #   TORCH_PROFILE (1)  also profile 3 extra torch steps (after the timed ones) for its top kernels
 #   RUN_FERROGEM (1), RUN_TORCH (1)  0 reuses that side's JSON already in $WORK (split a run over several calls)
 #   WORK          (${TMPDIR:-/tmp}/ferrogem-train-compare)

@@ -19,10 +19,10 @@ pub struct ContextOptions {
     pub coop_matrix: bool,
 }
 
-/// Whether cooperative matrices are asked for when `FERROGEM_COOP_MATRIX` is unset: off until the matrix-core kernels
-/// have passed their registry cases on a device that grants them (perf/LOG.md, 2026-12-07, stop 32). wgpu marks the
-/// feature experimental.
-pub const COOP_MATRIX_BY_DEFAULT: bool = false;
+/// Whether cooperative matrices are asked for when `FERROGEM_COOP_MATRIX` is unset: on since the matrix-core kernels
+/// passed every `path=coop` registry case on an H100 and cut a training step 494 → 289 ms (perf/LOG.md, stop 34).
+/// wgpu marks the feature experimental, so `FERROGEM_COOP_MATRIX=0` keeps the f32 tiles as a way out.
+pub const COOP_MATRIX_BY_DEFAULT: bool = true;
 
 impl ContextOptions {
     /// Options from `FERROGEM_ADAPTER` and `FERROGEM_DOWNLEVEL`.
