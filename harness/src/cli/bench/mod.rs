@@ -16,6 +16,7 @@ use crate::args::io_error;
 use crate::model_arg;
 use bytes::DecodeBytes;
 use clap::{Args, ValueEnum};
+use ferrogem::atomic_file::write_atomic;
 use ferrogem::gpu::{Context, ContextOptions};
 use ferrogem::models::ModelFile;
 use ferrogem::models::gemma::GemmaOptions;
@@ -239,7 +240,7 @@ pub fn run(args: BenchArgs) -> ferrogem::Result<ExitCode> {
         if json_to_stdout {
             println!("{json}");
         } else {
-            std::fs::write(path, json).map_err(|e| io_error("write", path, e))?;
+            write_atomic(path, json.as_bytes())?;
         }
     }
     if let Some(path) = &args.csv {

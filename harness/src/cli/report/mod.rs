@@ -6,6 +6,7 @@
 
 use crate::bench::history::{self, Record, col};
 use clap::Args;
+use ferrogem::atomic_file::write_atomic;
 use ferrogem_harness::plot::escape;
 use ferrogem_harness::plot::line_chart::{COLORS, Point, Series, line_chart};
 use std::fmt::Write;
@@ -94,11 +95,7 @@ pub fn run(args: ReportArgs) -> ferrogem::Result<ExitCode> {
         (None, None) => std::cmp::Ordering::Equal,
     });
     let html = render(&args, &records);
-    std::fs::write(&args.out, html).map_err(|e| ferrogem::Error::Io {
-        action: "write",
-        path: args.out.display().to_string(),
-        message: e.to_string(),
-    })?;
+    write_atomic(&args.out, html.as_bytes())?;
     eprintln!("{} runs from {} file(s) -> {}", records.len(), args.histories.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }
