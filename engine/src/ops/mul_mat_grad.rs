@@ -1,7 +1,8 @@
 //! The gradients of `mul_mat` (y = x·Wᵀ, x `[n][k]`, W `[m][k]`) for training: the input gradient `dx = dy·W` for
 //! every weight type (f32 in `shaders/mul_mat_grad.wgsl`, any shape, overwritten or accumulated; the frozen base's
-//! block types and f16/bf16 decoded as read in `shaders/mul_mat_grad_q.wgsl`, never into memory), and the weight
-//! gradient `dW = scale·dyᵀ·x` (ggml `out_prod`) for f32 weights, LoRA's A and B.
+//! block types and f16/bf16 decoded as read, never into memory: `shaders/mul_mat_grad_q.wgsl` for few tokens,
+//! `mul_mat_grad_q_tiled.wgsl` for a sequence, `mul_mat_grad_q_coop.wgsl` for its tiles on cooperative matrices),
+//! and the weight gradient `dW = scale·dyᵀ·x` (ggml `out_prod`) for f32 weights, LoRA's A and B.
 
 use super::WG_SIZE;
 use super::args::{check_binding, check_buffer, check_distinct, checked_u32};
@@ -138,12 +139,16 @@ pub fn mul_mat_grad_x(
 /// Which kernel takes the input gradient of a weight other than f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GradXPath {
-    /// [`GradXPath::Columns`] below [`TILED_MIN_TOKENS`] tokens, [`GradXPath::Tiled`] from there.
+    /// [`GradXPath::Columns`] below [`TILED_MIN_TOKENS`] tokens, [`GradXPath::Tiled`] from there. Not
+    /// [`GradXPath::Coop`] yet: that kernel has not run on a device with cooperative matrices (perf/LOG.md, stop 34).
     Auto,
     /// `mul_mat_grad_q.wgsl`: an invocation per group of 8 columns and 4 tokens.
     Columns,
     /// `mul_mat_grad_q_tiled.wgsl`: a workgroup per tile of columns × tokens ([`Tile`]).
     Tiled,
+    /// `mul_mat_grad_q_coop.wgsl`: the square tiles on cooperative matrices (f16 operands, dy scaled per token,
+    /// f32 sums); an `Unsupported` error where the device has none.
+    Coop,
 }
 
 /// Tokens from which the tiles pay: below, part of even the wide tile's 16 tokens would be padding, where the
@@ -193,7 +198,15 @@ pub fn mul_mat_grad_x_with(
         return Ok(());
     }
     let room = partials.map_or(0, |p| p.size_bytes());
+    if path == GradXPath::Coop && !batch.caps().coop_matrix {
+        return Err(GpuError::Unsupported {
+            op: op.into(),
+            reason: "the coop path needs cooperative matrices (16 × 16 × 16 f16 → f32, subgroups of 32)".into(),
+        });
+    }
     let plan = grad_x_plan(shape, path, room);
+    // The matrix-core kernel has the square tile's geometry, so the plan (and its partials) is the same.
+    let coop = path == GradXPath::Coop;
     let out = match (plan.n_splits, partials) {
         (1, _) | (_, None) => dx,
         (_, Some(p)) => {
@@ -217,7 +230,11 @@ pub fn mul_mat_grad_x_with(
         };
         let workgroups = checked_u32(op, "workgroups", plan.n_splits as u64 * tiles(shape, tile))?;
         let grid = Grid::for_items(workgroups as u64, 1, batch.max_workgroups_per_dimension());
-        batch.dispatch(&MulMatGradQTiledKey { wtype, tile }, &[w, dy, out], &params, grid)?;
+        if coop {
+            batch.dispatch(&MulMatGradQCoopKey { wtype }, &[w, dy, out], &params, grid)?;
+        } else {
+            batch.dispatch(&MulMatGradQTiledKey { wtype, tile }, &[w, dy, out], &params, grid)?;
+        }
     } else {
         let n_items = checked_u32(op, "items", columns_items(shape))?;
         let params = MulMatGradQParams {
@@ -261,12 +278,12 @@ pub struct GradXPlan {
 /// The plan for `shape` on `path`: splits enough to fill the device, at least [`MIN_ROWS_PER_SPLIT`] rows each
 /// (a tile's step on the tiled path), as many `[n][k]` partial sums as `room_bytes` holds; 1 is no split.
 pub fn grad_x_plan(shape: MulMatShape, path: GradXPath, room_bytes: u64) -> GradXPlan {
-    let tiled = match path {
-        GradXPath::Auto => shape.n >= TILED_MIN_TOKENS,
-        GradXPath::Columns => false,
-        GradXPath::Tiled => true,
+    let tile = match path {
+        GradXPath::Auto => (shape.n >= TILED_MIN_TOKENS).then(|| Tile::for_tokens(shape.n)),
+        GradXPath::Columns => None,
+        GradXPath::Tiled => Some(Tile::for_tokens(shape.n)),
+        GradXPath::Coop => Some(Tile::Square),
     };
-    let tile = tiled.then(|| Tile::for_tokens(shape.n));
     let (invocations, min_rows) = match tile {
         Some(t) => (tiles(shape, t) * TILE_INVOCATIONS as u64, t.step()),
         None => (columns_items(shape), MIN_ROWS_PER_SPLIT),
@@ -434,6 +451,36 @@ impl KernelKey for MulMatGradQTiledKey {
     }
 }
 
+/// The square tiles of [`MulMatGradQTiledKey`] on cooperative matrices, 128 invocations; the same parameters and
+/// bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MulMatGradQCoopKey {
+    pub wtype: QuantType,
+}
+
+impl KernelKey for MulMatGradQCoopKey {
+    const FILE: &'static str = "mul_mat_grad_q_coop.wgsl";
+    fn bindings(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform]
+    }
+
+    fn name(&self) -> String {
+        format!("mul_mat_grad_x_{}_f32_coop16_t{}", type_stem(self.wtype), Tile::Square.label())
+    }
+
+    fn defines(&self) -> Vec<(&'static str, String)> {
+        weight_defines(self.wtype)
+    }
+
+    fn requires(&self) -> Requires {
+        Requires::COOP_MATRIX
+    }
+
+    fn all_variants() -> Vec<Self> {
+        WEIGHT_TYPES.iter().filter(|&&t| t != QuantType::F32).map(|&wtype| MulMatGradQCoopKey { wtype }).collect()
+    }
+}
+
 /// `dw` `[m][k]` = `scale`·`dy`ᵀ · `x` (`dy` `[n][m]`, `x` `[n][k]`, f32), overwritten or, with `accumulate`, added to.
 pub fn mul_mat_grad_w(
     batch: &mut Batch,
@@ -502,6 +549,7 @@ pub fn variants() -> Result<Vec<VariantSource>> {
     let mut v = variants_of::<MulMatGradKey>()?;
     v.extend(variants_of::<MulMatGradQKey>()?);
     v.extend(variants_of::<MulMatGradQTiledKey>()?);
+    v.extend(variants_of::<MulMatGradQCoopKey>()?);
     v.extend(variants_of::<SumSplitsKey>()?);
     Ok(v)
 }

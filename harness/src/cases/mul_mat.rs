@@ -194,9 +194,10 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     }
     // The matrix-core tiles (devices with cooperative matrices only; elsewhere "not supported"): whole tiles (the
     // direct store), partial tiles in both directions over two token tiles (the store through workgroup memory),
-    // three parts of one y, and a k that ends inside a step.
+    // three parts of one y, and a k that ends inside a step. In grad mode the few-token case checks the input
+    // gradient's matrix-core tiles (four column tiles, three splits of rows, the last a partial step).
     for wtype in WEIGHT_TYPES {
-        for (m, k, n, parts) in [(128, 256, 64, 1), (70, 256, 65, 1), (99, 512, 40, 3)] {
+        for (m, k, n, parts) in [(128, 256, 64, 1), (70, 256, 65, 1), (99, 512, 40, 3), (70, 256, 13, 1)] {
             cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Coop, parts)));
         }
     }
@@ -235,6 +236,11 @@ impl OpCase for MulMatCase {
     fn max_nmse(&self) -> f64 {
         let op = if self.path == MulMatPath::Coop { "mul_mat_coop" } else { self.op() };
         max_nmse(op, &self.wtype.name().to_lowercase())
+    }
+
+    fn max_grad_nmse(&self) -> f64 {
+        let op = if self.path == MulMatPath::Coop { "mul_mat_coop_back" } else { "mul_mat_back" };
+        max_nmse(op, "f32")
     }
 
     fn flops(&self) -> u64 {
@@ -298,8 +304,9 @@ impl OpCase for MulMatCase {
     /// depend on the forward's path, so only `mul_mat`'s cases (not `mul_mat_vec`'s) check it.
     fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
         let (m, k, n) = (self.m as u64, self.k as u64, self.n as u64);
-        // The coop cases would repeat the tiled cases' gradients: the backward has no matrix-core path.
-        let plain = self.lora.is_none() && self.parts == 1 && !matches!(self.path, MulMatPath::Vec | MulMatPath::Coop);
+        // F32 weights have one input-gradient kernel, which the tiled cases check.
+        let f32_coop = self.path == MulMatPath::Coop && self.wtype == QuantType::F32;
+        let plain = self.lora.is_none() && self.parts == 1 && self.path != MulMatPath::Vec && !f32_coop;
         let fd_elems = n * k + if self.wtype == QuantType::F32 { m * k } else { 0 };
         (plain && fd_elems <= 2 * GRAD_MAX_ELEMS && n * k <= GRAD_MAX_ELEMS).then(|| self.grad(ctx))
     }
@@ -337,9 +344,13 @@ impl MulMatCase {
             None => None,
         };
         let (shape, wtype) = (MulMatShape { m: self.m, k: self.k, n: self.n }, self.wtype);
-        // A tiled case checks the tiled input gradient; the dispatcher's own choice takes the columns kernel on
-        // these few tokens.
-        let path = if self.path == MulMatPath::Tiled { GradXPath::Tiled } else { GradXPath::Auto };
+        // A tiled case checks the tiled input gradient, a coop case its matrix-core tiles; the dispatcher's own
+        // choice takes the columns kernel on these few tokens.
+        let path = match self.path {
+            MulMatPath::Tiled => GradXPath::Tiled,
+            MulMatPath::Coop => GradXPath::Coop,
+            MulMatPath::Auto | MulMatPath::Vec => GradXPath::Auto,
+        };
         // Room for every split the kernel asks for: shapes of 8+ rows (64+ tiled) take the split path, smaller
         // ones not.
         let partials_bytes = grad_x_partials_bytes(shape, path);
