@@ -43,7 +43,7 @@ struct Params {
 
 var<workgroup> w_tile: array<f16, TILE_R * W_STRIDE>; // [row][column]: the B operand, row-major
 var<workgroup> dy_tile: array<f16, TILE_T * DY_STRIDE>; // [token][row]: the A operand, row-major
-var<workgroup> token_exp: array<i32, TILE_T>; // the power of two each token's dy was scaled by, negated
+var<workgroup> token_exp: array<i32, TILE_T>; // e: each token's dy was scaled by 2^-e, its sums are scaled by 2^e
 var<workgroup> result: array<f32, 4u * 256u>; // one 16 × 16 result per subgroup on its way to dx
 
 // Writes one 16 × 16 result (tokens t0.., tile columns c0..) to dx at the columns the tile's group order stands
@@ -65,7 +65,7 @@ fn store_result(c: coop_mat16x16<f32, C>, sg: u32, lane: u32, tt0: u32, c0: u32,
             let e = j % 8u;
             let run = select(runs.x + e, runs.y + e - 4u, e >= 4u);
             let column = (g / GROUPS_PER_BLOCK) * BLOCK_ELEMS + run;
-            dx[out0 + t * params.row_elems + column] = ldexp(result[at + i], -token_exp[tt]);
+            dx[out0 + t * params.row_elems + column] = ldexp(result[at + i], token_exp[tt]);
         }
     }
     workgroupBarrier();
@@ -104,8 +104,9 @@ fn main(
         }
         largest = subgroupMax(largest);
         if lane == 0u {
-            // largest = f · 2^e with f in [0.5, 1): dy · 2^-e has its largest value in [0.5, 1). Zero stays unscaled.
-            token_exp[tt] = select(0, frexp(largest).exp, largest > 0.0);
+            // largest = f · 2^e with f in [0.5, 1): dy · 2^-e has its largest value in [0.5, 1). Zero stays unscaled;
+            // e stays within ±126, where ldexp is exact both ways.
+            token_exp[tt] = select(0, clamp(frexp(largest).exp, -126, 126), largest > 0.0);
         }
     }
     workgroupBarrier();
