@@ -83,6 +83,17 @@ pub(crate) fn check_binding(
     Ok(())
 }
 
+/// A path forced onto cooperative matrices needs a device that granted them (`Capabilities::coop_matrix`).
+pub(crate) fn check_coop_matrix(op: &str, coop_matrix: bool) -> Result<()> {
+    if !coop_matrix {
+        return Err(GpuError::Unsupported {
+            op: op.into(),
+            reason: "the coop path needs cooperative matrices (16 × 16 × 16 f16 → f32, subgroups of 32)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// An RMS norm's epsilon: finite and ≥ 0.
 pub(crate) fn check_eps(op: &str, eps: f32) -> Result<()> {
     if !(eps.is_finite() && eps >= 0.0) {

@@ -9,6 +9,7 @@
 //! Tensors larger than one binding are split on rows (`SplitTensor`); dispatch each part with
 //! [`MulMatArgs::part`] so its rows land at their columns of the shared y.
 
+use super::args::check_coop_matrix;
 pub use super::mul_mat_vec::VEC_MAX_TOKENS;
 use super::mul_mat_vec::record_vec;
 pub use super::weights::{MulMatArgs, WEIGHT_TYPES};
@@ -117,11 +118,9 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         MulMatPath::Auto if a.n_tokens <= VEC_MAX_TOKENS => MulMatPath::Vec,
         MulMatPath::Auto if coop_matrix => MulMatPath::Coop,
         MulMatPath::Auto => MulMatPath::Tiled,
-        MulMatPath::Coop if !coop_matrix => {
-            return Err(GpuError::Unsupported {
-                op: "mul_mat".into(),
-                reason: "the coop path needs cooperative matrices (16 × 16 × 16 f16 → f32, subgroups of 32)".into(),
-            });
+        MulMatPath::Coop => {
+            check_coop_matrix("mul_mat", coop_matrix)?;
+            MulMatPath::Coop
         }
         other => other,
     };

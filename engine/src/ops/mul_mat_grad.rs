@@ -5,7 +5,7 @@
 //! and the weight gradient `dW = scale·dyᵀ·x` (ggml `out_prod`) for f32 weights, LoRA's A and B.
 
 use super::WG_SIZE;
-use super::args::{check_binding, check_buffer, check_distinct, checked_u32};
+use super::args::{check_binding, check_buffer, check_coop_matrix, check_distinct, checked_u32};
 use super::mul_mat::WEIGHT_TYPES;
 use super::tile::{TILE_INVOCATIONS, Tile};
 use super::weights::{checked_row_bytes, type_stem, weight_defines};
@@ -198,15 +198,12 @@ pub fn mul_mat_grad_x_with(
         return Ok(());
     }
     let room = partials.map_or(0, |p| p.size_bytes());
-    if path == GradXPath::Coop && !batch.caps().coop_matrix {
-        return Err(GpuError::Unsupported {
-            op: op.into(),
-            reason: "the coop path needs cooperative matrices (16 × 16 × 16 f16 → f32, subgroups of 32)".into(),
-        });
-    }
-    let plan = grad_x_plan(shape, path, room);
     // The matrix-core kernel has the square tile's geometry, so the plan (and its partials) is the same.
     let coop = path == GradXPath::Coop;
+    if coop {
+        check_coop_matrix(op, batch.caps().coop_matrix)?;
+    }
+    let plan = grad_x_plan(shape, path, room);
     let out = match (plan.n_splits, partials) {
         (1, _) | (_, None) => dx,
         (_, Some(p)) => {

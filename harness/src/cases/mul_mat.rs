@@ -195,7 +195,7 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     // The matrix-core tiles (devices with cooperative matrices only; elsewhere "not supported"): whole tiles (the
     // direct store), partial tiles in both directions over two token tiles (the store through workgroup memory),
     // three parts of one y, and a k that ends inside a step. In grad mode the few-token case checks the input
-    // gradient's matrix-core tiles (four column tiles, three splits of rows, the last a partial step).
+    // gradient's matrix-core tiles (four column tiles, two splits of rows, the second a partial step).
     for wtype in WEIGHT_TYPES {
         for (m, k, n, parts) in [(128, 256, 64, 1), (70, 256, 65, 1), (99, 512, 40, 3), (70, 256, 13, 1)] {
             cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Coop, parts)));
