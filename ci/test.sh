@@ -139,12 +139,13 @@ fi
 # The page end to end: `ferrogem serve`, the worker loading over HTTP Range (the Gemma 3 model after its URL was
 # copied into the browser's OPFS, the Gemma 4 Q4_K_M after it was picked in the file input and kept there), 16 greedy tokens equal to native `generate`, the memory panel against native, a
 # screenshot that is not blank; then the conformance tab (every op family's smallest case and the built-in model),
-# and the training tab (8 steps on the quantized Gemma 4, every loss equal to native `finetune`'s).
+# and the training tab (4 steps on the quantized Gemma 4, every loss equal to native `finetune`'s: enough to move the
+# loss 6.36 → 3.59 and change the greedy tokens, at about 45 s a step on SwiftShader).
 bash ci/build-web.sh
 target_dir_web=$target_dir/web/pkg
 python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures tiny-gemma4-f32.gguf --tokens 16 --conformance 0
 python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures tiny-gemma3-Q4_K_M.gguf --tokens 16 --via-opfs url
-python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures tiny-gemma4-Q4_K_M.gguf --tokens 16 --via-opfs file --train 8
+python3 ci/browser_e2e.py "$ferrogem" "$target_dir_web" golden/fixtures tiny-gemma4-Q4_K_M.gguf --tokens 16 --via-opfs file --train 4
 browser_passed=$((browser_passed + 3))
 browser_s=$((SECONDS - phase))
 
