@@ -2,19 +2,21 @@
 // the tile's products on cooperative matrices: W in any weight type of include/quant_blocks.wgsl is dequantized and
 // x converted to f16 in workgroup memory, and 16 × 16 × 16 f16 products accumulate in f32.
 // Needs `wgpu_cooperative_matrix` with a 16 × 16 × 16 f16 → f32 configuration, and subgroups of exactly 32
-// invocations (the host checks both): the four subgroups of a workgroup each own a 32 × 32 quarter of the tile.
+// invocations (the host checks both): each subgroup owns a 32 × 32 piece of the tile (rows × tokens).
+// Defines: TILE_TOKENS (64 or 128), the tile's tokens, and WG_SIZE = 2 · TILE_TOKENS invocations (one subgroup per
+// piece). The wider tile dequantizes each W element once per 128 tokens instead of per 64.
 // Bindings (group 0): as mul_mat.wgsl: 0 weights: array<u32> read, 1 x: array<vec4<f32>> read ([n_tokens][k]),
 // 2 y: array<f32> read_write ([n_tokens][y_row_stride]), 3 params uniform.
-// Dispatch: one workgroup of 128 per 64 × 64 tile of (rows, tokens), Grid::for_items(n_row_tiles · n_token_tiles,
+// Dispatch: one workgroup per 64 × TILE_TOKENS tile of (rows, tokens), Grid::for_items(n_row_tiles · n_token_tiles,
 // 1), row tile fastest. Per step of 4 groups of k (32 positions, in group order as in mul_mat.wgsl, the same order
-// for W and x), each invocation dequantizes two groups of W and loads two groups of x; then each subgroup runs
-// 2 × 2 × 2 matrix products. A tile that reaches past the rows or tokens, or whose place in y is not 16-byte
-// aligned, stores through workgroup memory, so no write leaves y's valid rows and tokens.
+// for W and x), the workgroup dequantizes 64 rows' four groups of W and loads TILE_TOKENS tokens' four groups of x;
+// then each subgroup runs 2 × 2 × 2 matrix products. A tile that reaches past the rows or tokens, or whose place in
+// y is not 16-byte aligned, stores through workgroup memory, so no write leaves y's valid rows and tokens.
 
 #include "include/quant_blocks.wgsl"
 
 const TILE_M: u32 = 64u; // rows per tile
-const TILE_N: u32 = 64u; // tokens per tile
+const TILE_N: u32 = TILE_TOKENS; // tokens per tile
 const TILE_K: u32 = 32u; // elements of k per step: 4 groups of 8
 // Row length of the f16 tiles: TILE_K plus 8 halves, so that the 16 rows one product reads start in different banks
 // while every row stays 16-byte aligned, as cooperative loads need.
@@ -38,7 +40,7 @@ struct Params {
 
 var<workgroup> w_tile: array<f16, TILE_M * STRIDE>; // [row][k]: the B operand (Wᵀ), column-major
 var<workgroup> x_tile: array<f16, TILE_N * STRIDE>; // [token][k]: the A operand, row-major
-var<workgroup> edge: array<f32, 4u * 256u>; // one 16 × 16 result per subgroup, for tiles past the edge
+var<workgroup> edge: array<f32, WG_SIZE / 32u * 256u>; // one 16 × 16 result per subgroup, for tiles past the edge
 
 // Stores one 16 × 16 result at tokens t0.., rows r0.. of the tile, inside y's valid rows and tokens only.
 // `full` is uniform across the workgroup, so the barriers of the edge path are reached by all or none.
@@ -65,7 +67,7 @@ fn store_result(c: coop_mat16x16<f32, C>, sg: u32, lane: u32, t0: u32, r0: u32, 
     workgroupBarrier();
 }
 
-@compute @workgroup_size(128)
+@compute @workgroup_size(WG_SIZE)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -83,7 +85,7 @@ fn main(
     let m0 = row_tile * TILE_M;
     let n0 = token_tile * TILE_N;
     let n_groups = params.k / 8u;
-    // The subgroup's quarter: tokens 32·(sg / 2).., rows 32·(sg % 2)..
+    // The subgroup's piece: tokens 32·(sg / 2).., rows 32·(sg % 2)..
     let qt = 32u * (sg / 2u);
     let qr = 32u * (sg % 2u);
 
@@ -92,11 +94,15 @@ fn main(
     var acc10 = coop_mat16x16<f32, C>();
     var acc11 = coop_mat16x16<f32, C>();
     for (var k0 = 0u; k0 < n_groups; k0 += TILE_K / 8u) {
-        // Loader roles: (row or token, group) pairs lid and lid + 128 of the step's 64 × 4.
-        for (var pair = lid; pair < 256u; pair += 128u) {
+        // Loader roles: (row or token, group) pairs lid, lid + WG_SIZE, … of the step's TILE_N × 4; the first
+        // TILE_M × 4 also load W.
+        for (var pair = lid; pair < TILE_N * 4u; pair += WG_SIZE) {
             let idx = pair / 4u;
             let group = pair % 4u;
             let g = k0 + group;
+            // Constant true in the square tile. Both loads come before either store, as in the square tile's first
+            // form: a loop that stored W before loading x made the square tile ~20% slower on an H100.
+            let loads_w = TILE_N == TILE_M || idx < TILE_M;
             var w = Group8(vec4<f32>(0.0), vec4<f32>(0.0));
             var xlo = vec4<f32>(0.0);
             var xhi = vec4<f32>(0.0);
@@ -104,7 +110,7 @@ fn main(
             if g < n_groups {
                 let block = g / GROUPS_PER_BLOCK;
                 let gb = g % GROUPS_PER_BLOCK;
-                if m0 + idx < params.m_rows {
+                if loads_w && m0 + idx < params.m_rows {
                     w = dequant8((m0 + idx) * params.row_bytes + block * BLOCK_BYTES, gb);
                 }
                 if n0 + idx < params.n_tokens {
@@ -115,8 +121,10 @@ fn main(
             }
             let at = idx * STRIDE + group * 8u;
             for (var i = 0u; i < 4u; i++) {
-                w_tile[at + i] = f16(w.lo[i]);
-                w_tile[at + 4u + i] = f16(w.hi[i]);
+                if loads_w {
+                    w_tile[at + i] = f16(w.lo[i]);
+                    w_tile[at + 4u + i] = f16(w.hi[i]);
+                }
                 x_tile[at + i] = f16(xlo[i]);
                 x_tile[at + 4u + i] = f16(xhi[i]);
             }

@@ -51,11 +51,30 @@ impl KernelKey for MulMatKey {
     }
 }
 
-/// The tiled product on cooperative matrices (`mul_mat_coop.wgsl`): the same tiles, parameters and bindings as
-/// [`MulMatKey`]'s, 128 invocations.
+/// The tiled product on cooperative matrices (`mul_mat_coop.wgsl`): [`MulMatKey`]'s parameters and bindings, 64
+/// rows by [`CoopTile::tokens`] tokens, two invocations per token of the tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MulMatCoopKey {
     pub wtype: QuantType,
+    pub tile: CoopTile,
+}
+
+/// The token side of a cooperative-matrix tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CoopTile {
+    /// 64 × 64, as the f32 tiles.
+    Square,
+    /// 64 rows × 128 tokens: each W element dequantized half as often, for long prompts.
+    Wide,
+}
+
+impl CoopTile {
+    pub fn tokens(self) -> u32 {
+        match self {
+            CoopTile::Square => 64,
+            CoopTile::Wide => 128,
+        }
+    }
 }
 
 impl KernelKey for MulMatCoopKey {
@@ -65,11 +84,14 @@ impl KernelKey for MulMatCoopKey {
     }
 
     fn name(&self) -> String {
-        format!("mul_mat_{}_f32_coop16_t{TILE_M}x{TILE_N}x32", type_stem(self.wtype))
+        format!("mul_mat_{}_f32_coop16_t{TILE_M}x{}x32", type_stem(self.wtype), self.tile.tokens())
     }
 
     fn defines(&self) -> Vec<(&'static str, String)> {
-        weight_defines(self.wtype)
+        let tokens = self.tile.tokens();
+        let mut defines = weight_defines(self.wtype);
+        defines.extend([("TILE_TOKENS", format!("{tokens}u")), ("WG_SIZE", format!("{}u", 2 * tokens))]);
+        defines
     }
 
     fn requires(&self) -> Requires {
@@ -77,7 +99,8 @@ impl KernelKey for MulMatCoopKey {
     }
 
     fn all_variants() -> Vec<Self> {
-        WEIGHT_TYPES.iter().map(|&wtype| MulMatCoopKey { wtype }).collect()
+        let tiles = [CoopTile::Square, CoopTile::Wide];
+        WEIGHT_TYPES.iter().flat_map(|&wtype| tiles.map(|tile| MulMatCoopKey { wtype, tile })).collect()
     }
 }
 
@@ -85,14 +108,35 @@ impl KernelKey for MulMatCoopKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MulMatPath {
     /// `mul_mat_vec` up to [`VEC_MAX_TOKENS`] tokens; beyond, `mul_mat_coop` where the device has cooperative
-    /// matrices, else the tiled kernel.
+    /// matrices (the wide tile past 64 tokens where [`WIDE_MIN_ROWS`] and [`WIDE_MAX_K`] say it pays), else the
+    /// tiled kernel.
     Auto,
     Vec,
     /// The tiled kernel's f32 products.
     Tiled,
-    /// The tiled kernel on cooperative matrices: an `Unsupported` error where the device has none.
+    /// The tiled kernel on cooperative matrices, 64 × 64 tiles: an `Unsupported` error where the device has none.
     Coop,
+    /// As [`MulMatPath::Coop`], 64 × 128 tiles ([`CoopTile::Wide`]).
+    CoopWide,
 }
+
+impl MulMatPath {
+    /// The cooperative-matrix tile this path forces, if any.
+    pub fn coop_tile(self) -> Option<CoopTile> {
+        match self {
+            MulMatPath::Coop => Some(CoopTile::Square),
+            MulMatPath::CoopWide => Some(CoopTile::Wide),
+            _ => None,
+        }
+    }
+}
+
+/// Where the wide coop tile pays, measured on an H100 at 512 tokens (perf/LOG.md, stop 35): products of many rows
+/// (4096–12288 × 1536 or 2560: 1.04–1.38× the square tile). With fewer rows its half as many workgroups do not
+/// fill the GPU (256–2560 rows: up to 20% slower), nor with long rows, where each walks the whole k (1536 × 12288:
+/// 2.3× slower).
+const WIDE_MIN_ROWS: u32 = 4096;
+const WIDE_MAX_K: u32 = 4096;
 
 /// y = x · Wᵀ, picking the kernel by token count. `mul_mat_with` forces a path or dispatches one part of a
 /// split weight.
@@ -116,11 +160,14 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
     let coop_matrix = batch.caps().coop_matrix;
     let path = match path {
         MulMatPath::Auto if a.n_tokens <= VEC_MAX_TOKENS => MulMatPath::Vec,
+        MulMatPath::Auto if coop_matrix && a.n_tokens > CoopTile::Square.tokens() && wide_pays(a) => {
+            MulMatPath::CoopWide
+        }
         MulMatPath::Auto if coop_matrix => MulMatPath::Coop,
         MulMatPath::Auto => MulMatPath::Tiled,
-        MulMatPath::Coop => {
+        MulMatPath::Coop | MulMatPath::CoopWide => {
             check_coop_matrix("mul_mat", coop_matrix)?;
-            MulMatPath::Coop
+            path
         }
         other => other,
     };
@@ -143,16 +190,22 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
             reason: "a LoRA epilogue needs the mat-vec path; add prompt updates with lora_add".into(),
         });
     }
+    let coop_tile = path.coop_tile();
+    let tile_tokens = coop_tile.map_or(TILE_N, CoopTile::tokens);
     let grid = Grid::for_items(
-        params.n_row_groups as u64 * a.n_tokens.div_ceil(TILE_N) as u64,
+        params.n_row_groups as u64 * a.n_tokens.div_ceil(tile_tokens) as u64,
         1,
         batch.max_workgroups_per_dimension(),
     );
     let buffers = [a.weights, a.x, a.y];
-    match path {
-        MulMatPath::Coop => batch.dispatch(&MulMatCoopKey { wtype: a.wtype }, &buffers, &params, grid),
-        _ => batch.dispatch(&MulMatKey { wtype: a.wtype }, &buffers, &params, grid),
+    match coop_tile {
+        Some(tile) => batch.dispatch(&MulMatCoopKey { wtype: a.wtype, tile }, &buffers, &params, grid),
+        None => batch.dispatch(&MulMatKey { wtype: a.wtype }, &buffers, &params, grid),
     }
+}
+
+fn wide_pays(a: &MulMatArgs) -> bool {
+    a.m_rows >= WIDE_MIN_ROWS && a.k <= WIDE_MAX_K
 }
 
 /// Every variant of this family's kernels.

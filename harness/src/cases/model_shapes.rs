@@ -158,7 +158,7 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
                 push(Box::new(MulMatCase::new(wtype, m, k, 1, MulMatPath::Vec, 1)));
             }
             let prefill_type = if fits(QuantType::Q4K) { QuantType::Q4K } else { QuantType::Q5_0 };
-            for path in [MulMatPath::Tiled, MulMatPath::Coop] {
+            for path in [MulMatPath::Tiled, MulMatPath::Coop, MulMatPath::CoopWide] {
                 push(Box::new(MulMatCase::new(prefill_type, m, k, PREFILL_TOKENS, path, 1)));
             }
         }

@@ -200,6 +200,10 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         for (m, k, n, parts) in [(128, 256, 64, 1), (70, 256, 65, 1), (99, 512, 40, 3), (70, 256, 13, 1)] {
             cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::Coop, parts)));
         }
+        // The wide tile: whole tiles, then rows and tokens past the edge over two token tiles.
+        for (m, k, n, parts) in [(128, 256, 128, 1), (70, 256, 130, 1)] {
+            cases.push(Box::new(MulMatCase::new(wtype, m, k, n, MulMatPath::CoopWide, parts)));
+        }
     }
     for wtype in [QuantType::F16, QuantType::BF16] {
         cases.push(Box::new(MulMatCase::new(wtype, 40, 56, 70, MulMatPath::Coop, 1)));
@@ -212,7 +216,7 @@ impl OpCase for MulMatCase {
     fn op(&self) -> &'static str {
         match self.path {
             MulMatPath::Vec => "mul_mat_vec",
-            MulMatPath::Auto | MulMatPath::Tiled | MulMatPath::Coop => "mul_mat",
+            MulMatPath::Auto | MulMatPath::Tiled | MulMatPath::Coop | MulMatPath::CoopWide => "mul_mat",
         }
     }
 
@@ -222,6 +226,7 @@ impl OpCase for MulMatCase {
             MulMatPath::Vec => "vec",
             MulMatPath::Tiled => "tiled",
             MulMatPath::Coop => "coop",
+            MulMatPath::CoopWide => "coop_wide",
         };
         let parts = if self.parts > 1 { format!(",parts={}", self.parts) } else { String::new() };
         let lora = self.lora.map(|l| l.describe()).unwrap_or_default();
@@ -230,16 +235,16 @@ impl OpCase for MulMatCase {
     }
 
     fn requires(&self) -> Requires {
-        if self.path == MulMatPath::Coop { Requires::COOP_MATRIX } else { Requires::default() }
+        if self.path.coop_tile().is_some() { Requires::COOP_MATRIX } else { Requires::default() }
     }
 
     fn max_nmse(&self) -> f64 {
-        let op = if self.path == MulMatPath::Coop { "mul_mat_coop" } else { self.op() };
+        let op = if self.path.coop_tile().is_some() { "mul_mat_coop" } else { self.op() };
         max_nmse(op, &self.wtype.name().to_lowercase())
     }
 
     fn max_grad_nmse(&self) -> f64 {
-        let op = if self.path == MulMatPath::Coop { "mul_mat_coop_back" } else { "mul_mat_back" };
+        let op = if self.path.coop_tile().is_some() { "mul_mat_coop_back" } else { "mul_mat_back" };
         max_nmse(op, "f32")
     }
 
@@ -304,9 +309,14 @@ impl OpCase for MulMatCase {
     /// depend on the forward's path, so only `mul_mat`'s cases (not `mul_mat_vec`'s) check it.
     fn build_grad(&self, ctx: &Context) -> Option<CaseResult<BuiltGrad>> {
         let (m, k, n) = (self.m as u64, self.k as u64, self.n as u64);
-        // F32 weights have one input-gradient kernel, which the tiled cases check.
-        let f32_coop = self.path == MulMatPath::Coop && self.wtype == QuantType::F32;
-        let plain = self.lora.is_none() && self.parts == 1 && self.path != MulMatPath::Vec && !f32_coop;
+        // F32 weights have one input-gradient kernel, which the tiled cases check; the wide coop tile has none of
+        // its own (the square coop cases check the matrix-core input gradient).
+        let checks_backward = match self.path {
+            MulMatPath::Vec | MulMatPath::CoopWide => false,
+            MulMatPath::Coop => self.wtype != QuantType::F32,
+            MulMatPath::Auto | MulMatPath::Tiled => true,
+        };
+        let plain = self.lora.is_none() && self.parts == 1 && checks_backward;
         let fd_elems = n * k + if self.wtype == QuantType::F32 { m * k } else { 0 };
         (plain && fd_elems <= 2 * GRAD_MAX_ELEMS && n * k <= GRAD_MAX_ELEMS).then(|| self.grad(ctx))
     }
@@ -348,7 +358,7 @@ impl MulMatCase {
         // choice takes the columns kernel on these few tokens.
         let path = match self.path {
             MulMatPath::Tiled => GradXPath::Tiled,
-            MulMatPath::Coop => GradXPath::Coop,
+            MulMatPath::Coop | MulMatPath::CoopWide => GradXPath::Coop,
             MulMatPath::Auto | MulMatPath::Vec => GradXPath::Auto,
         };
         // Room for every split the kernel asks for: shapes of 8+ rows (64+ tiled) take the split path, smaller
