@@ -140,7 +140,8 @@ pub fn mul_mat_grad_x(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GradXPath {
     /// [`GradXPath::Columns`] below [`TILED_MIN_TOKENS`] tokens, [`GradXPath::Tiled`] from there. Not
-    /// [`GradXPath::Coop`] yet: that kernel has not run on a device with cooperative matrices (perf/LOG.md, stop 34).
+    /// [`GradXPath::Coop`]: on an H100 it passed every grad case but took 1.7× the tiled kernel's time in a
+    /// training step (perf/LOG.md, stop 35).
     Auto,
     /// `mul_mat_grad_q.wgsl`: an invocation per group of 8 columns and 4 tokens.
     Columns,
