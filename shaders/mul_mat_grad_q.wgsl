@@ -8,43 +8,10 @@
 // Dispatch: one invocation per (split, block of TOKENS tokens, group of 8 elements along k), WG_SIZE per
 // workgroup, spread over x and y: Grid::for_items(n_splits · ceil(n / TOKENS) · k / 8, WG_SIZE). Each walks the
 // rows of its split (all m rows when n_splits is 1) for its group. With several splits, `dx` is the partials
-// scratch [n_splits][n][k], and the SUM_SPLITS variant adds the splits into dx: a long row loop (an LM head's
+// scratch [n_splits][n][k], and sum_splits.wgsl adds the splits into dx: a long row loop (an LM head's
 // 262144 rows) in one invocation leaves the GPU nearly idle, one load at a time.
-//
-// SUM_SPLITS: dx[i] = Σ_s partials[s·len + i] over vec4s. Bindings: 0 partials: array<vec4<f32>> read,
-// 1 dx: array<vec4<f32>> read_write, 2 params uniform. Dispatch: Grid::for_items(n·k/4, WG_SIZE).
 
-#ifdef SUM_SPLITS
-struct Params {
-    n_vec4: u32,
-    n_splits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<storage, read> partials: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> dx: array<vec4<f32>>;
-@group(0) @binding(2) var<uniform> params: Params;
-
-@compute @workgroup_size(WG_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = (wid.x + wid.y * nwg.x) * WG_SIZE + lid;
-    if i >= params.n_vec4 {
-        return;
-    }
-    var sum = vec4<f32>(0.0);
-    for (var s = 0u; s < params.n_splits; s++) {
-        sum += partials[s * params.n_vec4 + i];
-    }
-    dx[i] = sum;
-}
-#else
 #include "include/quant_blocks.wgsl"
-
 
 struct Params {
     n_items: u32,
@@ -100,4 +67,3 @@ fn main(
         dx[row_vec4 + runs.y / 4u] = hi[t];
     }
 }
-#endif

@@ -10,8 +10,8 @@
 // 2 dx: array<vec4<f32>> read_write ([n][k]), 3 params uniform. dx may not alias dy.
 // Dispatch: one workgroup of 256 per (split, token tile, column tile), column tile fastest so that neighbours
 // share dy's rows: Grid::for_items(n_splits · token_tiles · column_tiles, 1). With several splits each walks its
-// rows_per_split rows and `dx` is the partials scratch [n_splits][n][k], summed by mul_mat_grad_q.wgsl's
-// SUM_SPLITS variant. Per step each invocation decodes one group of one row and loads its share of the step's dy
+// rows_per_split rows and `dx` is the partials scratch [n_splits][n][k], summed by
+// sum_splits.wgsl. Per step each invocation decodes one group of one row and loads its share of the step's dy
 // into workgroup memory (8 KiB of W, at most 8 KiB of dy: within the 16 KiB WebGPU default), then accumulates
 // 4 columns × 4 tokens.
 

@@ -25,6 +25,7 @@ pub mod set_rows;
 pub mod soft_max;
 pub mod stream_read;
 pub mod sum_rows;
+pub mod sum_splits;
 pub mod tile;
 pub mod unary;
 pub mod weights;
@@ -57,6 +58,7 @@ pub fn all_kernel_variants() -> Result<Vec<VariantSource>> {
         set_rows::variants,
         soft_max::variants,
         stream_read::variants,
+        sum_splits::variants,
         unary::variants,
     ] {
         all.extend(family()?);

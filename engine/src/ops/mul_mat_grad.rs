@@ -7,6 +7,7 @@
 use super::WG_SIZE;
 use super::args::{check_binding, check_buffer, check_coop_matrix, check_distinct, checked_u32};
 use super::mul_mat::WEIGHT_TYPES;
+use super::sum_splits::sum_splits;
 use super::tile::{TILE_INVOCATIONS, Tile};
 use super::weights::{checked_row_bytes, type_stem, weight_defines};
 use crate::gpu::kernels::{
@@ -252,10 +253,7 @@ pub fn mul_mat_grad_x_with(
     if plan.n_splits == 1 {
         return Ok(());
     }
-    let n_vec4 = dx_elems / 4;
-    let params = SumSplitsParams { n_vec4, n_splits: plan.n_splits, _pad: [0; 2] };
-    let grid = Grid::for_items(n_vec4 as u64, WG_SIZE, batch.max_workgroups_per_dimension());
-    batch.dispatch(&SumSplitsKey, &[out, dx], &params, grid)
+    sum_splits(batch, out, dx, dx_elems, plan.n_splits)
 }
 
 /// Invocations worth having in flight: a few per lane of a large GPU (an H200 holds ~270k resident).
@@ -306,41 +304,6 @@ fn tiles(shape: MulMatShape, tile: Tile) -> u64 {
 pub fn grad_x_partials_bytes(shape: MulMatShape, path: GradXPath) -> u64 {
     let splits = grad_x_plan(shape, path, u64::MAX).n_splits;
     if splits == 1 { 0 } else { splits as u64 * shape.n as u64 * shape.k as u64 * 4 }
-}
-
-/// The SUM_SPLITS variant of `mul_mat_grad_q.wgsl`: adds the splits' partial sums into dx.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SumSplitsKey;
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SumSplitsParams {
-    n_vec4: u32,
-    n_splits: u32,
-    _pad: [u32; 2],
-}
-
-impl KernelKey for SumSplitsKey {
-    const FILE: &'static str = "mul_mat_grad_q.wgsl";
-    fn bindings(&self) -> &'static [Access] {
-        &[Access::Read, Access::ReadWrite, Access::Uniform]
-    }
-
-    fn name(&self) -> String {
-        format!("mul_mat_grad_x_sum_splits_f32_wg{WG_SIZE}")
-    }
-
-    fn defines(&self) -> Vec<(&'static str, String)> {
-        vec![("WG_SIZE", format!("{WG_SIZE}u")), ("SUM_SPLITS", String::new())]
-    }
-
-    fn requires(&self) -> Requires {
-        Requires::default()
-    }
-
-    fn all_variants() -> Vec<Self> {
-        vec![SumSplitsKey]
-    }
 }
 
 /// Tokens each invocation of `mul_mat_grad_q.wgsl` serves per decoded group (`TOKENS` there): W is read once
@@ -548,6 +511,5 @@ pub fn variants() -> Result<Vec<VariantSource>> {
     v.extend(variants_of::<MulMatGradQKey>()?);
     v.extend(variants_of::<MulMatGradQTiledKey>()?);
     v.extend(variants_of::<MulMatGradQCoopKey>()?);
-    v.extend(variants_of::<SumSplitsKey>()?);
     Ok(v)
 }
