@@ -2,8 +2,10 @@
 // include/quant_blocks.wgsl; f32 activations, f32 workgroup tiles, f32 accumulation.
 // Bindings (group 0): 0 weights: array<u32> read (W row-major [m_rows][k] in ggml blocks), 1 x: array<vec4<f32>>
 // read ([n_tokens][k]), 2 y: array<f32> read_write ([n_tokens][y_row_stride]), 3 params uniform.
-// Dispatch: one workgroup of 256 per 64×64 tile of (rows, tokens): Grid::for_items(n_row_tiles · n_token_tiles, 1),
-// row tile fastest. Per step of 4 groups of k (32 positions, not always contiguous: see quant_blocks.wgsl), each
+// Dispatch: one workgroup of 256 per 64×64 tile of (rows, tokens) and split of k:
+// Grid::for_items(n_splits · n_row_tiles · n_token_tiles, 1), row tile fastest, split slowest. Split s sums groups
+// s·groups_per_split.. of k (a multiple of 4) into y + s·n_tokens·y_row_stride: with several splits y is the
+// partials scratch [n_splits][n_tokens][m_rows], which the host sums next. Per step of 4 groups of k (32 positions, not always contiguous: see quant_blocks.wgsl), each
 // invocation dequantizes one group of one W row and loads the same 8 positions of one x row into workgroup memory
 // (stored k-major, 2 × 8 KiB: exactly the 16 KiB WebGPU default), then accumulates a 4-row × 4-token block of
 // outputs from vec4 reads.
@@ -25,7 +27,7 @@ struct Params {
     y_first_row: u32,
     y_row_stride: u32,
     n_row_tiles: u32,
-    _pad0: u32,
+    groups_per_split: u32,
 }
 
 @group(0) @binding(0) var<storage, read> weights: array<u32>;
@@ -45,14 +47,18 @@ fn main(
 ) {
     // Uniform across the workgroup, so the early exit cannot split a barrier.
     let linear = wid.x + wid.y * nwg.x;
-    let row_tile = linear % params.n_row_tiles;
-    let token_tile = linear / params.n_row_tiles;
-    if token_tile * TILE_N >= params.n_tokens {
+    let n_tiles = params.n_row_tiles * ((params.n_tokens + TILE_N - 1u) / TILE_N);
+    let tile = linear % n_tiles;
+    let n_groups = params.k / 8u;
+    let g_begin = (linear / n_tiles) * params.groups_per_split;
+    // Workgroups past the last split (the grid's padding); with k = 0 split 0 still stores its zeros.
+    if g_begin >= max(n_groups, 1u) {
         return;
     }
-    let m0 = row_tile * TILE_M;
-    let n0 = token_tile * TILE_N;
-    let n_groups = params.k / 8u;
+    let g_end = min(g_begin + params.groups_per_split, n_groups);
+    let y_base = (linear / n_tiles) * params.n_tokens * params.y_row_stride;
+    let m0 = (tile % params.n_row_tiles) * TILE_M;
+    let n0 = (tile / params.n_row_tiles) * TILE_N;
 
     // Loader roles: W row / x token `lid / 4`, group `lid % 4` of the current k step.
     let load_idx = lid / 4u;
@@ -66,13 +72,13 @@ fn main(
     let qn = lid / QUADS_M;
 
     var acc: array<vec4<f32>, 4>; // acc[j][i]: row 4·qm + i, token 4·qn + j
-    for (var k0 = 0u; k0 < n_groups; k0 += TILE_K / 8u) {
+    for (var k0 = g_begin; k0 < g_end; k0 += TILE_K / 8u) {
         let g = k0 + load_group;
         var w = Group8(vec4<f32>(0.0), vec4<f32>(0.0));
         var xlo = vec4<f32>(0.0);
         var xhi = vec4<f32>(0.0);
         // Groups past k (k need only be a multiple of 8) and rows/tokens past the edge load zeros.
-        if g < n_groups {
+        if g < g_end {
             let block = g / GROUPS_PER_BLOCK;
             let gb = g % GROUPS_PER_BLOCK;
             if w_row < params.m_rows {
@@ -109,7 +115,7 @@ fn main(
     for (var j = 0u; j < 4u; j++) {
         let t = n0 + 4u * qn + j;
         if t < params.n_tokens {
-            let out = t * params.y_row_stride + params.y_first_row;
+            let out = y_base + t * params.y_row_stride + params.y_first_row;
             for (var i = 0u; i < 4u; i++) {
                 let r = m0 + 4u * qm + i;
                 if r < params.m_rows {

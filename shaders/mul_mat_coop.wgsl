@@ -7,8 +7,8 @@
 // piece). The wider tile dequantizes each W element once per 128 tokens instead of per 64.
 // Bindings (group 0): as mul_mat.wgsl: 0 weights: array<u32> read, 1 x: array<vec4<f32>> read ([n_tokens][k]),
 // 2 y: array<f32> read_write ([n_tokens][y_row_stride]), 3 params uniform.
-// Dispatch: one workgroup per 64 × TILE_TOKENS tile of (rows, tokens), Grid::for_items(n_row_tiles · n_token_tiles,
-// 1), row tile fastest. Per step of 4 groups of k (32 positions, in group order as in mul_mat.wgsl, the same order
+// Dispatch: one workgroup per 64 × TILE_TOKENS tile of (rows, tokens) and split of k, Grid::for_items(n_splits ·
+// n_row_tiles · n_token_tiles, 1), row tile fastest, split slowest; splits as in mul_mat.wgsl. Per step of 4 groups of k (32 positions, in group order as in mul_mat.wgsl, the same order
 // for W and x), the workgroup dequantizes 64 rows' four groups of W and loads TILE_TOKENS tokens' four groups of x;
 // then each subgroup runs 2 × 2 × 2 matrix products. A tile that reaches past the rows or tokens, or whose place in
 // y is not 16-byte aligned, stores through workgroup memory, so no write leaves y's valid rows and tokens.
@@ -30,7 +30,7 @@ struct Params {
     y_first_row: u32,
     y_row_stride: u32,
     n_row_tiles: u32,
-    _pad0: u32,
+    groups_per_split: u32,
 }
 
 @group(0) @binding(0) var<storage, read> weights: array<u32>;
@@ -44,11 +44,11 @@ var<workgroup> edge: array<f32, WG_SIZE / 32u * 256u>; // one 16 × 16 result pe
 
 // Stores one 16 × 16 result at tokens t0.., rows r0.. of the tile, inside y's valid rows and tokens only.
 // `full` is uniform across the workgroup, so the barriers of the edge path are reached by all or none.
-fn store_result(c: coop_mat16x16<f32, C>, sg: u32, lane: u32, t0: u32, r0: u32, full: bool) {
+fn store_result(c: coop_mat16x16<f32, C>, sg: u32, lane: u32, y_base: u32, t0: u32, r0: u32, full: bool) {
     // Stride and offsets are bound to names first: naga 30's SPIR-V writer needs a cooperative store's operands
     // emitted before the store, which a bare uniform read is not.
     let stride = params.y_row_stride;
-    let at = t0 * stride + params.y_first_row + r0;
+    let at = y_base + t0 * stride + params.y_first_row + r0;
     let edge_at = sg * 256u;
     let edge_stride = 16u;
     if full {
@@ -61,7 +61,7 @@ fn store_result(c: coop_mat16x16<f32, C>, sg: u32, lane: u32, t0: u32, r0: u32, 
         let t = t0 + i / 16u;
         let r = r0 + i % 16u;
         if t < params.n_tokens && r < params.m_rows {
-            y[t * params.y_row_stride + params.y_first_row + r] = edge[sg * 256u + i];
+            y[y_base + t * params.y_row_stride + params.y_first_row + r] = edge[sg * 256u + i];
         }
     }
     workgroupBarrier();
@@ -77,14 +77,18 @@ fn main(
 ) {
     // Uniform across the workgroup, so the early exit cannot split a barrier.
     let linear = wid.x + wid.y * nwg.x;
-    let row_tile = linear % params.n_row_tiles;
-    let token_tile = linear / params.n_row_tiles;
-    if token_tile * TILE_N >= params.n_tokens {
+    let n_tiles = params.n_row_tiles * ((params.n_tokens + TILE_N - 1u) / TILE_N);
+    let tile = linear % n_tiles;
+    let n_groups = params.k / 8u;
+    let g_begin = (linear / n_tiles) * params.groups_per_split;
+    // Workgroups past the last split (the grid's padding); with k = 0 split 0 still stores its zeros.
+    if g_begin >= max(n_groups, 1u) {
         return;
     }
-    let m0 = row_tile * TILE_M;
-    let n0 = token_tile * TILE_N;
-    let n_groups = params.k / 8u;
+    let g_end = min(g_begin + params.groups_per_split, n_groups);
+    let y_base = (linear / n_tiles) * params.n_tokens * params.y_row_stride;
+    let m0 = (tile % params.n_row_tiles) * TILE_M;
+    let n0 = (tile / params.n_row_tiles) * TILE_N;
     // The subgroup's piece: tokens 32·(sg / 2).., rows 32·(sg % 2)..
     let qt = 32u * (sg / 2u);
     let qr = 32u * (sg % 2u);
@@ -93,7 +97,7 @@ fn main(
     var acc01 = coop_mat16x16<f32, C>();
     var acc10 = coop_mat16x16<f32, C>();
     var acc11 = coop_mat16x16<f32, C>();
-    for (var k0 = 0u; k0 < n_groups; k0 += TILE_K / 8u) {
+    for (var k0 = g_begin; k0 < g_end; k0 += TILE_K / 8u) {
         // Loader roles: (row or token, group) pairs lid, lid + WG_SIZE, … of the step's TILE_N × 4; the first
         // TILE_M × 4 also load W.
         for (var pair = lid; pair < TILE_N * 4u; pair += WG_SIZE) {
@@ -107,7 +111,7 @@ fn main(
             var xlo = vec4<f32>(0.0);
             var xhi = vec4<f32>(0.0);
             // Groups past k and rows/tokens past the edge load zeros.
-            if g < n_groups {
+            if g < g_end {
                 let block = g / GROUPS_PER_BLOCK;
                 let gb = g % GROUPS_PER_BLOCK;
                 if loads_w && m0 + idx < params.m_rows {
@@ -147,8 +151,8 @@ fn main(
     // tiles of a y whose row stride and first row are multiples of 4 floats store directly.
     let aligned = params.y_row_stride % 4u == 0u && params.y_first_row % 4u == 0u;
     let full = aligned && n0 + TILE_N <= params.n_tokens && m0 + TILE_M <= params.m_rows;
-    store_result(acc00, sg, lane, n0 + qt, m0 + qr, full);
-    store_result(acc01, sg, lane, n0 + qt, m0 + qr + 16u, full);
-    store_result(acc10, sg, lane, n0 + qt + 16u, m0 + qr, full);
-    store_result(acc11, sg, lane, n0 + qt + 16u, m0 + qr + 16u, full);
+    store_result(acc00, sg, lane, y_base, n0 + qt, m0 + qr, full);
+    store_result(acc01, sg, lane, y_base, n0 + qt, m0 + qr + 16u, full);
+    store_result(acc10, sg, lane, y_base, n0 + qt + 16u, m0 + qr, full);
+    store_result(acc11, sg, lane, y_base, n0 + qt + 16u, m0 + qr + 16u, full);
 }

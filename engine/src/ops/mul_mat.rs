@@ -7,11 +7,14 @@
 //! any size.
 //!
 //! Tensors larger than one binding are split on rows (`SplitTensor`); dispatch each part with
-//! [`MulMatArgs::part`] so its rows land at their columns of the shared y.
+//! [`MulMatArgs::part`] so its rows land at their columns of the shared y. A prompt's product with few tiles (few
+//! rows) splits k where the caller lends scratch ([`MulMatArgs::with_partials`]), and one more dispatch sums the
+//! splits into y.
 
-use super::args::check_coop_matrix;
+use super::args::{check_coop_matrix, check_distinct};
 pub use super::mul_mat_vec::VEC_MAX_TOKENS;
 use super::mul_mat_vec::record_vec;
+use super::sum_splits::sum_splits;
 pub use super::weights::{MulMatArgs, WEIGHT_TYPES};
 use super::weights::{MulMatParams, checked_args, type_stem, weight_defines};
 use crate::gpu::kernels::{Access, KernelKey, Requires, VariantSource, variants_of};
@@ -27,6 +30,8 @@ pub struct MulMatKey {
 /// Output tile of the tiled kernel (rows × tokens), fixed in `mul_mat.wgsl`.
 const TILE_M: u32 = 64;
 const TILE_N: u32 = 64;
+/// Groups of 8 along k per step of both tiled kernels (`TILE_K / 8` in their WGSL).
+const TILE_K_GROUPS: u32 = 4;
 
 impl KernelKey for MulMatKey {
     const FILE: &'static str = "mul_mat.wgsl";
@@ -179,7 +184,7 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
         y_first_row: a.y_first_row,
         y_row_stride: a.y_row_stride,
         n_row_groups: a.m_rows.div_ceil(TILE_M),
-        _pad: 0,
+        groups_per_split: 0,
     };
     if path == MulMatPath::Vec {
         return record_vec(batch, a, &mut params, None);
@@ -192,20 +197,80 @@ pub fn mul_mat_with(batch: &mut Batch, a: &MulMatArgs, path: MulMatPath) -> Resu
     }
     let coop_tile = path.coop_tile();
     let tile_tokens = coop_tile.map_or(TILE_N, CoopTile::tokens);
-    let grid = Grid::for_items(
-        params.n_row_groups as u64 * a.n_tokens.div_ceil(tile_tokens) as u64,
-        1,
-        batch.max_workgroups_per_dimension(),
-    );
-    let buffers = [a.weights, a.x, a.y];
+    let n_tiles = params.n_row_groups as u64 * a.n_tokens.div_ceil(tile_tokens) as u64;
+    let n_groups = a.k / 8;
+    let split = k_split(a, n_tiles, n_groups, batch.caps().max_storage_buffer_binding_bytes);
+    params.groups_per_split = split.groups_per_split;
+    let out = match split.partials {
+        Some(partials) => {
+            for input in [a.weights, a.x, a.y] {
+                check_distinct("mul_mat", input, partials)?;
+            }
+            partials
+        }
+        None => a.y,
+    };
+    let grid = Grid::for_items(split.n_splits as u64 * n_tiles, 1, batch.max_workgroups_per_dimension());
+    let buffers = [a.weights, a.x, out];
     match coop_tile {
-        Some(tile) => batch.dispatch(&MulMatCoopKey { wtype: a.wtype, tile }, &buffers, &params, grid),
-        None => batch.dispatch(&MulMatKey { wtype: a.wtype }, &buffers, &params, grid),
+        Some(tile) => batch.dispatch(&MulMatCoopKey { wtype: a.wtype, tile }, &buffers, &params, grid)?,
+        None => batch.dispatch(&MulMatKey { wtype: a.wtype }, &buffers, &params, grid)?,
     }
+    if split.n_splits == 1 {
+        return Ok(());
+    }
+    sum_splits(batch, out, a.y, a.n_tokens * a.m_rows, split.n_splits)
+}
+
+/// Workgroups worth having in flight for a prompt's product: ~8 per SM of an H100 (132 SMs). The o and down
+/// projections of E2B make 192 tiles at 512 tokens, and K/V 32.
+const TARGET_WORKGROUPS: u64 = 1024;
+/// Groups of 8 along k a split sums at least: 4 steps of the tiles' loop.
+const MIN_GROUPS_PER_SPLIT: u32 = 16;
+
+/// How a tiled product walks k: in `n_splits` splits of `groups_per_split` groups each (the last may be shorter),
+/// into `partials` when there are several.
+struct KSplit<'a> {
+    n_splits: u32,
+    groups_per_split: u32,
+    partials: Option<&'a GpuBuffer>,
+}
+
+/// Splits k where `n_tiles` workgroups would leave the GPU idle and the caller gave room: enough splits to reach
+/// [`TARGET_WORKGROUPS`], each at least [`MIN_GROUPS_PER_SPLIT`], as many `[n_tokens][m_rows]` partial sums as
+/// `partials` holds within one binding. Rounding the splits down instead (none from 512 tiles up; E2B's o and down
+/// projections in 5 splits, not 6) made E2B's prefill 3% slower on an H100; but 768 square tiles (6144 × 1536)
+/// ran 13% slower in two splits, a shape the model does not lend scratch to (perf/LOG.md, stop 36). Only whole products (y is `[n_tokens][m_rows]`) with rows in multiples of
+/// 4 split, so that the sum reads vec4s.
+fn k_split<'a>(a: &MulMatArgs<'a>, n_tiles: u64, n_groups: u32, max_binding_bytes: u64) -> KSplit<'a> {
+    let step = TILE_K_GROUPS;
+    let whole = KSplit { n_splits: 1, groups_per_split: n_groups.next_multiple_of(step).max(step), partials: None };
+    let Some(partials) = a.partials else { return whole };
+    if a.y_first_row != 0 || a.y_row_stride != a.m_rows || !a.m_rows.is_multiple_of(4) {
+        return whole;
+    }
+    let split_bytes = a.n_tokens as u64 * a.m_rows as u64 * 4;
+    let room = partials.size_bytes().min(max_binding_bytes) / split_bytes;
+    let wanted = TARGET_WORKGROUPS.div_ceil(n_tiles.max(1));
+    let by_k = (n_groups / MIN_GROUPS_PER_SPLIT) as u64;
+    let splits = wanted.min(by_k).min(room).max(1) as u32;
+    if splits == 1 {
+        return whole;
+    }
+    let groups_per_split = n_groups.div_ceil(splits).next_multiple_of(step);
+    KSplit { n_splits: n_groups.div_ceil(groups_per_split), groups_per_split, partials: Some(partials) }
 }
 
 fn wide_pays(a: &MulMatArgs) -> bool {
     a.m_rows >= WIDE_MIN_ROWS && a.k <= WIDE_MAX_K
+}
+
+/// The most partial-sum bytes a product of `n_tokens` × `m_rows` over `k` splits into on any path: room for every
+/// split that [`k_split`] asks for with the fewest tiles (the widest).
+pub fn max_partials_bytes(m_rows: u32, k: u32, n_tokens: u32) -> u64 {
+    let fewest_tiles = m_rows.div_ceil(TILE_M) as u64 * n_tokens.div_ceil(CoopTile::Wide.tokens()) as u64;
+    let splits = TARGET_WORKGROUPS.div_ceil(fewest_tiles.max(1)).min((k / 8 / MIN_GROUPS_PER_SPLIT) as u64).max(1);
+    splits * n_tokens as u64 * m_rows as u64 * 4
 }
 
 /// Every variant of this family's kernels.

@@ -266,7 +266,7 @@ pub fn mul_mat_vec_geglu(batch: &mut Batch, a: &MulMatArgs, up: &GluUp) -> Resul
         y_first_row: a.y_first_row,
         y_row_stride: a.y_row_stride,
         n_row_groups: 0,
-        _pad: 0,
+        groups_per_split: 0,
     };
     record_vec(batch, a, &mut params, Some(up))
 }

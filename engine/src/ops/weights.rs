@@ -68,7 +68,8 @@ pub(crate) struct MulMatParams {
     pub y_row_stride: u32,
     /// Row blocks (mat-vec) or row tiles of 64 (tiled).
     pub n_row_groups: u32,
-    pub _pad: u32,
+    /// Groups of 8 along k each split of the tiled kernels sums (a multiple of their step, 4); the mat-vec ignores it.
+    pub groups_per_split: u32,
 }
 const _: () = assert!(size_of::<MulMatParams>() == 32);
 
@@ -89,6 +90,9 @@ pub struct MulMatArgs<'a> {
     pub y_row_stride: u32,
     /// A low-rank update added to each product before it is stored (the mat-vec kernel only).
     pub lora: Option<LoraEpilogue<'a>>,
+    /// Scratch the tiled kernels may split k into: `[splits][n_tokens][m_rows]` f32 partial sums, as many splits as
+    /// it holds (see `mul_mat::k_splits`); None never splits.
+    pub partials: Option<&'a GpuBuffer>,
 }
 
 /// One product's low-rank update: `+ Σ_j b[b_offset_elems + r·rank + j] · u[t][first_rank + j]` for row `r` of the
@@ -138,7 +142,8 @@ impl<'a> MulMatArgs<'a> {
         n_tokens: u32,
         y: &'a GpuBuffer,
     ) -> Self {
-        MulMatArgs { weights, wtype, m_rows, k, x, n_tokens, y, y_first_row: 0, y_row_stride: m_rows, lora: None }
+        let (y_first_row, y_row_stride) = (0, m_rows);
+        MulMatArgs { weights, wtype, m_rows, k, x, n_tokens, y, y_first_row, y_row_stride, lora: None, partials: None }
     }
 
     /// Makes this a part whose rows are global rows `y_first_row..` of a tensor of `y_row_stride` rows.
@@ -149,6 +154,11 @@ impl<'a> MulMatArgs<'a> {
     /// Adds `lora`'s update to every product.
     pub fn with_lora(self, lora: Option<LoraEpilogue<'a>>) -> Self {
         MulMatArgs { lora, ..self }
+    }
+
+    /// Lets a prompt's product split k into `partials` where it has too few tiles to fill the GPU.
+    pub fn with_partials(self, partials: Option<&'a GpuBuffer>) -> Self {
+        MulMatArgs { partials, ..self }
     }
 }
 

@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
 use ferrogem::gpu::kernels::Requires;
 use ferrogem::gpu::{Category, Context, GpuBuffer, SplitTensor};
-use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, mul_mat_with};
+use ferrogem::ops::mul_mat::{MulMatArgs, MulMatPath, WEIGHT_TYPES, max_partials_bytes, mul_mat_with};
 use ferrogem::ops::mul_mat_grad::{GradXPath, MulMatShape, grad_x_partials_bytes, mul_mat_grad_w, mul_mat_grad_x_with};
 use ferrogem::ops::weights::{LoraEpilogue, LoraTerm};
 use ferrogem::quant::QuantType;
@@ -59,13 +59,20 @@ pub struct MulMatCase {
     /// Row parts the weights are split into (as SplitTensor does for tensors over the binding limit).
     parts: u32,
     lora: Option<LoraCase>,
+    /// Lends the product scratch to split k into (`MulMatArgs::with_partials`).
+    k_split: bool,
 }
 
 impl MulMatCase {
     /// A product of `n` tokens with an [m, k] weight of `wtype`; `parts` > 1 splits W on rows and dispatches per
     /// part into the shared y.
     pub fn new(wtype: QuantType, m: u32, k: u32, n: u32, path: MulMatPath, parts: u32) -> Self {
-        MulMatCase { wtype, m, k, n, path, parts: parts.max(1), lora: None }
+        MulMatCase { wtype, m, k, n, path, parts: parts.max(1), lora: None, k_split: false }
+    }
+
+    /// The same product with room to split k: few tiles, so the tiled kernels take every split k allows.
+    pub fn with_k_split(self) -> Self {
+        MulMatCase { k_split: true, ..self }
     }
 
     /// The same product with a LoRA update in its epilogue (the mat-vec path), its u the sum of `u_parts`
@@ -208,6 +215,19 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     for wtype in [QuantType::F16, QuantType::BF16] {
         cases.push(Box::new(MulMatCase::new(wtype, 40, 56, 70, MulMatPath::Coop, 1)));
     }
+    // k split over partial sums: whole splits, and (F16) a last split shorter than the rest that ends inside a
+    // step, over two token tiles. Rows not a multiple of 4 keep one split: the case checks that fallback.
+    let tiled_paths = [MulMatPath::Tiled, MulMatPath::Coop, MulMatPath::CoopWide];
+    for wtype in WEIGHT_TYPES {
+        for path in tiled_paths {
+            cases.push(Box::new(MulMatCase::new(wtype, 64, 512, 13, path, 1).with_k_split()));
+        }
+    }
+    for path in tiled_paths {
+        for (m, k, n) in [(72, 840, 70), (70, 512, 9)] {
+            cases.push(Box::new(MulMatCase::new(QuantType::F16, m, k, n, path, 1).with_k_split()));
+        }
+    }
     cases
 }
 
@@ -230,8 +250,9 @@ impl OpCase for MulMatCase {
         };
         let parts = if self.parts > 1 { format!(",parts={}", self.parts) } else { String::new() };
         let lora = self.lora.map(|l| l.describe()).unwrap_or_default();
+        let k_split = if self.k_split { ",k_split" } else { "" };
         let (t, m, k, n) = (self.wtype.name().to_lowercase(), self.m, self.k, self.n);
-        format!("type={t},m={m},k={k},n={n},path={path}{parts}{lora}")
+        format!("type={t},m={m},k={k},n={n},path={path}{parts}{lora}{k_split}")
     }
 
     fn requires(&self) -> Requires {
@@ -286,6 +307,9 @@ impl OpCase for MulMatCase {
         let weights = SplitTensor::upload_with_limit(ctx, "weights", Category::Weights, &bytes, row_bytes, part_limit)?;
         let gx = upload_f32(ctx, "x", &x)?;
         let output = guarded_output(ctx, n * m, OutType::F32)?;
+        let partials_bytes = max_partials_bytes(self.m, self.k, self.n);
+        let partials =
+            self.k_split.then(|| ctx.alloc("k partials", Category::Scratch, partials_bytes, None)).transpose()?;
         let (out, wtype, path) = (Rc::clone(&output), self.wtype, self.path);
         let (m_total, k, n) = (self.m, self.k, self.n);
         Ok(Built {
@@ -294,7 +318,8 @@ impl OpCase for MulMatCase {
                     let epilogue = lora.as_ref().map(|(l, b, u)| l.epilogue(b, u, m_total).from_row(first as u32));
                     let args = MulMatArgs::new(part, wtype, rows as u32, k, &gx, n, &out)
                         .part(first as u32, m_total)
-                        .with_lora(epilogue);
+                        .with_lora(epilogue)
+                        .with_partials(partials.as_ref());
                     mul_mat_with(batch, &args, path)?;
                 }
                 Ok(())
@@ -316,7 +341,7 @@ impl OpCase for MulMatCase {
             MulMatPath::Coop => self.wtype != QuantType::F32,
             MulMatPath::Auto | MulMatPath::Tiled => true,
         };
-        let plain = self.lora.is_none() && self.parts == 1 && checks_backward;
+        let plain = self.lora.is_none() && self.parts == 1 && !self.k_split && checks_backward;
         let fd_elems = n * k + if self.wtype == QuantType::F32 { m * k } else { 0 };
         (plain && fd_elems <= 2 * GRAD_MAX_ELEMS && n * k <= GRAD_MAX_ELEMS).then(|| self.grad(ctx))
     }

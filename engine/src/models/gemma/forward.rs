@@ -108,14 +108,16 @@ impl Gemma {
             (Some(attn_k), Some(k_norm), Some(cache)) => Some((attn_k, k_norm, cache)),
             _ => None,
         };
+        // Products with few rows split k into `gate_up`, which holds nothing between the MLPs.
+        let split_k = Some(&s.gate_up);
         // Layer 0's pre-norm comes from `rms_norm`, which makes no `u`.
         let qkv_u_made = l > 0 && norm_down(l, LoraInput::AttnNorm, true).is_some();
         let qkv = GroupUpdates::begin(lora, batch, l, LoraInput::AttnNorm, &s.normed, n, true, qkv_u_made)?;
-        layer.attn_q.forward_lora(batch, &s.normed, n, &s.q_raw, qkv.epilogue(Target::AttnQ))?;
+        layer.attn_q.forward_lora(batch, &s.normed, n, &s.q_raw, qkv.epilogue(Target::AttnQ), split_k)?;
         if let Some((attn_k, _, _)) = owner {
-            attn_k.forward_lora(batch, &s.normed, n, &s.k_raw, qkv.epilogue(Target::AttnK))?;
+            attn_k.forward_lora(batch, &s.normed, n, &s.k_raw, qkv.epilogue(Target::AttnK), split_k)?;
             if let Some(attn_v) = &layer.attn_v {
-                attn_v.forward_lora(batch, &s.normed, n, &s.v_raw, qkv.epilogue(Target::AttnV))?;
+                attn_v.forward_lora(batch, &s.normed, n, &s.v_raw, qkv.epilogue(Target::AttnV), split_k)?;
             }
         }
         qkv.finish(batch, |t| match t {
@@ -260,7 +262,7 @@ impl Gemma {
             if n <= VEC_MAX_TOKENS {
                 inp_gate.forward_geglu_vec(batch, residual, n, gated, ple_l, gate_updates.epilogue(Target::InpGate))?;
             } else {
-                inp_gate.forward(batch, residual, n, gate)?;
+                inp_gate.forward_lora(batch, residual, n, gate, None, split_k)?;
                 gate_updates.finish(batch, |t| (t == Target::InpGate).then(|| rows(gate, 0, p)))?;
                 geglu_rows(batch, GluOperand::contiguous(gate, p), ple_l, gated, n, p)?;
             }
@@ -286,7 +288,7 @@ impl Gemma {
     ) -> Result<()> {
         let (lora, proj) = (self.lora.as_ref(), &self.scratch.proj);
         let updates = GroupUpdates::begin(lora, batch, l, p.input, p.x, n, true, u_made)?;
-        p.linear.forward_lora(batch, p.x, n, proj, updates.epilogue(p.target))?;
+        p.linear.forward_lora(batch, p.x, n, proj, updates.epilogue(p.target), Some(&self.scratch.gate_up))?;
         updates.finish(batch, |t| (t == p.target).then(|| rows(proj, 0, p.linear.rows)))?;
         if let Some(what) = p.trace {
             tr.grab(batch, &format!("layer {l} {what}"), proj, n as u64 * p.linear.rows as u64);

@@ -31,10 +31,11 @@ pub struct Linear {
 impl Linear {
     /// y[t][..rows] = W · x[t] for `n` tokens: one `mul_mat` per row part.
     pub fn forward(&self, batch: &mut Batch, x: &GpuBuffer, n: u32, y: &GpuBuffer) -> Result<()> {
-        self.forward_into(batch, x, n, y, 0, self.rows, None)
+        self.forward_into(batch, x, n, y, 0, self.rows, None, None)
     }
 
-    /// `forward` plus a LoRA update in the mat-vec epilogue (a few tokens).
+    /// `forward` plus a LoRA update in the mat-vec epilogue (a few tokens), and for a prompt `partials`: scratch
+    /// to split k into where the product has few rows (`MulMatArgs::with_partials`).
     pub fn forward_lora(
         &self,
         batch: &mut Batch,
@@ -42,8 +43,9 @@ impl Linear {
         n: u32,
         y: &GpuBuffer,
         lora: Option<LoraEpilogue>,
+        partials: Option<&GpuBuffer>,
     ) -> Result<()> {
-        self.forward_into(batch, x, n, y, 0, self.rows, lora)
+        self.forward_into(batch, x, n, y, 0, self.rows, lora, partials)
     }
 
     /// `forward_lora` into columns `first_col..first_col + rows` of a y whose rows are `y_row_elems` long.
@@ -57,11 +59,13 @@ impl Linear {
         first_col: u32,
         y_row_elems: u32,
         lora: Option<LoraEpilogue>,
+        partials: Option<&GpuBuffer>,
     ) -> Result<()> {
         for (part, &(first, count)) in self.w.parts.iter().zip(&self.w.plan.parts) {
             let args = MulMatArgs::new(part, self.wtype, count as u32, self.cols, x, n, y)
                 .part(first_col + first as u32, y_row_elems)
-                .with_lora(lora.map(|l| l.from_row(first as u32)));
+                .with_lora(lora.map(|l| l.from_row(first as u32)))
+                .with_partials(partials);
             mul_mat_with(batch, &args, MulMatPath::Auto)?;
         }
         Ok(())
@@ -187,9 +191,9 @@ impl GateUp {
             }
             .into()),
             GateUp::Separate { gate, up } => {
-                gate.forward_into(batch, x, n, gate_up, 0, 2 * ffn, lora)?;
+                gate.forward_into(batch, x, n, gate_up, 0, 2 * ffn, lora, None)?;
                 let up_lora = lora.map(|l| LoraEpilogue { term: l.up, up: LoraTerm::default(), ..l });
-                up.forward_into(batch, x, n, gate_up, ffn, 2 * ffn, up_lora)
+                up.forward_into(batch, x, n, gate_up, ffn, 2 * ffn, up_lora, None)
             }
         }
     }
