@@ -5,10 +5,10 @@
 // Dispatch: one workgroup of 256 per 64×64 tile of (rows, tokens) and split of k:
 // Grid::for_items(n_splits · n_row_tiles · n_token_tiles, 1), row tile fastest, split slowest. Split s sums groups
 // s·groups_per_split.. of k (a multiple of 4) into y + s·n_tokens·y_row_stride: with several splits y is the
-// partials scratch [n_splits][n_tokens][m_rows], which the host sums next. Per step of 4 groups of k (32 positions, not always contiguous: see quant_blocks.wgsl), each
-// invocation dequantizes one group of one W row and loads the same 8 positions of one x row into workgroup memory
-// (stored k-major, 2 × 8 KiB: exactly the 16 KiB WebGPU default), then accumulates a 4-row × 4-token block of
-// outputs from vec4 reads.
+// partials scratch [n_splits][n_tokens][m_rows], which the host sums next. Per step of 4 groups of k (32
+// positions, not always contiguous: see quant_blocks.wgsl), each invocation dequantizes one group of one W row and
+// loads the same 8 positions of one x row into workgroup memory (stored k-major, 2 × 8 KiB: exactly the 16 KiB
+// WebGPU default), then accumulates a 4-row × 4-token block of outputs from vec4 reads.
 
 #include "include/quant_blocks.wgsl"
 

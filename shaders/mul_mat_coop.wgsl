@@ -8,9 +8,10 @@
 // Bindings (group 0): as mul_mat.wgsl: 0 weights: array<u32> read, 1 x: array<vec4<f32>> read ([n_tokens][k]),
 // 2 y: array<f32> read_write ([n_tokens][y_row_stride]), 3 params uniform.
 // Dispatch: one workgroup per 64 × TILE_TOKENS tile of (rows, tokens) and split of k, Grid::for_items(n_splits ·
-// n_row_tiles · n_token_tiles, 1), row tile fastest, split slowest; splits as in mul_mat.wgsl. Per step of 4 groups of k (32 positions, in group order as in mul_mat.wgsl, the same order
-// for W and x), the workgroup dequantizes 64 rows' four groups of W and loads TILE_TOKENS tokens' four groups of x;
-// then each subgroup runs 2 × 2 × 2 matrix products. A tile that reaches past the rows or tokens, or whose place in
+// n_row_tiles · n_token_tiles, 1), row tile fastest, split slowest; splits as in mul_mat.wgsl. Per step of 4 groups
+// of k (32 positions, in group order as in mul_mat.wgsl, the same order for W and x), the workgroup dequantizes 64
+// rows' four groups of W and loads TILE_TOKENS tokens' four groups of x; then each subgroup runs 2 × 2 × 2 matrix
+// products. A tile that reaches past the rows or tokens, or whose place in
 // y is not 16-byte aligned, stores through workgroup memory, so no write leaves y's valid rows and tokens.
 
 #include "include/quant_blocks.wgsl"

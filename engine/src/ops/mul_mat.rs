@@ -238,10 +238,10 @@ struct KSplit<'a> {
 
 /// Splits k where `n_tiles` workgroups would leave the GPU idle and the caller gave room: enough splits to reach
 /// [`TARGET_WORKGROUPS`], each at least [`MIN_GROUPS_PER_SPLIT`], as many `[n_tokens][m_rows]` partial sums as
-/// `partials` holds within one binding. Rounding the splits down instead (none from 512 tiles up; E2B's o and down
-/// projections in 5 splits, not 6) made E2B's prefill 3% slower on an H100; but 768 square tiles (6144 × 1536)
-/// ran 13% slower in two splits, a shape the model does not lend scratch to (perf/LOG.md, stop 36). Only whole products (y is `[n_tokens][m_rows]`) with rows in multiples of
-/// 4 split, so that the sum reads vec4s.
+/// `partials` holds within one binding. Only whole products (y is `[n_tokens][m_rows]`) with rows in multiples of
+/// 4 split, so that the sum reads vec4s. Rounding the splits down instead (none from 512 tiles up; E2B's o and down
+/// projections in 5 splits, not 6) made E2B's prefill 3% slower on an H100; but 768 square tiles (6144 × 1536) ran
+/// 13% slower in two splits, a shape the model lends no scratch to (perf/LOG.md, stop 36).
 fn k_split<'a>(a: &MulMatArgs<'a>, n_tiles: u64, n_groups: u32, max_binding_bytes: u64) -> KSplit<'a> {
     let step = TILE_K_GROUPS;
     let whole = KSplit { n_splits: 1, groups_per_split: n_groups.next_multiple_of(step).max(step), partials: None };
