@@ -251,14 +251,18 @@ fn k_split<'a>(a: &MulMatArgs<'a>, n_tiles: u64, n_groups: u32, max_binding_byte
     }
     let split_bytes = a.n_tokens as u64 * a.m_rows as u64 * 4;
     let room = partials.size_bytes().min(max_binding_bytes) / split_bytes;
-    let wanted = TARGET_WORKGROUPS.div_ceil(n_tiles.max(1));
-    let by_k = (n_groups / MIN_GROUPS_PER_SPLIT) as u64;
-    let splits = wanted.min(by_k).min(room).max(1) as u32;
+    let splits = wanted_splits(n_tiles, n_groups).min(room).max(1) as u32;
     if splits == 1 {
         return whole;
     }
     let groups_per_split = n_groups.div_ceil(splits).next_multiple_of(step);
     KSplit { n_splits: n_groups.div_ceil(groups_per_split), groups_per_split, partials: Some(partials) }
+}
+
+/// Splits of k that bring `n_tiles` workgroups to [`TARGET_WORKGROUPS`], each at least [`MIN_GROUPS_PER_SPLIT`]
+/// of the `n_groups` groups of 8 (before the room for partial sums limits them; 0 or 1: no split).
+fn wanted_splits(n_tiles: u64, n_groups: u32) -> u64 {
+    TARGET_WORKGROUPS.div_ceil(n_tiles.max(1)).min((n_groups / MIN_GROUPS_PER_SPLIT) as u64)
 }
 
 fn wide_pays(a: &MulMatArgs) -> bool {
@@ -269,7 +273,7 @@ fn wide_pays(a: &MulMatArgs) -> bool {
 /// split that [`k_split`] asks for with the fewest tiles (the widest).
 pub fn max_partials_bytes(m_rows: u32, k: u32, n_tokens: u32) -> u64 {
     let fewest_tiles = m_rows.div_ceil(TILE_M) as u64 * n_tokens.div_ceil(CoopTile::Wide.tokens()) as u64;
-    let splits = TARGET_WORKGROUPS.div_ceil(fewest_tiles.max(1)).min((k / 8 / MIN_GROUPS_PER_SPLIT) as u64).max(1);
+    let splits = wanted_splits(fewest_tiles, k / 8).max(1);
     splits * n_tokens as u64 * m_rows as u64 * 4
 }
 

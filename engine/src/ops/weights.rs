@@ -91,7 +91,7 @@ pub struct MulMatArgs<'a> {
     /// A low-rank update added to each product before it is stored (the mat-vec kernel only).
     pub lora: Option<LoraEpilogue<'a>>,
     /// Scratch the tiled kernels may split k into: `[splits][n_tokens][m_rows]` f32 partial sums, as many splits as
-    /// it holds (see `mul_mat::k_splits`); None never splits.
+    /// it holds (see `mul_mat::k_split`); None never splits.
     pub partials: Option<&'a GpuBuffer>,
 }
 

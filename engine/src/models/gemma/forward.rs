@@ -108,8 +108,7 @@ impl Gemma {
             (Some(attn_k), Some(k_norm), Some(cache)) => Some((attn_k, k_norm, cache)),
             _ => None,
         };
-        // Products with few rows split k into `gate_up`, which holds nothing between the MLPs.
-        let split_k = Some(&s.gate_up);
+        let split_k = Some(s.k_partials());
         // Layer 0's pre-norm comes from `rms_norm`, which makes no `u`.
         let qkv_u_made = l > 0 && norm_down(l, LoraInput::AttnNorm, true).is_some();
         let qkv = GroupUpdates::begin(lora, batch, l, LoraInput::AttnNorm, &s.normed, n, true, qkv_u_made)?;
@@ -288,7 +287,7 @@ impl Gemma {
     ) -> Result<()> {
         let (lora, proj) = (self.lora.as_ref(), &self.scratch.proj);
         let updates = GroupUpdates::begin(lora, batch, l, p.input, p.x, n, true, u_made)?;
-        p.linear.forward_lora(batch, p.x, n, proj, updates.epilogue(p.target), Some(&self.scratch.gate_up))?;
+        p.linear.forward_lora(batch, p.x, n, proj, updates.epilogue(p.target), Some(self.scratch.k_partials()))?;
         updates.finish(batch, |t| (t == p.target).then(|| rows(proj, 0, p.linear.rows)))?;
         if let Some(what) = p.trace {
             tr.grab(batch, &format!("layer {l} {what}"), proj, n as u64 * p.linear.rows as u64);

@@ -123,6 +123,12 @@ pub fn logit_rows(vocab: u32, max_chunk: u32, max_logit_rows: u32, max_binding_b
 }
 
 impl Scratch {
+    /// Scratch a prompt's products outside the MLP split k into (`MulMatArgs::with_partials`): `gate_up`, which
+    /// holds nothing between the MLPs.
+    pub fn k_partials(&self) -> &GpuBuffer {
+        &self.gate_up
+    }
+
     pub fn new(
         ctx: &Context,
         cfg: &TextConfig,
