@@ -135,6 +135,14 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         s.softcap = 5.0;
         shapes.push(s);
     }
+    // Prompt chunks in blocks of 16 rows per kv head (`attention_tiled.wgsl`): a softcap, and E2B's sliding layer
+    // on an f16 cache with a chunk whose rows' windows start apart and a last block of 8 rows.
+    for cache in [F32, F16] {
+        let mut s = shape(64, 4, 2, 17, 30, 64, 16, 1.0, cache);
+        s.softcap = 5.0;
+        shapes.push(s);
+    }
+    shapes.push(shape(256, 8, 1, 41, 490, ring(512, 41), 512, 1.0, F16));
     // Training chunks (grad mode): grouped-query ratios 1, 2 and 4, a window, a softcap with a window.
     for (nh, nkv, window, softcap) in [(4, 4, NO_WINDOW, 0.0), (4, 2, 3, 0.0), (4, 1, NO_WINDOW, 0.0), (2, 1, 4, 5.0)] {
         let mut s = shape(32, nh, nkv, 9, 0, 9, window, 0.125, F32);

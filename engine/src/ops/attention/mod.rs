@@ -2,12 +2,17 @@
 //! grouped-query, for one decoded token or a prompt chunk. The caches are rings of `kv_capacity` slots, position
 //! `p` in slot `p % kv_capacity`; a KV-sharing layer simply passes its donor's cache buffers. Given a scratch
 //! buffer, rows with many positions are split over workgroups and merged (flash decoding); the merge can also make
-//! the LoRA down-projection of the o projection's group, each head its share ([`HeadsLoraDown`]).
+//! the LoRA down-projection of the o projection's group, each head its share ([`HeadsLoraDown`]). A one-pass
+//! dispatch with a block of rows per kv head and a compiled head dim runs the tiled kernel (`tiled.rs`) instead of
+//! one workgroup per row.
+
+mod tiled;
 
 use super::WG_SIZE;
 use crate::gpu::kernels::{Access, BOOLS, KernelKey, Requires, VariantSource, defines_with, key_variants, variants_of};
 use crate::gpu::{Batch, GpuBuffer, Grid};
 use crate::gpu::{GpuError, Result};
+use tiled::AttentionTiledKey;
 
 /// Invocations that share one position's q·k dot product; `WG_SIZE / KEY_LANES` positions are scored per tile.
 /// Eight consecutive lanes read 128 contiguous bytes of a key row (f32), a whole memory transaction.
@@ -196,10 +201,10 @@ pub struct AttentionCombineKey {
     pub lora_down: bool,
 }
 
-/// Shared by both passes, matching `Params` in attention.wgsl.
+/// Shared by every pass, matching `Params` in include/attention_params.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct AttentionParams {
+pub(super) struct AttentionParams {
     n_tokens: u32,
     n_head: u32,
     n_kv_head: u32,
@@ -217,6 +222,30 @@ struct AttentionParams {
     _pad1: [u32; 2],
 }
 const _: () = assert!(size_of::<AttentionParams>() == 64);
+
+impl AttentionParams {
+    /// One split of `split_keys` positions per row, no LoRA: what the one-pass kernels read.
+    pub(super) fn of(shape: &AttentionShape, split_keys: u64) -> AttentionParams {
+        AttentionParams {
+            n_tokens: shape.n_tokens,
+            n_head: shape.n_head,
+            n_kv_head: shape.n_kv_head,
+            head_dim: shape.head_dim,
+            kv_capacity: shape.kv_capacity,
+            q_pos0: shape.q_pos0,
+            window: shape.kernel_window(),
+            scale: shape.scale,
+            softcap: shape.softcap,
+            n_splits: 1,
+            // At most the visible positions rounded up to a tile, which validate() keeps within u32.
+            split_keys: split_keys.min(u32::MAX as u64) as u32,
+            _pad: 0,
+            lora_rank_total: 0,
+            lora_u_offset: 0,
+            _pad1: [0; 2],
+        }
+    }
+}
 
 impl KernelKey for AttentionKey {
     const FILE: &'static str = "attention.wgsl";
@@ -276,6 +305,7 @@ impl KernelKey for AttentionCombineKey {
 pub fn variants() -> Result<Vec<VariantSource>> {
     let mut v = variants_of::<AttentionKey>()?;
     v.extend(variants_of::<AttentionCombineKey>()?);
+    v.extend(variants_of::<AttentionTiledKey>()?);
     Ok(v)
 }
 
@@ -303,7 +333,8 @@ pub struct SplitKv<'a> {
 /// `out` (same layout as `q`). The mask is causal plus the sliding window, from absolute positions.
 ///
 /// With `split` and few rows, as when decoding, each row's positions are split over several workgroups and
-/// merged by a second dispatch; without it, or when the rows alone fill the device, one dispatch does it all.
+/// merged by a second dispatch; without it, or when the rows alone fill the device, one dispatch does it all: in
+/// blocks of rows that share a kv head where the shape allows (`tiled::AttentionTiledKey::for_shape`).
 pub fn attention(
     batch: &mut Batch,
     q: &GpuBuffer,
@@ -337,27 +368,13 @@ pub fn attention(
         Some(_) => shape.split_plan(),
         None => (1, shape.max_visible_keys()),
     };
-    let mut params = AttentionParams {
-        n_tokens: shape.n_tokens,
-        n_head: shape.n_head,
-        n_kv_head: shape.n_kv_head,
-        head_dim: shape.head_dim,
-        kv_capacity: shape.kv_capacity,
-        q_pos0: shape.q_pos0,
-        window: shape.kernel_window(),
-        scale: shape.scale,
-        softcap: shape.softcap,
-        n_splits: 1,
-        // At most the visible positions rounded up to a tile, which validate() keeps within u32.
-        split_keys: split_keys.min(u32::MAX as u64) as u32,
-        _pad: 0,
-        lora_rank_total: 0,
-        lora_u_offset: 0,
-        _pad1: [0; 2],
-    };
     let max_per_dim = batch.max_workgroups_per_dimension();
     let cache_type = shape.cache_type;
+    let mut params = AttentionParams::of(shape, split_keys);
     let Some(split) = split.filter(|s| n_splits > 1 || s.lora_down.is_some()) else {
+        if let Some(tiled) = AttentionTiledKey::for_shape(shape) {
+            return batch.dispatch(&tiled, &[q, k_cache, v_cache, out], &params, tiled.grid(shape, max_per_dim));
+        }
         let grid = Grid::for_items(shape.rows(), 1, max_per_dim);
         return batch.dispatch(&AttentionKey { cache_type, split: false }, &[q, k_cache, v_cache, out], &params, grid);
     };
