@@ -14,6 +14,8 @@
 #   LLAMA_BENCH   a llama-bench binary already built (skips the CUDA build)
 #   FERROGEM_BIN  a prebuilt ferrogem binary; default: `cargo build --release -p ferrogem-harness`
 #   REPS (5), PROMPT (512), GEN (128), CUDA_ARCH (90), WORK (${TMPDIR:-/tmp}/ferrogem-bench-compare),
+#   DEPTH (4096): also decode GEN tokens after DEPTH tokens of context (llama-bench -d; ferrogem bench --prompt
+#                 DEPTH, whose decode starts there); 0 skips that row
 #   HISTORY       the CSV history ferrogem appends to (default $WORK/history.csv)
 # Needs: NVIDIA driver and CUDA toolkit (nvcc), cmake, a C++ compiler, python3; for ferrogem a Vulkan loader and the
 # NVIDIA ICD (README: "On a real GPU", VK_DRIVER_FILES).
@@ -25,6 +27,7 @@ MODEL=${1:-${MODEL:-}}
 REPS=${REPS:-5}
 PROMPT=${PROMPT:-512}
 GEN=${GEN:-128}
+DEPTH=${DEPTH:-4096}
 CUDA_ARCH=${CUDA_ARCH:-90}
 WORK=${WORK:-${TMPDIR:-/tmp}/ferrogem-bench-compare}
 HISTORY=${HISTORY:-$WORK/history.csv}
@@ -97,6 +100,11 @@ if [ -z "${LLAMA_BENCH:-}" ]; then
     LLAMA_BENCH=$(build_llama_bench "$WORK/llama-cuda" -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH")
 fi
 run_llama_bench "$LLAMA_BENCH" "$WORK/llama.json"
+rm -f "$WORK/llama-depth.json" "$WORK/ferrogem-depth.json"
+if [ "$DEPTH" != 0 ]; then
+    say "llama-bench: tg$GEN at depth $DEPTH, $REPS reps"
+    "$LLAMA_BENCH" -m "$MODEL" -ngl 99 -p 0 -n "$GEN" -d "$DEPTH" -r "$REPS" -o json >"$WORK/llama-depth.json"
+fi
 rm -f "$WORK/llama-vulkan.json"
 if command -v glslc >/dev/null && [ "${LLAMA_VULKAN:-1}" != 0 ]; then
     run_llama_bench "$(build_llama_bench "$WORK/llama-vulkan" -DGGML_VULKAN=ON)" "$WORK/llama-vulkan.json"
@@ -108,6 +116,11 @@ fi
 say "ferrogem bench: prompt $PROMPT, gen $GEN, $REPS reps"
 "$FERROGEM_BIN" bench --model "$MODEL" --prompt "$PROMPT" --gen "$GEN" --reps "$REPS" \
     --json "$WORK/ferrogem.json" --csv "$HISTORY" >&2
+if [ "$DEPTH" != 0 ]; then
+    say "ferrogem bench: decode $GEN tokens at depth $DEPTH, $REPS reps"
+    "$FERROGEM_BIN" bench --model "$MODEL" --prompt "$DEPTH" --gen "$GEN" --ctx $((DEPTH + GEN)) --reps "$REPS" \
+        --json "$WORK/ferrogem-depth.json" --csv "$HISTORY" >&2
+fi
 
 # 4. One table.
 python3 - "$WORK" <<'PY'
@@ -139,6 +152,11 @@ def yes(ok):
 dec, pre = fg["decode_tok_s"]["median"], fg["prefill_tok_s"]["median"]
 add(f"decode tok/s (tg{fg['gen_tokens']})", f"{tg['avg_ts']:.1f}", f"{dec:.1f}", ">= 1.0x", yes(dec >= tg["avg_ts"]), f"{dec / tg['avg_ts']:.2f}x")
 add(f"prefill tok/s (pp{fg['prompt_tokens']})", f"{pp['avg_ts']:.0f}", f"{pre:.0f}", ">= 0.5x", yes(pre >= 0.5 * pp["avg_ts"]), f"{pre / pp['avg_ts']:.2f}x")
+fd, ld = load("ferrogem-depth.json"), load("llama-depth.json")
+if fd and ld:
+    dtg = next(r for r in ld if r["n_gen"] > 0)
+    ddec = fd["decode_tok_s"]["median"]
+    add(f"decode tok/s at depth {fd['prompt_tokens']} (tg{fd['gen_tokens']} @ d{dtg.get('n_depth', '?')})", f"{dtg['avg_ts']:.1f}", f"{ddec:.1f}", ">= 1.0x", yes(ddec >= dtg["avg_ts"]), f"{ddec / dtg['avg_ts']:.2f}x")
 add("decode % of bandwidth roofline", f"{100 * roofline(tg['avg_ts']):.1f}%", f"{100 * fg['roofline_fraction']:.1f}%", ">= 40%", yes(fg["roofline_fraction"] >= 0.4))
 add("dispatches per layer per token", "-", f"{fg['decode_dispatches_per_layer']:.2f}", "<= 10", yes(fg["decode_dispatches_per_layer"] <= 10))
 add("submissions per token", "-", f"{fg['decode']['submissions']:.2f}", "1", yes(fg["decode"]["submissions"] <= 1.0))
