@@ -1,7 +1,7 @@
 // attention_tiled: attention.wgsl's attention (the math, the mask and the cache rings are described there) for
 // prompt chunks, which have many query rows per kv head. A workgroup takes a block of BLOCK_ROWS rows that read
-// one kv head and walks the positions any of them sees in tiles of TILE_KEYS, so each key and value is loaded
-// once per block rather than once per row. The rows of kv head g, in order: row j is token j / G, query head
+// one kv head and walks the positions any of them sees in tiles of TILE_KEYS, so each key is loaded once per block
+// and each value once per row group (below) rather than both once per row. The rows of kv head g, in order: row j is token j / G, query head
 // g · G + j % G, with G = n_head / n_kv_head. Online softmax in f32, as in attention.wgsl.
 // Cache storage type T: f32, or f16 when F16 is defined (needs SHADER_F16); q and out are always f32. HEAD_DIM (64,
 // 128, 256 or 512) is a compile-time constant, so each invocation's value accumulators are registers.
@@ -9,8 +9,9 @@
 // array<vec4<T>> read [kv_capacity][n_kv_head][HEAD_DIM], 3 out: array<vec4<f32>> read_write (layout of q), 4
 // params uniform (attention.wgsl's; n_splits and split_keys are not read).
 // Dispatch: Grid::for_items(n_kv_head · n_blocks, 1) with n_blocks = ⌈n_tokens · G / BLOCK_ROWS⌉; workgroup i
-// takes kv head i / n_blocks and block n_blocks − 1 − i % n_blocks, so the blocks of the latest tokens, which see
-// the most positions, start first. WG_SIZE is BLOCK_ROWS · 16. Each tile of positions takes three phases:
+// takes kv head i % n_kv_head and block n_blocks − 1 − i / n_kv_head, so the blocks of the latest tokens, which
+// see the most positions, start first. Positions are walked as offsets from the block's first one, so nothing
+// wraps near the end of the u32 range. WG_SIZE is BLOCK_ROWS · 16. Each tile of positions takes three phases:
 //   1. scores: invocation (r, c) = (lid / 16, lid % 16) scores row r against the tile's positions c and c + 16,
 //      over HEAD_DIM in chunks of 16 vec4s that the workgroup stages in workgroup memory (q rows, then keys);
 //   2. softmax: the same invocation masks and scales its two scores; the 16 invocations of a row meet in
@@ -69,12 +70,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if item >= params.n_kv_head * n_blocks {
         return;
     }
-    let kv_head = item / n_blocks;
-    let row0 = (n_blocks - 1u - item % n_blocks) * BLOCK_ROWS;
+    let kv_head = item % params.n_kv_head;
+    let row0 = (n_blocks - 1u - item / params.n_kv_head) * BLOCK_ROWS;
     let last_row = min(row0 + BLOCK_ROWS, group_rows) - 1u;
     // The block's positions: from what its first token sees to its last token.
     let key_begin = first_visible(params.q_pos0 + row0 / group_size);
-    let key_end = params.q_pos0 + last_row / group_size + 1u;
+    let n_keys = params.q_pos0 + last_row / group_size + 1u - key_begin;
     let slot_stride4 = params.n_kv_head * HEAD_DIM4;
     let head_offset4 = kv_head * HEAD_DIM4;
 
@@ -95,15 +96,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let g = lid / HEAD_DIM4;
     var acc: array<vec4<f32>, ROWS_PER>;
 
-    for (var tile0 = key_begin; tile0 < key_end; tile0 += TILE_KEYS) {
+    for (var tile0 = 0u; tile0 < n_keys; tile0 += TILE_KEYS) {
         var s0 = 0.0;
         var s1 = 0.0;
         for (var chunk = 0u; chunk < N_CHUNKS; chunk++) {
             let offset4 = chunk * CHUNK4 + c;
             q_chunk[lid] = select(vec4<f32>(0.0), q[q_base + offset4], row_valid);
-            // Positions past key_end (the last tile's tail) load the last one: finite, and weighted 0 below.
-            let key_pos0 = min(tile0 + r, key_end - 1u);
-            let key_pos1 = min(tile0 + r + 16u, key_end - 1u);
+            // Offsets past n_keys (the last tile's tail) load the last position: finite, and weighted 0 below.
+            let key_pos0 = key_begin + min(tile0 + r, n_keys - 1u);
+            let key_pos1 = key_begin + min(tile0 + r + 16u, n_keys - 1u);
             k_chunk[r * KEY_STRIDE4 + c] =
                 vec4<f32>(k_cache[(key_pos0 % params.kv_capacity) * slot_stride4 + head_offset4 + offset4]);
             k_chunk[(r + 16u) * KEY_STRIDE4 + c] =
@@ -123,10 +124,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             s0 = params.softcap * tanh(s0 / params.softcap);
             s1 = params.softcap * tanh(s1 / params.softcap);
         }
-        let p0 = tile0 + c;
-        let p1 = p0 + 16u;
-        let visible0 = row_valid && p0 >= first && p0 <= pos;
-        let visible1 = row_valid && p1 >= first && p1 <= pos;
+        let off0 = tile0 + c;
+        let off1 = off0 + 16u;
+        let p0 = key_begin + min(off0, n_keys - 1u);
+        let p1 = key_begin + min(off1, n_keys - 1u);
+        let visible0 = row_valid && off0 < n_keys && p0 >= first && p0 <= pos;
+        let visible1 = row_valid && off1 < n_keys && p1 >= first && p1 <= pos;
         lane_vals[lid] = max(select(NEG_BIG, s0, visible0), select(NEG_BIG, s1, visible1));
         workgroupBarrier();
         var tile_max = NEG_BIG;
@@ -153,7 +156,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             acc[i] *= row_rescale[g * ROWS_PER + i];
         }
         for (var k = 0u; k < TILE_KEYS; k++) {
-            let v_pos = min(tile0 + k, key_end - 1u);
+            let v_pos = key_begin + min(tile0 + k, n_keys - 1u);
             let v = vec4<f32>(v_cache[(v_pos % params.kv_capacity) * slot_stride4 + head_offset4 + col]);
             for (var i = 0u; i < ROWS_PER; i++) {
                 acc[i] += weights[(g * ROWS_PER + i) * TILE_KEYS + k] * v;

@@ -1,4 +1,4 @@
-// The uniform of attention.wgsl and attention_tiled.wgsl (`AttentionParams` in ops/attention.rs), and the score
+// The uniform of attention.wgsl and attention_tiled.wgsl (`AttentionParams` in ops/attention/mod.rs), and the score
 // that stands for "no position yet".
 
 struct Params {

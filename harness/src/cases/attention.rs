@@ -143,6 +143,8 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         shapes.push(s);
     }
     shapes.push(shape(256, 8, 1, 41, 490, ring(512, 41), 512, 1.0, F16));
+    // Positions a few tiles short of u32::MAX: the tiles' ends must not wrap.
+    shapes.push(shape(64, 4, 1, 16, u32::MAX - 20, ring(8, 16), 8, 1.0, F32));
     // Training chunks (grad mode): grouped-query ratios 1, 2 and 4, a window, a softcap with a window.
     for (nh, nkv, window, softcap) in [(4, 4, NO_WINDOW, 0.0), (4, 2, 3, 0.0), (4, 1, NO_WINDOW, 0.0), (2, 1, 4, 5.0)] {
         let mut s = shape(32, nh, nkv, 9, 0, 9, window, 0.125, F32);

@@ -1,5 +1,6 @@
 //! The one-pass attention of prompt chunks, in blocks of query rows that share a kv head
-//! (`shaders/attention_tiled.wgsl`): each key and value is loaded once per block instead of once per row. The
+//! (`shaders/attention_tiled.wgsl`): each key is loaded once per block and each value once per group of rows that
+//! share an accumulator column, instead of both once per row. The
 //! row kernel (`attention.wgsl`) stays for the shapes this does not take: few rows per kv head (decoding, which
 //! splits positions instead), and head dims other than the compiled ones.
 
