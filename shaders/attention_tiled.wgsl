@@ -1,8 +1,9 @@
 // attention_tiled: attention.wgsl's attention (the math, the mask and the cache rings are described there) for
 // prompt chunks, which have many query rows per kv head. A workgroup takes a block of BLOCK_ROWS rows that read
 // one kv head and walks the positions any of them sees in tiles of TILE_KEYS, so each key is loaded once per block
-// and each value once per row group (below) rather than both once per row. The rows of kv head g, in order: row j is token j / G, query head
-// g · G + j % G, with G = n_head / n_kv_head. Online softmax in f32, as in attention.wgsl.
+// and each value once per row group (phase 3 below) rather than both once per row. The rows of kv head g, in
+// order: row j is token j / G, query head g · G + j % G, with G = n_head / n_kv_head. Online softmax in f32, as in
+// attention.wgsl.
 // Cache storage type T: f32, or f16 when F16 is defined (needs SHADER_F16); q and out are always f32. HEAD_DIM (64,
 // 128, 256 or 512) is a compile-time constant, so each invocation's value accumulators are registers.
 // Bindings (group 0): 0 q: array<vec4<f32>> read [n_tokens][n_head][HEAD_DIM], 1 k_cache, 2 v_cache:
